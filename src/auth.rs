@@ -1,0 +1,225 @@
+//! JWT claims, token decoding and the extractors that guard routes by role.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Deserializer, Serialize};
+use thiserror::Error;
+
+use crate::{error::AppError, startup::AppState};
+
+#[derive(Debug, Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Client,
+    Admin,
+    Service,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown role {s:?}; use master, client, admin or service"))
+    }
+}
+
+impl Role {
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Admin | Role::Service)
+    }
+}
+
+/// What a token says about its bearer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(deserialize_with = "id_from_string_or_number")]
+    pub sub: i64,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_id: Option<i64>,
+    pub exp: u64,
+}
+
+/// The authenticated caller of a request or a WebSocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthUser {
+    pub user_id: i64,
+    pub role: Role,
+    pub master_id: Option<i64>,
+}
+
+impl AuthUser {
+    /// Fails with `forbidden` unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "role {} may not do this",
+                serde_json::to_value(self.role).unwrap_or_default()
+            )))
+        }
+    }
+
+    /// The master id of a master caller.
+    pub fn master(&self) -> Option<i64> {
+        match self.role {
+            Role::Master => self.master_id,
+            _ => None,
+        }
+    }
+}
+
+fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(i64),
+        Text(String),
+    }
+    match Id::deserialize(d)? {
+        Id::Number(n) => Ok(n),
+        Id::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom("sub must be a decimal user id")),
+    }
+}
+
+/// Signs and checks tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn decode(&self, token: &str) -> Result<AuthUser, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::Json(inner) => AuthError::Invalid(inner.to_string()),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Invalid(format!("missing claim {claim}"))
+                }
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                _ => AuthError::Invalid("malformed token".into()),
+            })?
+            .claims;
+        if claims.role == Role::Master && claims.master_id.is_none() {
+            return Err(AuthError::Invalid("a master token needs master_id".into()));
+        }
+        Ok(AuthUser {
+            user_id: claims.sub,
+            role: claims.role,
+            master_id: claims.master_id,
+        })
+    }
+
+    pub fn encode(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// Mints a token valid for `ttl_secs` from now.
+    pub fn mint(&self, user_id: i64, role: Role, master_id: Option<i64>, ttl_secs: u64) -> String {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        self.encode(&Claims {
+            sub: user_id,
+            role,
+            master_id,
+            exp: now + ttl_secs,
+        })
+    }
+}
+
+/// The bearer token of an `Authorization` header, if any.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| AppError::Internal("application state is missing".into()))?;
+    let token = bearer_token(req).ok_or(AuthError::Missing)?;
+    Ok(state.jwt.decode(token)?)
+}
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $($role:ident),+) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name(pub AuthUser);
+
+        impl FromRequest for $name {
+            type Error = AppError;
+            type Future = Ready<Result<Self, AppError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(authenticate(req).and_then(|user| {
+                    user.require(&[$(Role::$role),+])?;
+                    Ok($name(user))
+                }))
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// A service or admin caller: 401 without a token, 403 for other roles.
+    Staff, Service, Admin
+);
+role_guard!(
+    /// An admin caller.
+    AdminUser, Admin
+);
+role_guard!(
+    /// A master caller.
+    MasterUser, Master
+);
+role_guard!(
+    /// A service, admin or master caller.
+    StaffOrMaster, Service, Admin, Master
+);

@@ -1,0 +1,164 @@
+//! Settings read once at start from the environment (and `.env`, which the real environment overrides).
+
+use std::{env, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {value:?} ({reason})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot keep the generated JWT secret at {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Every setting of the service; `.env.example` documents each variable.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `BIND_ADDR`: where HTTP and WebSocket are served.
+    pub bind_addr: SocketAddr,
+    /// `DATABASE_URL`: a SQLite file path (created on first run).
+    pub database_url: String,
+    /// `JWT_SECRET`: HS256 key; generated and kept beside the database when unset.
+    pub jwt_secret: String,
+    /// `ALLOWED_ORIGINS`: browser origins allowed to open a WebSocket; `None` allows any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// `ASSIGNMENT_TTL_SECS`: response deadline of an offer when the request names none.
+    pub assignment_ttl: Duration,
+    /// `SUBSCRIPTION_TIMEOUT_SECS`: a subscription with no ping for this long is dropped.
+    pub subscription_timeout: Duration,
+    /// `CLEANUP_INTERVAL_SECS`: how often idle subscriptions are looked for.
+    pub cleanup_interval: Duration,
+    /// `ACTIVE_WINDOW_SECS`: a master pinged within this window counts as active.
+    pub active_window: Duration,
+    /// `AUTH_TIMEOUT_SECS`: an unauthenticated connection is closed after this long.
+    pub auth_timeout: Duration,
+    /// `MAX_MESSAGE_BYTES`: larger inbound frames close the connection with 1009.
+    pub max_message_bytes: usize,
+    /// `RATE_LIMIT_PER_SEC`: sustained inbound messages per connection.
+    pub rate_limit_per_sec: u32,
+    /// `RATE_LIMIT_BURST`: inbound messages a connection may send at once.
+    pub rate_limit_burst: u32,
+    /// `MAX_QUEUED_MESSAGES`: outbound queue per connection; a full queue closes it.
+    pub max_queued_messages: usize,
+    /// `DB_POOL_SIZE`: database connections kept open.
+    pub db_pool_size: u32,
+    /// `DB_TIMEOUT_SECS`: how long a request waits for a database connection.
+    pub db_timeout: Duration,
+}
+
+impl Config {
+    /// Reads `.env` (if present) and then the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Builds the settings from any variable source, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            parse(name, get(name), default).map(Duration::from_secs)
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "data/dispatcher.db".into());
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) => secret,
+            None => generated_secret(&database_url)?,
+        };
+        let allowed_origins = get("ALLOWED_ORIGINS").map(|list| {
+            list.split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect()
+        });
+        Ok(Config {
+            bind_addr: parse("BIND_ADDR", get("BIND_ADDR"), "127.0.0.1:8080".parse().unwrap())?,
+            database_url,
+            jwt_secret,
+            allowed_origins,
+            assignment_ttl: secs("ASSIGNMENT_TTL_SECS", 300)?,
+            subscription_timeout: secs("SUBSCRIPTION_TIMEOUT_SECS", 300)?,
+            cleanup_interval: secs("CLEANUP_INTERVAL_SECS", 60)?.max(Duration::from_secs(1)),
+            active_window: secs("ACTIVE_WINDOW_SECS", 90)?,
+            auth_timeout: secs("AUTH_TIMEOUT_SECS", 10)?,
+            max_message_bytes: parse("MAX_MESSAGE_BYTES", get("MAX_MESSAGE_BYTES"), 65536)?,
+            rate_limit_per_sec: parse("RATE_LIMIT_PER_SEC", get("RATE_LIMIT_PER_SEC"), 20)?,
+            rate_limit_burst: parse("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST"), 40)?,
+            max_queued_messages: parse("MAX_QUEUED_MESSAGES", get("MAX_QUEUED_MESSAGES"), 256)?
+                .max(1),
+            db_pool_size: parse("DB_POOL_SIZE", get("DB_POOL_SIZE"), 8)?.max(1),
+            db_timeout: secs("DB_TIMEOUT_SECS", 5)?,
+        })
+    }
+}
+
+fn parse<T: FromStr>(name: &'static str, value: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            value: raw,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Where the generated secret lives: beside a SQLite file, else in `./data`.
+fn secret_path(database_url: &str) -> PathBuf {
+    let is_file_path = !database_url.contains("://") && database_url != ":memory:";
+    let dir = if is_file_path {
+        PathBuf::from(database_url)
+            .parent()
+            .map(PathBuf::from)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        PathBuf::from("data")
+    };
+    dir.join("jwt_secret")
+}
+
+fn generated_secret(database_url: &str) -> Result<String, ConfigError> {
+    let path = secret_path(database_url);
+    let err = |source| ConfigError::Secret {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            log::warn!("JWT_SECRET is not set; using the generated secret in {}", path.display());
+            return Ok(existing);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let secret: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    write_private(&path, &secret).map_err(err)?;
+    log::warn!("JWT_SECRET is not set; generated one and kept it in {} (mode 0600)", path.display());
+    Ok(secret)
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

@@ -1,0 +1,390 @@
+//! Stored orders, assignments and masters. Each struct comes first, then its local methods, then its queries.
+
+use std::collections::HashMap;
+
+use diesel::{prelude::*, result::Error as QueryError};
+
+use super::{
+    DbConn, is_unique_violation,
+    schema::{assignments, masters, orders},
+    write_tx,
+};
+
+pub mod order_status {
+    pub const NEW: &str = "new";
+    pub const ASSIGNED: &str = "assigned";
+    pub const IN_PROGRESS: &str = "in_progress";
+    pub const COMPLETED: &str = "completed";
+    pub const CANCELLED: &str = "cancelled";
+    pub const ALL: [&str; 5] = [NEW, ASSIGNED, IN_PROGRESS, COMPLETED, CANCELLED];
+}
+
+pub mod assignment_status {
+    pub const PENDING: &str = "pending";
+    pub const ACCEPTED: &str = "accepted";
+    pub const REJECTED: &str = "rejected";
+    pub const EXPIRED: &str = "expired";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub id: i64,
+    pub client_user_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub client_name: Option<String>,
+    pub client_phone: Option<String>,
+    pub status: String,
+    pub master_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The caller-supplied part of an order, as `PUT /api/v1/orders/{id}` replaces it.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = orders, treat_none_as_null = true)]
+pub struct OrderFields {
+    pub client_user_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub client_name: Option<String>,
+    pub client_phone: Option<String>,
+}
+
+impl Order {
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            order_status::COMPLETED | order_status::CANCELLED
+        )
+    }
+
+    /// An order may be offered until a master accepts it or it is closed.
+    pub fn takes_offers(&self) -> bool {
+        self.master_id.is_none() && !self.is_closed()
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Order>> {
+        orders::table.find(id).first(conn).optional()
+    }
+
+    pub fn upsert(conn: &mut DbConn, id: i64, fields: &OrderFields, now: i64) -> QueryResult<Order> {
+        write_tx(conn, |conn| {
+            let updated = diesel::update(orders::table.find(id))
+                .set((fields, orders::updated_at.eq(now)))
+                .execute(conn)?;
+            if updated == 0 {
+                diesel::insert_into(orders::table)
+                    .values((
+                        orders::id.eq(id),
+                        orders::client_user_id.eq(fields.client_user_id),
+                        orders::address.eq(&fields.address),
+                        orders::device_type.eq(&fields.device_type),
+                        orders::problem.eq(&fields.problem),
+                        orders::client_name.eq(&fields.client_name),
+                        orders::client_phone.eq(&fields.client_phone),
+                        orders::status.eq(order_status::NEW),
+                        orders::created_at.eq(now),
+                        orders::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            orders::table.find(id).first(conn)
+        })
+    }
+
+    /// Stores a new status; closing an order cancels its pending offers in the same transaction.
+    pub fn set_status(
+        conn: &mut DbConn,
+        id: i64,
+        status: &str,
+        now: i64,
+    ) -> QueryResult<Option<(Order, Vec<Assignment>)>> {
+        write_tx(conn, |conn| {
+            let updated = diesel::update(orders::table.find(id))
+                .set((orders::status.eq(status), orders::updated_at.eq(now)))
+                .execute(conn)?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            let order: Order = orders::table.find(id).first(conn)?;
+            let cancelled = if order.is_closed() {
+                Assignment::cancel_pending_of_order(conn, id, None, now)?
+            } else {
+                Vec::new()
+            };
+            Ok(Some((order, cancelled)))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = assignments)]
+pub struct Assignment {
+    pub id: i64,
+    pub order_id: i64,
+    pub master_id: i64,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    pub reject_reason: Option<String>,
+}
+
+/// Why an offer could not be made.
+#[derive(Debug, PartialEq)]
+pub enum OfferRefused {
+    OrderNotFound,
+    OrderClosed,
+    AlreadyOffered,
+}
+
+/// What the first accept of an order changed.
+#[derive(Debug)]
+pub struct Accepted {
+    pub assignment: Assignment,
+    pub order: Order,
+    /// The order's other pending offers, now cancelled.
+    pub cancelled: Vec<Assignment>,
+}
+
+/// Which deadlines a decision is allowed at: masters decide before it, the expiry timer at or after it.
+#[derive(Debug, Clone, Copy)]
+pub enum Deadline {
+    Before(i64),
+    Reached(i64),
+    Ignored,
+}
+
+impl Deadline {
+    /// The open-closed range of `expires_at` values the decision applies to.
+    fn bounds(self) -> (i64, i64) {
+        match self {
+            Deadline::Before(now) => (now, i64::MAX),
+            Deadline::Reached(now) => (i64::MIN, now),
+            Deadline::Ignored => (i64::MIN, i64::MAX),
+        }
+    }
+}
+
+impl Assignment {
+    pub fn is_pending(&self) -> bool {
+        self.status == assignment_status::PENDING
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Assignment>> {
+        assignments::table.find(id).first(conn).optional()
+    }
+
+    pub fn offer(
+        conn: &mut DbConn,
+        order_id: i64,
+        master_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> QueryResult<Result<Assignment, OfferRefused>> {
+        write_tx(conn, |conn| {
+            let Some(order) = Order::find(conn, order_id)? else {
+                return Ok(Err(OfferRefused::OrderNotFound));
+            };
+            if !order.takes_offers() {
+                return Ok(Err(OfferRefused::OrderClosed));
+            }
+            let inserted = diesel::insert_into(assignments::table)
+                .values((
+                    assignments::order_id.eq(order_id),
+                    assignments::master_id.eq(master_id),
+                    assignments::status.eq(assignment_status::PENDING),
+                    assignments::created_at.eq(now),
+                    assignments::expires_at.eq(expires_at),
+                ))
+                .returning(Assignment::as_returning())
+                .get_result(conn);
+            match inserted {
+                Ok(assignment) => Ok(Ok(assignment)),
+                Err(e) if is_unique_violation(&e) => Ok(Err(OfferRefused::AlreadyOffered)),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Moves a pending assignment to `to`; false when something else decided it first.
+    fn decide(
+        conn: &mut DbConn,
+        id: i64,
+        to: &str,
+        deadline: Deadline,
+        now: i64,
+        reason: Option<&str>,
+    ) -> QueryResult<bool> {
+        let (after, until) = deadline.bounds();
+        let changed = diesel::update(
+            assignments::table
+                .find(id)
+                .filter(assignments::status.eq(assignment_status::PENDING))
+                .filter(assignments::expires_at.gt(after))
+                .filter(assignments::expires_at.le(until)),
+        )
+        .set((
+            assignments::status.eq(to),
+            assignments::decided_at.eq(now),
+            assignments::reject_reason.eq(reason),
+        ))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Decides one assignment; `None` when it was no longer pending.
+    pub fn decide_one(
+        conn: &mut DbConn,
+        id: i64,
+        to: &str,
+        deadline: Deadline,
+        now: i64,
+        reason: Option<&str>,
+    ) -> QueryResult<Option<Assignment>> {
+        write_tx(conn, |conn| {
+            if Self::decide(conn, id, to, deadline, now, reason)? {
+                assignments::table.find(id).first(conn).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// The first accept of an order wins it: the order becomes `assigned` to the acceptor and its other offers are cancelled.
+    pub fn accept(conn: &mut DbConn, id: i64, now: i64) -> QueryResult<Option<Accepted>> {
+        let outcome = write_tx(conn, |conn| {
+            if !Self::decide(conn, id, assignment_status::ACCEPTED, Deadline::Before(now), now, None)? {
+                return Err(QueryError::RollbackTransaction);
+            }
+            let assignment: Assignment = assignments::table.find(id).first(conn)?;
+            let won_order = diesel::update(
+                orders::table
+                    .find(assignment.order_id)
+                    .filter(orders::master_id.is_null())
+                    .filter(orders::status.ne_all([order_status::COMPLETED, order_status::CANCELLED])),
+            )
+            .set((
+                orders::status.eq(order_status::ASSIGNED),
+                orders::master_id.eq(assignment.master_id),
+                orders::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+            if won_order == 0 {
+                return Err(QueryError::RollbackTransaction);
+            }
+            let order = orders::table.find(assignment.order_id).first(conn)?;
+            let cancelled = Self::cancel_pending_of_order(conn, assignment.order_id, Some(id), now)?;
+            Ok(Accepted {
+                assignment,
+                order,
+                cancelled,
+            })
+        });
+        match outcome {
+            Ok(accepted) => Ok(Some(accepted)),
+            Err(QueryError::RollbackTransaction) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels the pending offers of an order (but `except`), returning the ones this call cancelled.
+    fn cancel_pending_of_order(
+        conn: &mut DbConn,
+        order_id: i64,
+        except: Option<i64>,
+        now: i64,
+    ) -> QueryResult<Vec<Assignment>> {
+        let pending: Vec<i64> = assignments::table
+            .filter(assignments::order_id.eq(order_id))
+            .filter(assignments::status.eq(assignment_status::PENDING))
+            .filter(assignments::id.ne(except.unwrap_or(-1)))
+            .select(assignments::id)
+            .load(conn)?;
+        let mut cancelled = Vec::with_capacity(pending.len());
+        for id in pending {
+            if Self::decide(conn, id, assignment_status::CANCELLED, Deadline::Ignored, now, None)? {
+                cancelled.push(assignments::table.find(id).first(conn)?);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    /// Expires those of `ids` whose deadline has passed and that are still pending.
+    pub fn expire_due(conn: &mut DbConn, ids: &[i64], now: i64) -> QueryResult<Vec<Assignment>> {
+        write_tx(conn, |conn| {
+            let mut expired = Vec::new();
+            for &id in ids {
+                if Self::decide(conn, id, assignment_status::EXPIRED, Deadline::Reached(now), now, None)? {
+                    expired.push(assignments::table.find(id).first(conn)?);
+                }
+            }
+            Ok(expired)
+        })
+    }
+
+    /// A master's pending, unexpired offers with their orders, oldest first.
+    pub fn pending_for_master(
+        conn: &mut DbConn,
+        master_id: i64,
+        now: i64,
+    ) -> QueryResult<Vec<(Assignment, Order)>> {
+        assignments::table
+            .inner_join(orders::table)
+            .filter(assignments::master_id.eq(master_id))
+            .filter(assignments::status.eq(assignment_status::PENDING))
+            .filter(assignments::expires_at.gt(now))
+            .order(assignments::id.asc())
+            .select((Assignment::as_select(), Order::as_select()))
+            .load(conn)
+    }
+
+    /// Every pending assignment, for re-arming the expiry timers at start.
+    pub fn all_pending(conn: &mut DbConn) -> QueryResult<Vec<Assignment>> {
+        assignments::table
+            .filter(assignments::status.eq(assignment_status::PENDING))
+            .load(conn)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = masters)]
+pub struct Master {
+    pub id: i64,
+    pub on_shift: bool,
+    pub updated_at: i64,
+}
+
+impl Master {
+    pub fn set_shift(conn: &mut DbConn, id: i64, on_shift: bool, now: i64) -> QueryResult<Master> {
+        write_tx(conn, |conn| {
+            let updated = diesel::update(masters::table.find(id))
+                .set((masters::on_shift.eq(on_shift), masters::updated_at.eq(now)))
+                .execute(conn)?;
+            if updated == 0 {
+                diesel::insert_into(masters::table)
+                    .values((
+                        masters::id.eq(id),
+                        masters::on_shift.eq(on_shift),
+                        masters::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            masters::table.find(id).first(conn)
+        })
+    }
+
+    /// Shift flags of the given masters; a master with no row is off shift.
+    pub fn on_shift_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<HashMap<i64, bool>> {
+        let rows: Vec<(i64, bool)> = masters::table
+            .filter(masters::id.eq_any(ids))
+            .select((masters::id, masters::on_shift))
+            .load(conn)?;
+        Ok(rows.into_iter().collect())
+    }
+}

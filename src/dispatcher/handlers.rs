@@ -1,0 +1,180 @@
+use actix::{Context, Handler, MessageResult};
+use actix_ws::CloseCode;
+
+use super::{Audience, Connection, Dispatcher, messages::*};
+use crate::time::now_ms;
+
+/// Registers a new connection, not yet authenticated.
+impl Handler<Connect> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.connections.insert(
+            msg.id,
+            Connection {
+                outbox: msg.outbox,
+                control: msg.control,
+                user: None,
+                subscribed: false,
+                last_ping: None,
+            },
+        );
+    }
+}
+
+/// Forgets a closed connection.
+impl Handler<Disconnect> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.remove(msg.id);
+    }
+}
+
+/// Indexes a connection by its user and, for masters, by master id.
+impl Handler<Authenticated> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Authenticated, _: &mut Context<Self>) {
+        let Some(conn) = self.connections.get_mut(&msg.id) else {
+            return;
+        };
+        conn.user = Some(msg.user);
+        self.by_user.entry(msg.user.user_id).or_default().push(msg.id);
+        if let Some(master_id) = msg.user.master() {
+            self.by_master.entry(master_id).or_default().push(msg.id);
+        }
+    }
+}
+
+/// Subscribes a master connection to offers, recording the time as a ping.
+impl Handler<SubscribeAssignments> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeAssignments, _: &mut Context<Self>) {
+        if let Some(conn) = self.connections.get_mut(&msg.id) {
+            conn.subscribed = true;
+            conn.last_ping = Some(now_ms());
+        }
+    }
+}
+
+/// Stops offers to a connection.
+impl Handler<UnsubscribeAssignments> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnsubscribeAssignments, _: &mut Context<Self>) {
+        if let Some(conn) = self.connections.get_mut(&msg.id) {
+            conn.subscribed = false;
+        }
+    }
+}
+
+/// Adds a service or admin connection to the assignment event feed.
+impl Handler<SubscribeEvents> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeEvents, _: &mut Context<Self>) {
+        if self.connections.contains_key(&msg.id) {
+            self.event_listeners.insert(msg.id);
+        }
+    }
+}
+
+/// Records a ping, which keeps a subscription alive and active.
+impl Handler<Pinged> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Pinged, _: &mut Context<Self>) {
+        if let Some(conn) = self.connections.get_mut(&msg.id) {
+            conn.last_ping = Some(now_ms());
+        }
+    }
+}
+
+/// Arms a new offer's deadline and pushes it to the master's subscribed connections.
+impl Handler<Offer> for Dispatcher {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Offer, ctx: &mut Context<Self>) -> usize {
+        self.expiry.arm(msg.assignment.id, msg.assignment.expires_at);
+        self.schedule_expiry(ctx);
+        self.publish(Audience::SubscribedMaster(msg.assignment.master_id), &msg.message)
+    }
+}
+
+/// Arms the deadlines of assignments that were pending at start.
+impl Handler<ArmExpiry> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ArmExpiry, ctx: &mut Context<Self>) {
+        for (id, deadline) in msg.0 {
+            self.expiry.arm(id, deadline);
+        }
+        self.schedule_expiry(ctx);
+    }
+}
+
+/// Tells connections about stored changes.
+impl Handler<Publish> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        for event in msg.0 {
+            self.on_event(ctx, event);
+        }
+    }
+}
+
+/// A snapshot of the connections for the admin stats.
+impl Handler<GetStats> for Dispatcher {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        let masters = self
+            .connections
+            .values()
+            .filter_map(|c| {
+                let user = c.user?;
+                Some(MasterConnection {
+                    user_id: user.user_id,
+                    master_id: user.master()?,
+                    subscribed: c.subscribed,
+                    last_ping: c.last_ping,
+                })
+            })
+            .collect();
+        MessageResult(Stats {
+            total_connected: self.connections.len(),
+            masters,
+        })
+    }
+}
+
+/// How many connections are open.
+impl Handler<CountConnections> for Dispatcher {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountConnections, _: &mut Context<Self>) -> usize {
+        self.connections.len()
+    }
+}
+
+/// Closes every connection with 1001 as the server goes down.
+impl Handler<Shutdown> for Dispatcher {
+    type Result = usize;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
+        let count = self.connections.len();
+        for (_, conn) in self.connections.drain() {
+            conn.control.do_send(CloseConnection {
+                code: CloseCode::Away,
+                reason: "server shutting down",
+            });
+        }
+        self.by_master.clear();
+        self.by_user.clear();
+        self.event_listeners.clear();
+        count
+    }
+}

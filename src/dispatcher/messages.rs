@@ -1,0 +1,124 @@
+//! Every message the Dispatcher takes, and the one it sends back to connections.
+
+use actix::{Message, Recipient};
+use actix_ws::CloseCode;
+
+use crate::{
+    auth::AuthUser,
+    db::models::{Assignment, Order},
+    ws::{outbox::Outbox, protocol::{AssignmentEventKind, ServerMessage}},
+};
+
+/// Opaque per-process connection id; shown to clients as hex.
+pub type ConnId = u64;
+
+/// A new WebSocket connection registers its queue and a way to close it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub id: ConnId,
+    pub outbox: Outbox,
+    pub control: Recipient<CloseConnection>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub id: ConnId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Authenticated {
+    pub id: ConnId,
+    pub user: AuthUser,
+}
+
+/// A master's connection starts receiving `new_assignment`; counts as a ping.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeAssignments {
+    pub id: ConnId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribeAssignments {
+    pub id: ConnId,
+}
+
+/// A service or admin connection starts receiving `assignment_event`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeEvents {
+    pub id: ConnId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Pinged {
+    pub id: ConnId,
+}
+
+/// A stored offer: arm its deadline and push it; answers how many connections it was sent to.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Offer {
+    pub assignment: Assignment,
+    pub message: ServerMessage,
+}
+
+/// Pending deadlines loaded at start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ArmExpiry(pub Vec<(i64, i64)>);
+
+/// Something stored changed; tell whoever must know.
+#[derive(Debug, Clone)]
+pub enum DomainEvent {
+    Decided {
+        assignment: Assignment,
+        kind: AssignmentEventKind,
+    },
+    OrderStatusChanged(Order),
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Vec<DomainEvent>);
+
+/// A master's connection as the admin stats show it.
+#[derive(Debug, Clone)]
+pub struct MasterConnection {
+    pub user_id: i64,
+    pub master_id: i64,
+    pub subscribed: bool,
+    pub last_ping: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub total_connected: usize,
+    pub masters: Vec<MasterConnection>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountConnections;
+
+/// Close every connection with 1001; answers how many there were.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+/// Sent to a connection: close with this code and stop.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CloseConnection {
+    pub code: CloseCode,
+    pub reason: &'static str,
+}

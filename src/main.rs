@@ -1,0 +1,68 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dispatcher::{auth::{JwtKeys, Role}, config::Config, startup::Application};
+
+#[derive(Parser)]
+#[command(name = "dispatcher", version, about = "Real-time assignment dispatcher")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a signed JWT for trying the service out.
+    Token {
+        /// master, client, admin or service
+        #[arg(long)]
+        role: Role,
+        /// User id (the `sub` claim)
+        #[arg(long)]
+        sub: i64,
+        /// Required for --role master
+        #[arg(long)]
+        master_id: Option<i64>,
+        /// Lifetime in seconds
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Token { role, sub, master_id, ttl }) => {
+            if role == Role::Master && master_id.is_none() {
+                eprintln!("--master-id is required for --role master");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", JwtKeys::new(&config.jwt_secret).mint(sub, role, master_id, ttl));
+            ExitCode::SUCCESS
+        }
+        None => serve(config),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let result = actix_web::rt::System::new().block_on(async {
+        let app = Application::build(config).await?;
+        app.run_until_stopped().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

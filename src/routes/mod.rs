@@ -1,0 +1,53 @@
+//! HTTP routes, one file per resource, mounted by [`config`].
+
+mod admin;
+mod assignments;
+mod health;
+mod masters;
+mod orders;
+
+use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
+
+use crate::{error::AppError, ws};
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .content_type_required(false)
+            .error_handler(|e: JsonPayloadError, _: &HttpRequest| {
+                AppError::BadRequest(format!("invalid JSON body: {e}")).into()
+            }),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_: PathError, req: &HttpRequest| {
+        AppError::NotFound(format!("nothing at {}", req.path())).into()
+    }))
+    .route("/health", web::get().to(health::health))
+    .route("/ws", web::get().to(ws::route::upgrade))
+    .route("/api/v1/ws", web::get().to(ws::route::upgrade))
+    .route("/api/admin/websocket/stats", web::get().to(admin::websocket_stats))
+    .service(
+        web::scope("/api/v1")
+            .route("/orders/{id}", web::put().to(orders::upsert))
+            .route("/orders/{id}/status", web::patch().to(orders::set_status))
+            .route("/assignments", web::post().to(assignments::create))
+            .route("/assignments/{id}", web::get().to(assignments::get))
+            .route("/assignments/{id}/accept", web::post().to(assignments::accept))
+            .route("/assignments/{id}/reject", web::post().to(assignments::reject))
+            .route("/assignments/{id}/cancel", web::post().to(assignments::cancel))
+            .route("/masters/me/assignments", web::get().to(masters::my_assignments))
+            .route("/masters/{id}/shift", web::put().to(masters::set_shift)),
+    )
+    .default_service(web::to(|req: HttpRequest| async move {
+        Err::<actix_web::HttpResponse, _>(AppError::NotFound(format!("nothing at {}", req.path())))
+    }));
+}
+
+/// Rejects blank required text with a message naming the field.
+fn required(field: &str, value: String) -> Result<String, AppError> {
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        Err(AppError::BadRequest(format!("{field} must not be empty")))
+    } else {
+        Ok(value)
+    }
+}

@@ -1,0 +1,64 @@
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::required;
+use crate::{
+    auth::Staff,
+    db::models::{OrderFields, order_status},
+    error::AppError,
+    service,
+    startup::AppState,
+    views::OrderView,
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody {
+    client_user_id: i64,
+    address: String,
+    device_type: String,
+    problem: String,
+    client_name: Option<String>,
+    client_phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct StatusBody {
+    status: String,
+}
+
+pub async fn upsert(
+    _: Staff,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<OrderBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let fields = OrderFields {
+        client_user_id: body.client_user_id,
+        address: required("address", body.address)?,
+        device_type: required("deviceType", body.device_type)?,
+        problem: required("problem", body.problem)?,
+        client_name: body.client_name,
+        client_phone: body.client_phone,
+    };
+    let order = service::upsert_order(&app, id.into_inner(), fields).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(&order)))
+}
+
+pub async fn set_status(
+    _: Staff,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<StatusBody>,
+) -> Result<HttpResponse, AppError> {
+    let status = body.into_inner().status;
+    if !order_status::ALL.contains(&status.as_str()) {
+        return Err(AppError::BadRequest(format!(
+            "status must be one of {}",
+            order_status::ALL.join(", ")
+        )));
+    }
+    let order = service::set_order_status(&app, id.into_inner(), status).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(&order)))
+}

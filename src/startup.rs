@@ -1,0 +1,172 @@
+//! Builds the application on a listener: database, start-up recovery, the one Dispatcher, the HTTP server.
+
+use std::{net::TcpListener, sync::Arc, time::Instant};
+
+use actix::{Actor, Addr};
+use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::{
+    auth::JwtKeys,
+    config::{Config, ConfigError},
+    db::{self, DbError, DbPool, models::Assignment},
+    dispatcher::{
+        Dispatcher, DispatcherSettings,
+        messages::{ArmExpiry, Shutdown},
+    },
+    routes,
+    time::now_ms,
+};
+
+/// What every request handler and connection shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub dispatcher: Addr<Dispatcher>,
+    pub jwt: JwtKeys,
+    pub config: Arc<Config>,
+    pub started_at: Instant,
+}
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the dispatcher did not start")]
+    Dispatcher,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    dispatcher: Addr<Dispatcher>,
+    stop: Arc<Notify>,
+}
+
+/// Asks a running [`Application`] to shut down as a SIGTERM would.
+#[derive(Clone)]
+pub struct StopHandle(Arc<Notify>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(config.bind_addr)?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
+        let pool = db::connect(&config.database_url, config.db_pool_size, config.db_timeout)?;
+        let pending = recover_pending(&pool)?;
+
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            DispatcherSettings {
+                subscription_timeout: config.subscription_timeout,
+                cleanup_interval: config.cleanup_interval,
+            },
+        )
+        .start();
+        dispatcher
+            .send(ArmExpiry(pending))
+            .await
+            .map_err(|_| StartupError::Dispatcher)?;
+
+        let state = web::Data::new(AppState {
+            pool,
+            dispatcher: dispatcher.clone(),
+            jwt: JwtKeys::new(&config.jwt_secret),
+            config: Arc::new(config),
+            started_at: Instant::now(),
+        });
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                // %U is the path alone: tokens in query strings never reach the log.
+                .wrap(
+                    Logger::new(r#"%{r}a "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .configure(routes::config)
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(3)
+        .run();
+        log::info!("dispatcher listening on port {port}");
+        Ok(Application {
+            port,
+            server,
+            dispatcher,
+            stop: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`StopHandle::stop`]; then closes every client with 1001.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            result = &mut server => return result.unwrap_or(Ok(())),
+            signal = shutdown_signal() => log::info!("{signal} received; shutting down"),
+            _ = self.stop.notified() => log::info!("stop requested; shutting down"),
+        }
+        let closed = self.dispatcher.send(Shutdown).await.unwrap_or(0);
+        log::info!("closing {closed} WebSocket connections with 1001");
+        handle.stop(true).await;
+        let _ = server.await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Expires what fell due while the service was down and returns the rest to re-arm.
+fn recover_pending(pool: &DbPool) -> Result<Vec<(i64, i64)>, DbError> {
+    let mut conn = pool.get()?;
+    let now = now_ms();
+    let (overdue, open): (Vec<Assignment>, Vec<Assignment>) = Assignment::all_pending(&mut conn)?
+        .into_iter()
+        .partition(|a| a.expires_at <= now);
+    let overdue: Vec<i64> = overdue.iter().map(|a| a.id).collect();
+    let expired = Assignment::expire_due(&mut conn, &overdue, now)?;
+    log::info!(
+        "start-up recovery: {} pending assignments re-armed, {} overdue expired",
+        open.len(),
+        expired.len()
+    );
+    Ok(open.into_iter().map(|a| (a.id, a.expires_at)).collect())
+}

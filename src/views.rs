@@ -1,0 +1,116 @@
+//! JSON shapes of stored objects, shared by HTTP answers and WebSocket messages.
+
+use serde::Serialize;
+
+use crate::{
+    db::models::{Assignment, Master, Order},
+    time::iso,
+};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub id: i64,
+    pub client_user_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub client_name: Option<String>,
+    pub client_phone: Option<String>,
+    pub status: String,
+    pub master_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        OrderView {
+            id: o.id,
+            client_user_id: o.client_user_id,
+            address: o.address.clone(),
+            device_type: o.device_type.clone(),
+            problem: o.problem.clone(),
+            client_name: o.client_name.clone(),
+            client_phone: o.client_phone.clone(),
+            status: o.status.clone(),
+            master_id: o.master_id,
+            created_at: iso(o.created_at),
+            updated_at: iso(o.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentView {
+    pub id: i64,
+    pub order_id: i64,
+    pub master_id: i64,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+}
+
+impl From<&Assignment> for AssignmentView {
+    fn from(a: &Assignment) -> Self {
+        AssignmentView {
+            id: a.id,
+            order_id: a.order_id,
+            master_id: a.master_id,
+            status: a.status.clone(),
+            created_at: iso(a.created_at),
+            expires_at: iso(a.expires_at),
+            decided_at: a.decided_at.map(iso),
+            reject_reason: a.reject_reason.clone(),
+        }
+    }
+}
+
+/// What a master sees of an offer before accepting it: never the client's name or phone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferView {
+    pub id: i64,
+    pub order_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl OfferView {
+    pub fn new(a: &Assignment, o: &Order) -> Self {
+        OfferView {
+            id: a.id,
+            order_id: a.order_id,
+            address: o.address.clone(),
+            device_type: o.device_type.clone(),
+            problem: o.problem.clone(),
+            created_at: iso(a.created_at),
+            expires_at: iso(a.expires_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterView {
+    pub id: i64,
+    pub on_shift: bool,
+    pub updated_at: String,
+}
+
+impl From<&Master> for MasterView {
+    fn from(m: &Master) -> Self {
+        MasterView {
+            id: m.id,
+            on_shift: m.on_shift,
+            updated_at: iso(m.updated_at),
+        }
+    }
+}

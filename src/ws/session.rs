@@ -1,0 +1,380 @@
+//! One actor per WebSocket connection: reads frames, answers directly, and registers with the Dispatcher
+//! for pushes. Its outbound frames go through a bounded queue drained by a writer task.
+
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, StreamHandler,
+    WrapFuture,
+};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
+use serde_json::Value;
+
+use super::{
+    outbox::{Outbound, Outbox, QueueError},
+    protocol::{ClientMessage, ServerMessage, parse},
+    rate_limit::{RateLimiter, Verdict},
+};
+use crate::{
+    auth::{AuthError, AuthUser},
+    dispatcher::{
+        Dispatcher,
+        messages::{
+            Authenticated, CloseConnection, Connect, ConnId, Disconnect, Pinged, SubscribeAssignments,
+            SubscribeEvents, UnsubscribeAssignments,
+        },
+    },
+    error::AppError,
+    service,
+    startup::AppState,
+    time::now_iso,
+    views::OrderView,
+};
+
+/// How often the server pings at the WebSocket level to find dead peers.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A peer silent this long (no frame, not even a pong) is gone.
+const PEER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where a connection comes from, for the logs (never its token).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: String,
+    pub origin: String,
+    pub user_agent: String,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "addr={} origin={:?} user_agent={:?}",
+            self.addr, self.origin, self.user_agent
+        )
+    }
+}
+
+pub struct WsSession {
+    id: ConnId,
+    app: AppState,
+    outbox: Outbox,
+    writer: tokio::task::JoinHandle<()>,
+    peer: Peer,
+    user: Option<AuthUser>,
+    /// The outcome of a token given in the query string or header, handled once started.
+    upgrade_auth: Option<Result<AuthUser, AuthError>>,
+    limiter: RateLimiter,
+    last_heard: Instant,
+}
+
+impl WsSession {
+    pub fn start(
+        app: AppState,
+        session: Session,
+        stream: AggregatedMessageStream,
+        peer: Peer,
+        upgrade_auth: Option<Result<AuthUser, AuthError>>,
+    ) {
+        let (outbox, writer) = Outbox::spawn(session, app.config.max_queued_messages);
+        let limiter = RateLimiter::new(app.config.rate_limit_per_sec, app.config.rate_limit_burst);
+        WsSession::create(move |ctx| {
+            ctx.add_stream(stream);
+            WsSession {
+                id: rand::random(),
+                app,
+                outbox,
+                writer,
+                peer,
+                user: None,
+                upgrade_auth,
+                limiter,
+                last_heard: Instant::now(),
+            }
+        });
+    }
+
+    fn send(&mut self, ctx: &mut Context<Self>, message: &ServerMessage, request_id: Option<&Value>) {
+        match self.outbox.text(message.encode(request_id)) {
+            Ok(()) => {}
+            Err(QueueError::Full) => self.close(ctx, CloseCode::Policy, "slow consumer"),
+            Err(QueueError::Closed) => ctx.stop(),
+        }
+    }
+
+    fn send_error(&mut self, ctx: &mut Context<Self>, error: &AppError, request_id: Option<&Value>) {
+        self.send(ctx, &ServerMessage::error(error), request_id);
+    }
+
+    /// Sends a close frame (or, when the queue is stuck, drops the socket) and stops the actor.
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        if self.outbox.close(code, reason) == Err(QueueError::Full) {
+            self.writer.abort();
+        }
+        ctx.stop();
+    }
+
+    /// Hands a message to the Dispatcher and waits for it to be taken before reading further frames.
+    fn tell<M>(&self, ctx: &mut Context<Self>, message: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Dispatcher: actix::Handler<M>,
+    {
+        let sent = self.app.dispatcher.send(message);
+        ctx.wait(sent.into_actor(self).map(|result, _, ctx| {
+            if result.is_err() {
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn authenticate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        outcome: Result<AuthUser, AuthError>,
+        request_id: Option<&Value>,
+    ) {
+        match outcome {
+            Ok(user) => {
+                log::info!(
+                    "WebSocket {:016x} authenticated user={} role={:?} master={:?} {}",
+                    self.id,
+                    user.user_id,
+                    user.role,
+                    user.master_id,
+                    self.peer
+                );
+                self.user = Some(user);
+                self.tell(ctx, Authenticated { id: self.id, user });
+                let reply = ServerMessage::AuthSuccess {
+                    user_id: user.user_id,
+                    role: user.role,
+                    master_id: user.master(),
+                };
+                self.send(ctx, &reply, request_id);
+            }
+            Err(e) => {
+                log::warn!("WebSocket {:016x} refused: {e}; {}", self.id, self.peer);
+                let reply = ServerMessage::AuthError {
+                    message: e.to_string(),
+                };
+                self.send(ctx, &reply, request_id);
+                self.close(ctx, CloseCode::Policy, "authentication failed");
+            }
+        }
+    }
+
+    fn on_text(&mut self, ctx: &mut Context<Self>, text: &str) {
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allowed => {}
+            Verdict::Dropped => return self.send_error(ctx, &AppError::RateLimited, None),
+            Verdict::Flooding => {
+                log::warn!("WebSocket {:016x} closed for flooding; {}", self.id, self.peer);
+                return self.close(ctx, CloseCode::Policy, "too many messages");
+            }
+        }
+        let incoming = parse(text);
+        let request_id = incoming.request_id;
+        match incoming.message {
+            Ok(message) => self.on_message(ctx, message, request_id),
+            Err(e) => self.send_error(ctx, &e, request_id.as_ref()),
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<Self>, message: ClientMessage, request_id: Option<Value>) {
+        let rid = request_id.as_ref();
+        let user = match (self.user, message) {
+            (_, ClientMessage::Ping) => {
+                self.tell(ctx, Pinged { id: self.id });
+                return self.send(ctx, &ServerMessage::Pong { server_time: now_iso() }, rid);
+            }
+            (None, ClientMessage::Auth { token }) => {
+                let outcome = self.app.jwt.decode(&token);
+                return self.authenticate(ctx, outcome, rid);
+            }
+            (Some(_), ClientMessage::Auth { .. }) => {
+                let e = AppError::BadRequest("this connection is already authenticated".into());
+                return self.send_error(ctx, &e, rid);
+            }
+            (None, _) => {
+                let e = AppError::Unauthorized("authenticate first with an auth message".into());
+                return self.send_error(ctx, &e, rid);
+            }
+            (Some(user), message) => (user, message),
+        };
+        match user {
+            (user, ClientMessage::SubscribeAssignments) => self.subscribe(ctx, user, request_id),
+            (_, ClientMessage::UnsubscribeAssignments) => {
+                self.tell(ctx, UnsubscribeAssignments { id: self.id });
+                self.send(ctx, &ServerMessage::UnsubscribedAssignments { reason: None }, rid);
+            }
+            (user, ClientMessage::SubscribeEvents) => {
+                if !user.role.is_staff() {
+                    let e = AppError::Forbidden("only service and admin connections get events".into());
+                    return self.send_error(ctx, &e, rid);
+                }
+                self.tell(ctx, SubscribeEvents { id: self.id });
+                self.send(ctx, &ServerMessage::SubscribedEvents, rid);
+            }
+            (user, ClientMessage::AcceptAssignment { assignment_id }) => {
+                let Some(user) = self.require_master(ctx, user, rid) else { return };
+                let app = self.app.clone();
+                let work = async move { service::accept(&app, user, assignment_id).await };
+                ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+                    let reply = result.map(|accepted| ServerMessage::AssignmentAccepted {
+                        assignment_id,
+                        order_id: accepted.order.id,
+                        order: OrderView::from(&accepted.order),
+                    });
+                    act.send_result(ctx, reply, request_id.as_ref());
+                }));
+            }
+            (user, ClientMessage::RejectAssignment { assignment_id, reason }) => {
+                let Some(user) = self.require_master(ctx, user, rid) else { return };
+                let app = self.app.clone();
+                let work = async move { service::reject(&app, user, assignment_id, reason).await };
+                ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+                    let reply = result.map(|a| ServerMessage::AssignmentRejected {
+                        assignment_id,
+                        order_id: a.order_id,
+                    });
+                    act.send_result(ctx, reply, request_id.as_ref());
+                }));
+            }
+            (_, ClientMessage::Ping | ClientMessage::Auth { .. }) => unreachable!("handled above"),
+        }
+    }
+
+    fn send_result(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reply: Result<ServerMessage, AppError>,
+        request_id: Option<&Value>,
+    ) {
+        match reply {
+            Ok(message) => self.send(ctx, &message, request_id),
+            Err(e) => self.send_error(ctx, &e, request_id),
+        }
+    }
+
+    fn require_master(
+        &mut self,
+        ctx: &mut Context<Self>,
+        user: AuthUser,
+        request_id: Option<&Value>,
+    ) -> Option<AuthUser> {
+        if user.master().is_some() {
+            return Some(user);
+        }
+        let e = AppError::Forbidden("only masters act on assignments".into());
+        self.send_error(ctx, &e, request_id);
+        None
+    }
+
+    /// Subscribes, then replays the master's open offers so a reconnecting app misses nothing.
+    fn subscribe(&mut self, ctx: &mut Context<Self>, user: AuthUser, request_id: Option<Value>) {
+        let Some(master_id) = self.require_master(ctx, user, request_id.as_ref()).and_then(|u| u.master()) else {
+            return;
+        };
+        self.tell(ctx, SubscribeAssignments { id: self.id });
+        self.send(ctx, &ServerMessage::SubscribedAssignments, request_id.as_ref());
+        let app = self.app.clone();
+        let work = async move { service::pending_offers(&app, master_id).await };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(offers) => {
+                for assignment in offers {
+                    act.send(ctx, &ServerMessage::NewAssignment { assignment }, None);
+                }
+            }
+            Err(e) => act.send_error(ctx, &e, None),
+        }));
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let connect = Connect {
+            id: self.id,
+            outbox: self.outbox.clone(),
+            control: ctx.address().recipient(),
+        };
+        self.tell(ctx, connect);
+        let connected = ServerMessage::Connected {
+            connection_id: format!("{:016x}", self.id),
+            server_time: now_iso(),
+        };
+        self.send(ctx, &connected, None);
+        match self.upgrade_auth.take() {
+            Some(outcome) => self.authenticate(ctx, outcome, None),
+            None => {
+                ctx.run_later(self.app.config.auth_timeout, |act, ctx| {
+                    if act.user.is_none() {
+                        log::warn!("WebSocket {:016x} closed: no authentication in time; {}", act.id, act.peer);
+                        act.close(ctx, CloseCode::Policy, "authentication timeout");
+                    }
+                });
+            }
+        }
+        ctx.run_interval(HEARTBEAT, |act, ctx| {
+            if act.last_heard.elapsed() > PEER_TIMEOUT {
+                log::info!("WebSocket {:016x} peer went silent; {}", act.id, act.peer);
+                act.writer.abort();
+                ctx.stop();
+            } else if act.outbox.push(Outbound::Ping) == Err(QueueError::Full) {
+                act.close(ctx, CloseCode::Policy, "slow consumer");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // One message per connection lifetime, so bypassing the mailbox bound cannot pile up.
+        self.app.dispatcher.do_send(Disconnect { id: self.id });
+        log::info!(
+            "WebSocket {:016x} closed user={:?} {}",
+            self.id,
+            self.user.map(|u| u.user_id),
+            self.peer
+        );
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.on_text(ctx, &text),
+            Ok(AggregatedMessage::Binary(_)) => {
+                self.close(ctx, CloseCode::Unsupported, "binary frames are not supported")
+            }
+            Ok(AggregatedMessage::Ping(payload)) => {
+                if self.outbox.push(Outbound::Pong(payload)) == Err(QueueError::Full) {
+                    self.close(ctx, CloseCode::Policy, "slow consumer");
+                }
+            }
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => self.close(ctx, CloseCode::Normal, ""),
+            Err(ProtocolError::Overflow) => self.close(ctx, CloseCode::Size, "message too big"),
+            Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
+                self.close(ctx, CloseCode::Size, "message too big")
+            }
+            Err(e) => {
+                log::info!("WebSocket {:016x} protocol error: {e}; {}", self.id, self.peer);
+                self.close(ctx, CloseCode::Protocol, "protocol error");
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Closes the connection on the Dispatcher's word (shutdown, slow consumer).
+impl Handler<CloseConnection> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseConnection, ctx: &mut Context<Self>) {
+        self.close(ctx, msg.code, msg.reason);
+    }
+}
