@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(allowed, 40);
         assert!(matches!(limiter.check(start), Verdict::Dropped));
         assert!(matches!(limiter.check(start + Duration::from_millis(100)), Verdict::Allowed));
-        let verdicts: Vec<_> = (0..99).map(|_| limiter.check(start + Duration::from_millis(100))).collect();
+        let verdicts: Vec<_> = (0..100).map(|_| limiter.check(start + Duration::from_millis(100))).collect();
         assert!(matches!(verdicts.last(), Some(Verdict::Flooding)));
     }
 }

@@ -1,0 +1,67 @@
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn concurrent_accepts_of_one_offer_decide_it_once() {
+    let app = spawn_app().await;
+    for round in 0..5 {
+        app.put_order(round, 7).await;
+        let (id, _) = app.offer_ok(round, 3, None).await;
+        let token = app.master_token(3);
+        let path = format!("/api/v1/assignments/{id}/accept");
+        let mut sockets = Vec::new();
+        for _ in 0..4 {
+            sockets.push(app.master_ws(3).await);
+        }
+        let http = join_all((0..8).map(|_| app.request(Method::POST, &path, Some(&token), None)));
+        let ws = join_all(sockets.iter_mut().map(|ws| async move {
+            ws.send(json!({"type": "accept_assignment", "assignmentId": id})).await;
+            loop {
+                let reply = ws.recv().await;
+                if reply["type"] != "order_status_update" {
+                    return reply;
+                }
+            }
+        }));
+        let (http, ws) = tokio::join!(http, ws);
+        let http_wins = http.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        let ws_wins = ws.iter().filter(|m| m["type"] == "assignment_accepted").count();
+        assert_eq!(http_wins + ws_wins, 1, "round {round}: {http:?} {ws:?}");
+        assert!(http.iter().all(|(s, b)| *s == StatusCode::OK || (*s == StatusCode::CONFLICT && b["code"] == "assignment_not_pending")));
+        assert!(ws.iter().all(|m| m["type"] == "assignment_accepted" || m["code"] == "assignment_not_pending"));
+    }
+}
+
+#[tokio::test]
+async fn when_masters_race_for_one_order_the_first_accept_wins_it() {
+    let app = &spawn_app().await;
+    for round in 0..5 {
+        app.put_order(round, 7).await;
+        let masters = [3, 4, 5, 6];
+        let mut ids = Vec::new();
+        for master in masters {
+            ids.push(app.offer_ok(round, master, None).await.0);
+        }
+        let results = join_all(masters.iter().zip(&ids).map(|(&master, &id)| {
+            let token = app.master_token(master);
+            async move { (master, app.request(Method::POST, &format!("/api/v1/assignments/{id}/accept"), Some(&token), None).await) }
+        }))
+        .await;
+        let winners: Vec<i64> = results.iter().filter(|(_, (s, _))| *s == StatusCode::OK).map(|(m, _)| *m).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let statuses: Vec<String> = join_all(ids.iter().map(|&id| app.get_assignment(id)))
+            .await
+            .iter()
+            .map(|a| a["status"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(statuses.iter().filter(|s| *s == "accepted").count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| *s == "cancelled").count(), 3, "{statuses:?}");
+        let (_, order) = app
+            .request(Method::PATCH, &format!("/api/v1/orders/{round}/status"), Some(&app.service_token()), Some(json!({"status": "assigned"})))
+            .await;
+        assert_eq!(order["masterId"], winners[0]);
+    }
+}

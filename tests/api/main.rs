@@ -1,0 +1,11 @@
+mod assignments;
+mod concurrency;
+mod expiry;
+mod helpers;
+mod http_errors;
+mod origin;
+mod process;
+mod restart;
+mod stats;
+mod ws_auth;
+mod ws_protocol;

@@ -1,0 +1,121 @@
+use std::time::Duration;
+
+use dispatcher::auth::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn row(stats: &Value, master_id: i64) -> Value {
+    stats["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["masterId"] == master_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for master {master_id}: {stats}"))
+}
+
+#[tokio::test]
+async fn stats_count_connected_subscribed_active_and_on_shift() {
+    let app = spawn_app_with(vec![("ACTIVE_WINDOW_SECS", "2".into())]).await;
+    let (status, _) = app
+        .request(Method::PUT, "/api/v1/masters/3/shift", Some(&app.service_token()), Some(json!({"onShift": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let _anonymous = app.ws("/ws").await;
+    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    client.recv_type("auth_success").await;
+    let mut on_shift = app.subscribed_master(3).await;
+    let _off_shift = app.subscribed_master(4).await;
+    let _idle = app.master_ws(5).await;
+
+    let stats = app.stats().await;
+    assert_eq!(stats["totalConnected"], 5, "{stats}");
+    assert_eq!(stats["totalSubscribed"], 2);
+    assert_eq!(stats["activeSubscriptions"], 2);
+    assert_eq!(stats["onShiftSubscriptions"], 1);
+    assert_eq!(stats["subscriptions"].as_array().unwrap().len(), 3);
+    let three = row(&stats, 3);
+    assert_eq!(three["userId"], 1003);
+    assert_eq!((three["subscribed"].clone(), three["onShift"].clone(), three["isActive"].clone()), (json!(true), json!(true), json!(true)));
+    assert!(three["lastPing"].as_str().unwrap().ends_with('Z'));
+    let five = row(&stats, 5);
+    assert_eq!((five["subscribed"].clone(), five["lastPing"].clone(), five["isActive"].clone()), (json!(false), Value::Null, json!(false)));
+
+    // Out of the active window until the next ping.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let stats = app.stats().await;
+    assert_eq!((stats["totalSubscribed"].clone(), stats["activeSubscriptions"].clone()), (json!(2), json!(0)));
+    on_shift.send(json!({"type": "ping"})).await;
+    on_shift.recv_type("pong").await;
+    let stats = app.stats().await;
+    assert_eq!((stats["activeSubscriptions"].clone(), stats["onShiftSubscriptions"].clone()), (json!(1), json!(1)));
+
+    drop(on_shift);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = app.stats().await;
+    assert_eq!(stats["totalConnected"], 4, "{stats}");
+    assert_eq!(stats["totalSubscribed"], 1);
+}
+
+#[tokio::test]
+async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection() {
+    let app = spawn_app_with(vec![
+        ("SUBSCRIPTION_TIMEOUT_SECS", "1".into()),
+        ("CLEANUP_INTERVAL_SECS", "1".into()),
+    ])
+    .await;
+    app.put_order(1, 7).await;
+    let mut silent = app.subscribed_master(3).await;
+    let mut pinging = app.subscribed_master(4).await;
+
+    let keep_alive = async {
+        for _ in 0..10 {
+            pinging.send(json!({"type": "ping"})).await;
+            pinging.recv_type("pong").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        pinging
+    };
+    let dropped = async { silent.recv_within(Duration::from_secs(4)).await };
+    let (mut pinging, dropped) = tokio::join!(keep_alive, dropped);
+    assert_eq!(dropped, Some(json!({"type": "unsubscribed_assignments", "reason": "idle"})));
+
+    let stats = app.stats().await;
+    assert_eq!(row(&stats, 3)["subscribed"], false);
+    assert_eq!(row(&stats, 4)["subscribed"], true);
+    silent.send(json!({"type": "ping"})).await;
+    silent.recv_type("pong").await;
+    let (_, created) = app.offer_ok(1, 3, None).await;
+    assert_eq!(created["delivered"], 0);
+    pinging.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let app = spawn_app_with(vec![("MAX_QUEUED_MESSAGES", "4".into())]).await;
+    let _stuck = app.subscribed_master(3).await;
+    let mut healthy = app.subscribed_master(4).await;
+    let big_problem = "x".repeat(64 * 1024);
+    let mut dropped_after = None;
+    for order in 0..400 {
+        let body = json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": big_problem});
+        let (status, _) = app
+            .request(Method::PUT, &format!("/api/v1/orders/{order}"), Some(&app.service_token()), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, created) = app.offer_ok(order, 3, None).await;
+        if created["delivered"] == 0 {
+            dropped_after = Some(order);
+            break;
+        }
+    }
+    assert!(dropped_after.is_some(), "the stuck client was never dropped");
+    let stats = app.stats().await;
+    assert_eq!(stats["totalConnected"], 1, "{stats}");
+    assert_eq!(row(&stats, 4)["subscribed"], true);
+    healthy.send(json!({"type": "ping"})).await;
+    healthy.recv_type("pong").await;
+}

@@ -1,0 +1,117 @@
+use std::time::Duration;
+
+use dispatcher::auth::Role;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn ping_answers_pong_with_server_time() {
+    let app = spawn_app().await;
+    let mut ws = app.master_ws(3).await;
+    ws.send(json!({"type": "ping"})).await;
+    let pong = ws.recv_type("pong").await;
+    assert!(pong["serverTime"].as_str().unwrap().ends_with('Z'));
+    assert!(pong.get("requestId").is_none());
+}
+
+#[tokio::test]
+async fn malformed_messages_get_errors_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let mut ws = app.master_ws(3).await;
+    ws.send_text("{not json").await;
+    ws.recv_error("bad_request").await;
+    ws.send(json!({"no": "type"})).await;
+    ws.recv_error("bad_request").await;
+    ws.send(json!({"type": "teleport", "requestId": "t"})).await;
+    assert_eq!(ws.recv_error("unknown_type").await["requestId"], "t");
+    ws.send(json!({"type": "accept_assignment", "requestId": 9})).await;
+    assert_eq!(ws.recv_error("bad_request").await["requestId"], 9);
+    ws.send(json!({"type": "accept_assignment", "assignmentId": "seven"})).await;
+    ws.recv_error("bad_request").await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": 999_999})).await;
+    ws.recv_error("not_found").await;
+    ws.send(json!({"type": "ping"})).await;
+    ws.recv_type("pong").await;
+}
+
+#[tokio::test]
+async fn roles_are_checked_per_message() {
+    let app = spawn_app().await;
+    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    client.recv_type("auth_success").await;
+    client.send(json!({"type": "subscribe_assignments", "requestId": "s"})).await;
+    assert_eq!(client.recv_error("forbidden").await["requestId"], "s");
+    client.send(json!({"type": "subscribe_events"})).await;
+    client.recv_error("forbidden").await;
+    client.send(json!({"type": "accept_assignment", "assignmentId": 1})).await;
+    client.recv_error("forbidden").await;
+
+    let mut master = app.master_ws(3).await;
+    master.send(json!({"type": "subscribe_events"})).await;
+    master.recv_error("forbidden").await;
+
+    let mut service = app.ws(&format!("/ws?token={}", app.service_token())).await;
+    service.recv_type("auth_success").await;
+    service.send(json!({"type": "subscribe_events", "requestId": 1})).await;
+    assert_eq!(service.recv_type("subscribed_events").await["requestId"], 1);
+}
+
+#[tokio::test]
+async fn subscribe_and_unsubscribe_are_acknowledged() {
+    let app = spawn_app().await;
+    let mut ws = app.subscribed_master(3).await;
+    ws.send(json!({"type": "unsubscribe_assignments", "requestId": "u"})).await;
+    let ack = ws.recv_type("unsubscribed_assignments").await;
+    assert_eq!(ack["requestId"], "u");
+    assert!(ack.get("reason").is_none());
+}
+
+#[tokio::test]
+async fn a_binary_frame_closes_with_1003() {
+    let app = spawn_app().await;
+    let mut ws = app.master_ws(3).await;
+    ws.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(ws.closed().await.code, 1003);
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_with_1009() {
+    let app = spawn_app_with(vec![("MAX_MESSAGE_BYTES", "1024".into())]).await;
+    let mut ws = app.master_ws(3).await;
+    ws.send(json!({"type": "ping", "requestId": "x".repeat(900)})).await;
+    ws.recv_type("pong").await;
+    ws.send(json!({"type": "ping", "requestId": "x".repeat(2000)})).await;
+    assert_eq!(ws.closed().await.code, 1009);
+}
+
+#[tokio::test]
+async fn messages_over_the_rate_are_dropped_with_rate_limited() {
+    let app = spawn_app_with(vec![("RATE_LIMIT_PER_SEC", "1".into()), ("RATE_LIMIT_BURST", "3".into())]).await;
+    let mut ws = app.master_ws(3).await;
+    for i in 0..5 {
+        ws.send(json!({"type": "ping", "requestId": i})).await;
+    }
+    let replies: Vec<_> = [ws.recv().await, ws.recv().await, ws.recv().await, ws.recv().await, ws.recv().await].into();
+    let pongs = replies.iter().filter(|m| m["type"] == "pong").count();
+    let limited = replies.iter().filter(|m| m["code"] == "rate_limited").count();
+    assert_eq!((pongs, limited), (3, 2), "{replies:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ws.send(json!({"type": "ping"})).await;
+    ws.recv_type("pong").await;
+}
+
+#[tokio::test]
+async fn a_client_that_keeps_flooding_is_closed_with_1008() {
+    let app = spawn_app_with(vec![("RATE_LIMIT_PER_SEC", "1".into()), ("RATE_LIMIT_BURST", "1".into())]).await;
+    let mut ws = app.master_ws(3).await;
+    for _ in 0..150 {
+        ws.send(json!({"type": "ping"})).await;
+    }
+    let mut before = Vec::new();
+    let closed = ws.closed_after(&mut before).await;
+    assert_eq!(closed.code, 1008);
+    let limited = before.iter().filter(|m| m["code"] == "rate_limited").count();
+    assert!((90..=100).contains(&limited), "{limited} rate_limited errors before closing");
+}
