@@ -79,7 +79,11 @@ impl Config {
                 .collect()
         });
         Ok(Config {
-            bind_addr: parse("BIND_ADDR", get("BIND_ADDR"), "127.0.0.1:8080".parse().unwrap())?,
+            bind_addr: parse(
+                "BIND_ADDR",
+                get("BIND_ADDR"),
+                "127.0.0.1:8080".parse().unwrap(),
+            )?,
             database_url,
             jwt_secret,
             allowed_origins,
@@ -99,17 +103,24 @@ impl Config {
     }
 }
 
-fn parse<T: FromStr>(name: &'static str, value: Option<String>, default: T) -> Result<T, ConfigError>
+fn parse<T: FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match value {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            value: raw,
-            reason: e.to_string(),
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value: raw,
+                reason: e.to_string(),
+            }),
     }
 }
 
@@ -137,7 +148,10 @@ fn generated_secret(database_url: &str) -> Result<String, ConfigError> {
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {
-            log::warn!("JWT_SECRET is not set; using the generated secret in {}", path.display());
+            log::warn!(
+                "JWT_SECRET is not set; using the generated secret in {}",
+                path.display()
+            );
             return Ok(existing);
         }
     }
@@ -150,7 +164,10 @@ fn generated_secret(database_url: &str) -> Result<String, ConfigError> {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
     write_private(&path, &secret).map_err(err)?;
-    log::warn!("JWT_SECRET is not set; generated one and kept it in {} (mode 0600)", path.display());
+    log::warn!(
+        "JWT_SECRET is not set; generated one and kept it in {} (mode 0600)",
+        path.display()
+    );
     Ok(secret)
 }
 

@@ -1,10 +1,18 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dispatcher::{auth::{JwtKeys, Role}, config::Config, startup::Application};
+use dispatcher::{
+    auth::{JwtKeys, Role},
+    config::Config,
+    startup::Application,
+};
 
 #[derive(Parser)]
-#[command(name = "dispatcher", version, about = "Real-time assignment dispatcher")]
+#[command(
+    name = "dispatcher",
+    version,
+    about = "Real-time assignment dispatcher"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,12 +48,20 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Token { role, sub, master_id, ttl }) => {
+        Some(Command::Token {
+            role,
+            sub,
+            master_id,
+            ttl,
+        }) => {
             if role == Role::Master && master_id.is_none() {
                 eprintln!("--master-id is required for --role master");
                 return ExitCode::FAILURE;
             }
-            println!("{}", JwtKeys::new(&config.jwt_secret).mint(sub, role, master_id, ttl));
+            println!(
+                "{}",
+                JwtKeys::new(&config.jwt_secret).mint(sub, role, master_id, ttl)
+            );
             ExitCode::SUCCESS
         }
         None => serve(config),

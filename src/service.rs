@@ -9,7 +9,10 @@ use crate::{
     auth::AuthUser,
     db::{
         self,
-        models::{Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields, assignment_status},
+        models::{
+            Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields,
+            assignment_status,
+        },
     },
     dispatcher::messages::{DomainEvent, Offer, Publish},
     error::AppError,
@@ -83,8 +86,13 @@ pub async fn offer(
     let expires_at = now + ttl.as_millis() as i64;
     let (assignment, order) = with_db(app, move |conn| {
         match Assignment::offer(conn, order_id, master_id, now, expires_at)? {
-            Ok(a) => Ok((a, Order::find(conn, order_id)?.expect("offered order exists"))),
-            Err(OfferRefused::OrderNotFound) => Err(AppError::NotFound(format!("order {order_id} not found"))),
+            Ok(a) => Ok((
+                a,
+                Order::find(conn, order_id)?.expect("offered order exists"),
+            )),
+            Err(OfferRefused::OrderNotFound) => {
+                Err(AppError::NotFound(format!("order {order_id} not found")))
+            }
             Err(OfferRefused::OrderClosed) => Err(AppError::Conflict(format!(
                 "order {order_id} is already accepted, completed or cancelled"
             ))),
@@ -110,15 +118,21 @@ pub async fn offer(
 
 /// Finds an assignment the caller may see: staff see all, a master only his own.
 fn visible(conn: &mut db::DbConn, user: &AuthUser, id: i64) -> Result<Assignment, AppError> {
-    let assignment =
-        Assignment::find(conn, id)?.ok_or_else(|| AppError::NotFound(format!("assignment {id} not found")))?;
+    let assignment = Assignment::find(conn, id)?
+        .ok_or_else(|| AppError::NotFound(format!("assignment {id} not found")))?;
     if !user.role.is_staff() && user.master() != Some(assignment.master_id) {
-        return Err(AppError::Forbidden(format!("assignment {id} belongs to another master")));
+        return Err(AppError::Forbidden(format!(
+            "assignment {id} belongs to another master"
+        )));
     }
     Ok(assignment)
 }
 
-pub async fn get_assignment(app: &AppState, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
+pub async fn get_assignment(
+    app: &AppState,
+    user: AuthUser,
+    id: i64,
+) -> Result<Assignment, AppError> {
     with_db(app, move |conn| visible(conn, &user, id)).await
 }
 
@@ -130,7 +144,10 @@ pub async fn accept(app: &AppState, user: AuthUser, id: i64) -> Result<Accepted,
         Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))
     })
     .await?;
-    let mut events = vec![decided(accepted.assignment.clone(), AssignmentEventKind::Accepted)];
+    let mut events = vec![decided(
+        accepted.assignment.clone(),
+        AssignmentEventKind::Accepted,
+    )];
     events.extend(
         accepted
             .cancelled
@@ -170,7 +187,8 @@ async fn decide(
     };
     let assignment = with_db(app, move |conn| {
         visible(conn, &user, id)?;
-        Assignment::decide_one(conn, id, to, deadline, now, reason.as_deref())?.ok_or(AppError::NotPending(id))
+        Assignment::decide_one(conn, id, to, deadline, now, reason.as_deref())?
+            .ok_or(AppError::NotPending(id))
     })
     .await?;
     let kind = if to == assignment_status::CANCELLED {
@@ -185,11 +203,17 @@ async fn decide(
 /// A master's offers still open, as `new_assignment` shows them.
 pub async fn pending_offers(app: &AppState, master_id: i64) -> Result<Vec<OfferView>, AppError> {
     let now = now_ms();
-    let rows = with_db(app, move |conn| Ok(Assignment::pending_for_master(conn, master_id, now)?)).await?;
+    let rows = with_db(app, move |conn| {
+        Ok(Assignment::pending_for_master(conn, master_id, now)?)
+    })
+    .await?;
     Ok(rows.iter().map(|(a, o)| OfferView::new(a, o)).collect())
 }
 
 pub async fn set_shift(app: &AppState, master_id: i64, on_shift: bool) -> Result<Master, AppError> {
     let now = now_ms();
-    with_db(app, move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?)).await
+    with_db(app, move |conn| {
+        Ok(Master::set_shift(conn, master_id, on_shift, now)?)
+    })
+    .await
 }

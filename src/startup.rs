@@ -64,7 +64,10 @@ impl Application {
         Self::build_with_listener(config, listener).await
     }
 
-    pub async fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
         let pool = db::connect(&config.database_url, config.db_pool_size, config.db_timeout)?;
         let pending = recover_pending(&pool)?;
 

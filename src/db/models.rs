@@ -72,7 +72,12 @@ impl Order {
         orders::table.find(id).first(conn).optional()
     }
 
-    pub fn upsert(conn: &mut DbConn, id: i64, fields: &OrderFields, now: i64) -> QueryResult<Order> {
+    pub fn upsert(
+        conn: &mut DbConn,
+        id: i64,
+        fields: &OrderFields,
+        now: i64,
+    ) -> QueryResult<Order> {
         write_tx(conn, |conn| {
             let updated = diesel::update(orders::table.find(id))
                 .set((fields, orders::updated_at.eq(now)))
@@ -259,7 +264,14 @@ impl Assignment {
     /// The first accept of an order wins it: the order becomes `assigned` to the acceptor and its other offers are cancelled.
     pub fn accept(conn: &mut DbConn, id: i64, now: i64) -> QueryResult<Option<Accepted>> {
         let outcome = write_tx(conn, |conn| {
-            if !Self::decide(conn, id, assignment_status::ACCEPTED, Deadline::Before(now), now, None)? {
+            if !Self::decide(
+                conn,
+                id,
+                assignment_status::ACCEPTED,
+                Deadline::Before(now),
+                now,
+                None,
+            )? {
                 return Err(QueryError::RollbackTransaction);
             }
             let assignment: Assignment = assignments::table.find(id).first(conn)?;
@@ -267,7 +279,9 @@ impl Assignment {
                 orders::table
                     .find(assignment.order_id)
                     .filter(orders::master_id.is_null())
-                    .filter(orders::status.ne_all([order_status::COMPLETED, order_status::CANCELLED])),
+                    .filter(
+                        orders::status.ne_all([order_status::COMPLETED, order_status::CANCELLED]),
+                    ),
             )
             .set((
                 orders::status.eq(order_status::ASSIGNED),
@@ -279,7 +293,8 @@ impl Assignment {
                 return Err(QueryError::RollbackTransaction);
             }
             let order = orders::table.find(assignment.order_id).first(conn)?;
-            let cancelled = Self::cancel_pending_of_order(conn, assignment.order_id, Some(id), now)?;
+            let cancelled =
+                Self::cancel_pending_of_order(conn, assignment.order_id, Some(id), now)?;
             Ok(Accepted {
                 assignment,
                 order,
@@ -308,7 +323,14 @@ impl Assignment {
             .load(conn)?;
         let mut cancelled = Vec::with_capacity(pending.len());
         for id in pending {
-            if Self::decide(conn, id, assignment_status::CANCELLED, Deadline::Ignored, now, None)? {
+            if Self::decide(
+                conn,
+                id,
+                assignment_status::CANCELLED,
+                Deadline::Ignored,
+                now,
+                None,
+            )? {
                 cancelled.push(assignments::table.find(id).first(conn)?);
             }
         }
@@ -320,7 +342,14 @@ impl Assignment {
         write_tx(conn, |conn| {
             let mut expired = Vec::new();
             for &id in ids {
-                if Self::decide(conn, id, assignment_status::EXPIRED, Deadline::Reached(now), now, None)? {
+                if Self::decide(
+                    conn,
+                    id,
+                    assignment_status::EXPIRED,
+                    Deadline::Reached(now),
+                    now,
+                    None,
+                )? {
                     expired.push(assignments::table.find(id).first(conn)?);
                 }
             }

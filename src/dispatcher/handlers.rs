@@ -40,7 +40,10 @@ impl Handler<Authenticated> for Dispatcher {
             return;
         };
         conn.user = Some(msg.user);
-        self.by_user.entry(msg.user.user_id).or_default().push(msg.id);
+        self.by_user
+            .entry(msg.user.user_id)
+            .or_default()
+            .push(msg.id);
         if let Some(master_id) = msg.user.master() {
             self.by_master.entry(master_id).or_default().push(msg.id);
         }
@@ -97,9 +100,13 @@ impl Handler<Offer> for Dispatcher {
     type Result = usize;
 
     fn handle(&mut self, msg: Offer, ctx: &mut Context<Self>) -> usize {
-        self.expiry.arm(msg.assignment.id, msg.assignment.expires_at);
+        self.expiry
+            .arm(msg.assignment.id, msg.assignment.expires_at);
         self.schedule_expiry(ctx);
-        self.publish(Audience::SubscribedMaster(msg.assignment.master_id), &msg.message)
+        self.publish(
+            Audience::SubscribedMaster(msg.assignment.master_id),
+            &msg.message,
+        )
     }
 }
 

@@ -6,7 +6,10 @@ use actix_ws::CloseCode;
 use crate::{
     auth::AuthUser,
     db::models::{Assignment, Order},
-    ws::{outbox::Outbox, protocol::{AssignmentEventKind, ServerMessage}},
+    ws::{
+        outbox::Outbox,
+        protocol::{AssignmentEventKind, ServerMessage},
+    },
 };
 
 /// Opaque per-process connection id; shown to clients as hex.

@@ -4,9 +4,9 @@ use serde::Serialize;
 use crate::{
     auth::AdminUser,
     db::models::Master,
-    service,
     dispatcher::messages::GetStats,
     error::AppError,
+    service,
     startup::AppState,
     time::{iso, now_ms},
 };
@@ -33,7 +33,10 @@ struct WebsocketStats {
 }
 
 /// Seed 001's monitoring view: connections from the Dispatcher, shifts from the database.
-pub async fn websocket_stats(_: AdminUser, app: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn websocket_stats(
+    _: AdminUser,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     let stats = app
         .dispatcher
         .send(GetStats)
@@ -42,7 +45,10 @@ pub async fn websocket_stats(_: AdminUser, app: web::Data<AppState>) -> Result<H
     let mut master_ids: Vec<i64> = stats.masters.iter().map(|m| m.master_id).collect();
     master_ids.sort_unstable();
     master_ids.dedup();
-    let on_shift = service::with_db(&app, move |conn| Ok(Master::on_shift_of(conn, &master_ids)?)).await?;
+    let on_shift = service::with_db(&app, move |conn| {
+        Ok(Master::on_shift_of(conn, &master_ids)?)
+    })
+    .await?;
 
     let active_since = now_ms() - app.config.active_window.as_millis() as i64;
     let subscriptions: Vec<SubscriptionRow> = stats
@@ -61,7 +67,10 @@ pub async fn websocket_stats(_: AdminUser, app: web::Data<AppState>) -> Result<H
         total_connected: stats.total_connected,
         total_subscribed: subscriptions.iter().filter(|s| s.subscribed).count(),
         active_subscriptions: subscriptions.iter().filter(|s| s.is_active).count(),
-        on_shift_subscriptions: subscriptions.iter().filter(|s| s.is_active && s.on_shift).count(),
+        on_shift_subscriptions: subscriptions
+            .iter()
+            .filter(|s| s.is_active && s.on_shift)
+            .count(),
         subscriptions,
     }))
 }

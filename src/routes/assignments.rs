@@ -45,7 +45,9 @@ pub async fn get(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     if !user.role.is_staff() && user.master().is_none() {
-        return Err(AppError::Forbidden("only staff and masters see assignments".into()));
+        return Err(AppError::Forbidden(
+            "only staff and masters see assignments".into(),
+        ));
     }
     let assignment = service::get_assignment(&app, user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
@@ -69,7 +71,8 @@ pub async fn reject(
     let body: RejectBody = if body.iter().all(u8::is_ascii_whitespace) {
         RejectBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
     };
     let assignment = service::reject(&app, user, id.into_inner(), body.reason).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))

@@ -34,7 +34,9 @@ pub async fn set_shift(
 ) -> Result<HttpResponse, AppError> {
     let master_id = id.into_inner();
     if !user.role.is_staff() && user.master() != Some(master_id) {
-        return Err(AppError::Forbidden("a master may only change his own shift".into()));
+        return Err(AppError::Forbidden(
+            "a master may only change his own shift".into(),
+        ));
     }
     let master = service::set_shift(&app, master_id, body.on_shift).await?;
     Ok(HttpResponse::Ok().json(MasterView::from(&master)))

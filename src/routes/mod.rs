@@ -18,23 +18,40 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 AppError::BadRequest(format!("invalid JSON body: {e}")).into()
             }),
     )
-    .app_data(web::PathConfig::default().error_handler(|_: PathError, req: &HttpRequest| {
-        AppError::NotFound(format!("nothing at {}", req.path())).into()
-    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|_: PathError, req: &HttpRequest| {
+            AppError::NotFound(format!("nothing at {}", req.path())).into()
+        }),
+    )
     .route("/health", web::get().to(health::health))
     .route("/ws", web::get().to(ws::route::upgrade))
     .route("/api/v1/ws", web::get().to(ws::route::upgrade))
-    .route("/api/admin/websocket/stats", web::get().to(admin::websocket_stats))
+    .route(
+        "/api/admin/websocket/stats",
+        web::get().to(admin::websocket_stats),
+    )
     .service(
         web::scope("/api/v1")
             .route("/orders/{id}", web::put().to(orders::upsert))
             .route("/orders/{id}/status", web::patch().to(orders::set_status))
             .route("/assignments", web::post().to(assignments::create))
             .route("/assignments/{id}", web::get().to(assignments::get))
-            .route("/assignments/{id}/accept", web::post().to(assignments::accept))
-            .route("/assignments/{id}/reject", web::post().to(assignments::reject))
-            .route("/assignments/{id}/cancel", web::post().to(assignments::cancel))
-            .route("/masters/me/assignments", web::get().to(masters::my_assignments))
+            .route(
+                "/assignments/{id}/accept",
+                web::post().to(assignments::accept),
+            )
+            .route(
+                "/assignments/{id}/reject",
+                web::post().to(assignments::reject),
+            )
+            .route(
+                "/assignments/{id}/cancel",
+                web::post().to(assignments::cancel),
+            )
+            .route(
+                "/masters/me/assignments",
+                web::get().to(masters::my_assignments),
+            )
             .route("/masters/{id}/shift", web::put().to(masters::set_shift)),
     )
     .default_service(web::to(|req: HttpRequest| async move {

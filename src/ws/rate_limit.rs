@@ -36,7 +36,9 @@ impl RateLimiter {
     }
 
     pub fn check(&mut self, now: Instant) -> Verdict {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
         self.refilled_at = now;
         if self.tokens >= 1.0 {
@@ -65,11 +67,18 @@ mod tests {
     fn allows_the_burst_then_drops_then_calls_a_sustained_flood() {
         let start = Instant::now();
         let mut limiter = RateLimiter::new(20, 40);
-        let allowed = (0..40).filter(|_| matches!(limiter.check(start), Verdict::Allowed)).count();
+        let allowed = (0..40)
+            .filter(|_| matches!(limiter.check(start), Verdict::Allowed))
+            .count();
         assert_eq!(allowed, 40);
         assert!(matches!(limiter.check(start), Verdict::Dropped));
-        assert!(matches!(limiter.check(start + Duration::from_millis(100)), Verdict::Allowed));
-        let verdicts: Vec<_> = (0..100).map(|_| limiter.check(start + Duration::from_millis(100))).collect();
+        assert!(matches!(
+            limiter.check(start + Duration::from_millis(100)),
+            Verdict::Allowed
+        ));
+        let verdicts: Vec<_> = (0..100)
+            .map(|_| limiter.check(start + Duration::from_millis(100)))
+            .collect();
         assert!(matches!(verdicts.last(), Some(Verdict::Flooding)));
     }
 }

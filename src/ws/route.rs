@@ -48,7 +48,11 @@ pub async fn upgrade(
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
 
-    if !origin_allowed(app.config.allowed_origins.as_deref(), &peer.origin, &peer.user_agent) {
+    if !origin_allowed(
+        app.config.allowed_origins.as_deref(),
+        &peer.origin,
+        &peer.user_agent,
+    ) {
         log::warn!("WebSocket refused: origin not allowed; {peer}");
         // Upgrade first and close with 1008, so browsers and apps see why.
         actix_web::rt::spawn(async move {

@@ -20,8 +20,8 @@ use crate::{
     dispatcher::{
         Dispatcher,
         messages::{
-            Authenticated, CloseConnection, Connect, ConnId, Disconnect, Pinged, SubscribeAssignments,
-            SubscribeEvents, UnsubscribeAssignments,
+            Authenticated, CloseConnection, ConnId, Connect, Disconnect, Pinged,
+            SubscribeAssignments, SubscribeEvents, UnsubscribeAssignments,
         },
     },
     error::AppError,
@@ -93,7 +93,12 @@ impl WsSession {
         });
     }
 
-    fn send(&mut self, ctx: &mut Context<Self>, message: &ServerMessage, request_id: Option<&Value>) {
+    fn send(
+        &mut self,
+        ctx: &mut Context<Self>,
+        message: &ServerMessage,
+        request_id: Option<&Value>,
+    ) {
         match self.outbox.text(message.encode(request_id)) {
             Ok(()) => {}
             Err(QueueError::Full) => self.close(ctx, CloseCode::Policy, "slow consumer"),
@@ -101,7 +106,12 @@ impl WsSession {
         }
     }
 
-    fn send_error(&mut self, ctx: &mut Context<Self>, error: &AppError, request_id: Option<&Value>) {
+    fn send_error(
+        &mut self,
+        ctx: &mut Context<Self>,
+        error: &AppError,
+        request_id: Option<&Value>,
+    ) {
         self.send(ctx, &ServerMessage::error(error), request_id);
     }
 
@@ -168,7 +178,11 @@ impl WsSession {
             Verdict::Allowed => {}
             Verdict::Dropped => return self.send_error(ctx, &AppError::RateLimited, None),
             Verdict::Flooding => {
-                log::warn!("WebSocket {:016x} closed for flooding; {}", self.id, self.peer);
+                log::warn!(
+                    "WebSocket {:016x} closed for flooding; {}",
+                    self.id,
+                    self.peer
+                );
                 return self.close(ctx, CloseCode::Policy, "too many messages");
             }
         }
@@ -180,12 +194,23 @@ impl WsSession {
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Context<Self>, message: ClientMessage, request_id: Option<Value>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<Self>,
+        message: ClientMessage,
+        request_id: Option<Value>,
+    ) {
         let rid = request_id.as_ref();
         let user = match (self.user, message) {
             (_, ClientMessage::Ping) => {
                 self.tell(ctx, Pinged { id: self.id });
-                return self.send(ctx, &ServerMessage::Pong { server_time: now_iso() }, rid);
+                return self.send(
+                    ctx,
+                    &ServerMessage::Pong {
+                        server_time: now_iso(),
+                    },
+                    rid,
+                );
             }
             (None, ClientMessage::Auth { token }) => {
                 let outcome = self.app.jwt.decode(&token);
@@ -205,18 +230,25 @@ impl WsSession {
             (user, ClientMessage::SubscribeAssignments) => self.subscribe(ctx, user, request_id),
             (_, ClientMessage::UnsubscribeAssignments) => {
                 self.tell(ctx, UnsubscribeAssignments { id: self.id });
-                self.send(ctx, &ServerMessage::UnsubscribedAssignments { reason: None }, rid);
+                self.send(
+                    ctx,
+                    &ServerMessage::UnsubscribedAssignments { reason: None },
+                    rid,
+                );
             }
             (user, ClientMessage::SubscribeEvents) => {
                 if !user.role.is_staff() {
-                    let e = AppError::Forbidden("only service and admin connections get events".into());
+                    let e =
+                        AppError::Forbidden("only service and admin connections get events".into());
                     return self.send_error(ctx, &e, rid);
                 }
                 self.tell(ctx, SubscribeEvents { id: self.id });
                 self.send(ctx, &ServerMessage::SubscribedEvents, rid);
             }
             (user, ClientMessage::AcceptAssignment { assignment_id }) => {
-                let Some(user) = self.require_master(ctx, user, rid) else { return };
+                let Some(user) = self.require_master(ctx, user, rid) else {
+                    return;
+                };
                 let app = self.app.clone();
                 let work = async move { service::accept(&app, user, assignment_id).await };
                 ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -228,8 +260,16 @@ impl WsSession {
                     act.send_result(ctx, reply, request_id.as_ref());
                 }));
             }
-            (user, ClientMessage::RejectAssignment { assignment_id, reason }) => {
-                let Some(user) = self.require_master(ctx, user, rid) else { return };
+            (
+                user,
+                ClientMessage::RejectAssignment {
+                    assignment_id,
+                    reason,
+                },
+            ) => {
+                let Some(user) = self.require_master(ctx, user, rid) else {
+                    return;
+                };
                 let app = self.app.clone();
                 let work = async move { service::reject(&app, user, assignment_id, reason).await };
                 ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -272,21 +312,31 @@ impl WsSession {
 
     /// Subscribes, then replays the master's open offers so a reconnecting app misses nothing.
     fn subscribe(&mut self, ctx: &mut Context<Self>, user: AuthUser, request_id: Option<Value>) {
-        let Some(master_id) = self.require_master(ctx, user, request_id.as_ref()).and_then(|u| u.master()) else {
+        let Some(master_id) = self
+            .require_master(ctx, user, request_id.as_ref())
+            .and_then(|u| u.master())
+        else {
             return;
         };
         self.tell(ctx, SubscribeAssignments { id: self.id });
-        self.send(ctx, &ServerMessage::SubscribedAssignments, request_id.as_ref());
+        self.send(
+            ctx,
+            &ServerMessage::SubscribedAssignments,
+            request_id.as_ref(),
+        );
         let app = self.app.clone();
         let work = async move { service::pending_offers(&app, master_id).await };
-        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(offers) => {
-                for assignment in offers {
-                    act.send(ctx, &ServerMessage::NewAssignment { assignment }, None);
-                }
-            }
-            Err(e) => act.send_error(ctx, &e, None),
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(offers) => {
+                        for assignment in offers {
+                            act.send(ctx, &ServerMessage::NewAssignment { assignment }, None);
+                        }
+                    }
+                    Err(e) => act.send_error(ctx, &e, None),
+                }),
+        );
     }
 }
 
@@ -310,7 +360,11 @@ impl Actor for WsSession {
             None => {
                 ctx.run_later(self.app.config.auth_timeout, |act, ctx| {
                     if act.user.is_none() {
-                        log::warn!("WebSocket {:016x} closed: no authentication in time; {}", act.id, act.peer);
+                        log::warn!(
+                            "WebSocket {:016x} closed: no authentication in time; {}",
+                            act.id,
+                            act.peer
+                        );
                         act.close(ctx, CloseCode::Policy, "authentication timeout");
                     }
                 });
@@ -344,9 +398,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
         self.last_heard = Instant::now();
         match item {
             Ok(AggregatedMessage::Text(text)) => self.on_text(ctx, &text),
-            Ok(AggregatedMessage::Binary(_)) => {
-                self.close(ctx, CloseCode::Unsupported, "binary frames are not supported")
-            }
+            Ok(AggregatedMessage::Binary(_)) => self.close(
+                ctx,
+                CloseCode::Unsupported,
+                "binary frames are not supported",
+            ),
             Ok(AggregatedMessage::Ping(payload)) => {
                 if self.outbox.push(Outbound::Pong(payload)) == Err(QueueError::Full) {
                     self.close(ctx, CloseCode::Policy, "slow consumer");
@@ -359,7 +415,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 self.close(ctx, CloseCode::Size, "message too big")
             }
             Err(e) => {
-                log::info!("WebSocket {:016x} protocol error: {e}; {}", self.id, self.peer);
+                log::info!(
+                    "WebSocket {:016x} protocol error: {e}; {}",
+                    self.id,
+                    self.peer
+                );
                 self.close(ctx, CloseCode::Protocol, "protocol error");
             }
         }

@@ -18,20 +18,41 @@ async fn an_offer_reaches_the_subscribed_master_with_basic_information_only() {
     assert_eq!(created["delivered"], 1);
     let assignment = &created["assignment"];
     assert_eq!(assignment["status"], "pending");
-    assert_eq!((assignment["orderId"].clone(), assignment["masterId"].clone()), (json!(10), json!(3)));
+    assert_eq!(
+        (
+            assignment["orderId"].clone(),
+            assignment["masterId"].clone()
+        ),
+        (json!(10), json!(3))
+    );
 
     let pushed = subscribed.recv_type("new_assignment").await;
     let offer = pushed["assignment"].as_object().unwrap();
     let mut keys: Vec<_> = offer.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["address", "createdAt", "deviceType", "expiresAt", "id", "orderId", "problem"]);
+    assert_eq!(
+        keys,
+        [
+            "address",
+            "createdAt",
+            "deviceType",
+            "expiresAt",
+            "id",
+            "orderId",
+            "problem"
+        ]
+    );
     assert_eq!(offer["id"], id);
     assert_eq!(offer["address"], "Lenina 10");
     assert_eq!(offer["expiresAt"], assignment["expiresAt"]);
     assert!(!pushed.to_string().contains("Ivan") && !pushed.to_string().contains("+7900"));
 
-    unsubscribed.expect_silence(Duration::from_millis(300)).await;
-    other_master.expect_silence(Duration::from_millis(100)).await;
+    unsubscribed
+        .expect_silence(Duration::from_millis(300))
+        .await;
+    other_master
+        .expect_silence(Duration::from_millis(100))
+        .await;
 }
 
 #[tokio::test]
@@ -47,8 +68,14 @@ async fn delivered_counts_every_subscribed_connection_of_the_master() {
     tablet.recv_type("new_assignment").await;
     let (_, both) = app.offer_ok(2, 3, None).await;
     assert_eq!(both["delivered"], 2);
-    assert_eq!(phone.recv_type("new_assignment").await["assignment"]["orderId"], 2);
-    assert_eq!(tablet.recv_type("new_assignment").await["assignment"]["orderId"], 2);
+    assert_eq!(
+        phone.recv_type("new_assignment").await["assignment"]["orderId"],
+        2
+    );
+    assert_eq!(
+        tablet.recv_type("new_assignment").await["assignment"]["orderId"],
+        2
+    );
 }
 
 #[tokio::test]
@@ -62,22 +89,41 @@ async fn subscribing_replays_open_offers_and_the_polling_fallback_lists_them() {
     let (a3, _) = app.offer_ok(3, 3, None).await;
     app.offer_ok(3, 4, None).await;
     let (status, _) = app
-        .request(Method::POST, &format!("/api/v1/assignments/{a3}/cancel"), Some(&app.service_token()), None)
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{a3}/cancel"),
+            Some(&app.service_token()),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 
     let mut ws = app.subscribed_master(3).await;
     let first = ws.recv_type("new_assignment").await;
     let second = ws.recv_type("new_assignment").await;
-    assert_eq!([first["assignment"]["id"].clone(), second["assignment"]["id"].clone()], [json!(a1), json!(a2)]);
+    assert_eq!(
+        [
+            first["assignment"]["id"].clone(),
+            second["assignment"]["id"].clone()
+        ],
+        [json!(a1), json!(a2)]
+    );
     ws.expect_silence(Duration::from_millis(300)).await;
 
     let (status, body) = app
-        .request(Method::GET, "/api/v1/masters/me/assignments", Some(&app.master_token(3)), None)
+        .request(
+            Method::GET,
+            "/api/v1/masters/me/assignments",
+            Some(&app.master_token(3)),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let listed: Vec<Value> = body["assignments"].as_array().unwrap().clone();
-    assert_eq!(listed, vec![first["assignment"].clone(), second["assignment"].clone()]);
+    assert_eq!(
+        listed,
+        vec![first["assignment"].clone(), second["assignment"].clone()]
+    );
 }
 
 #[tokio::test]
@@ -86,7 +132,9 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     app.put_order(10, 7).await;
     let mut winner = app.subscribed_master(3).await;
     let mut loser = app.subscribed_master(4).await;
-    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    let mut client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
     client.recv_type("auth_success").await;
     let mut service = app.ws(&format!("/ws?token={}", app.service_token())).await;
     service.recv_type("auth_success").await;
@@ -98,7 +146,9 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     winner.recv_type("new_assignment").await;
     loser.recv_type("new_assignment").await;
 
-    winner.send(json!({"type": "accept_assignment", "assignmentId": mine, "requestId": "a"})).await;
+    winner
+        .send(json!({"type": "accept_assignment", "assignmentId": mine, "requestId": "a"}))
+        .await;
     // The reply and the order's status push may come in either order.
     let mut replies = vec![winner.recv().await, winner.recv().await];
     replies.sort_by_key(|m| m["type"] != "assignment_accepted");
@@ -115,13 +165,25 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     assert_eq!(accepted["order"]["masterId"], 3);
 
     let cancelled = loser.recv_type("assignment_cancelled").await;
-    assert_eq!((cancelled["assignmentId"].clone(), cancelled["orderId"].clone()), (json!(theirs), json!(10)));
+    assert_eq!(
+        (
+            cancelled["assignmentId"].clone(),
+            cancelled["orderId"].clone()
+        ),
+        (json!(theirs), json!(10))
+    );
 
     let update = client.recv_type("order_status_update").await;
-    assert_eq!((update["orderId"].clone(), update["status"].clone()), (json!(10), json!("assigned")));
+    assert_eq!(
+        (update["orderId"].clone(), update["status"].clone()),
+        (json!(10), json!("assigned"))
+    );
     assert!(update["updatedAt"].as_str().unwrap().ends_with('Z'));
 
-    let mut events = vec![service.recv_type("assignment_event").await, service.recv_type("assignment_event").await];
+    let mut events = [
+        service.recv_type("assignment_event").await,
+        service.recv_type("assignment_event").await,
+    ];
     events.sort_by_key(|e| e["assignmentId"].as_i64());
     assert_eq!(events[0]["event"], "accepted");
     assert_eq!(events[0]["masterId"], 3);
@@ -132,7 +194,9 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     assert_eq!(app.get_assignment(mine).await["status"], "accepted");
     assert_eq!(app.get_assignment(theirs).await["status"], "cancelled");
 
-    loser.send(json!({"type": "accept_assignment", "assignmentId": theirs})).await;
+    loser
+        .send(json!({"type": "accept_assignment", "assignmentId": theirs}))
+        .await;
     loser.recv_error("assignment_not_pending").await;
     let (status, body) = app.offer(10, 5, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -150,16 +214,29 @@ async fn rejecting_stores_the_reason_and_emits_an_event() {
     let (id, _) = app.offer_ok(10, 3, None).await;
     master.recv_type("new_assignment").await;
 
-    master.send(json!({"type": "reject_assignment", "assignmentId": id, "reason": "too far"})).await;
+    master
+        .send(json!({"type": "reject_assignment", "assignmentId": id, "reason": "too far"}))
+        .await;
     let rejected = master.recv_type("assignment_rejected").await;
-    assert_eq!((rejected["assignmentId"].clone(), rejected["orderId"].clone()), (json!(id), json!(10)));
+    assert_eq!(
+        (
+            rejected["assignmentId"].clone(),
+            rejected["orderId"].clone()
+        ),
+        (json!(id), json!(10))
+    );
     let stored = app.get_assignment(id).await;
     assert_eq!(stored["status"], "rejected");
     assert_eq!(stored["rejectReason"], "too far");
     let event = admin.recv_type("assignment_event").await;
-    assert_eq!((event["event"].clone(), event["assignmentId"].clone()), (json!("rejected"), json!(id)));
+    assert_eq!(
+        (event["event"].clone(), event["assignmentId"].clone()),
+        (json!("rejected"), json!(id))
+    );
 
-    master.send(json!({"type": "accept_assignment", "assignmentId": id})).await;
+    master
+        .send(json!({"type": "accept_assignment", "assignmentId": id}))
+        .await;
     master.recv_error("assignment_not_pending").await;
     // Rejected, the order can be offered to the same master again.
     app.offer_ok(10, 3, None).await;
@@ -171,17 +248,31 @@ async fn a_master_cannot_act_on_another_masters_assignment() {
     app.put_order(10, 7).await;
     let (id, _) = app.offer_ok(10, 3, None).await;
     let mut intruder = app.master_ws(4).await;
-    intruder.send(json!({"type": "accept_assignment", "assignmentId": id})).await;
+    intruder
+        .send(json!({"type": "accept_assignment", "assignmentId": id}))
+        .await;
     intruder.recv_error("forbidden").await;
-    intruder.send(json!({"type": "reject_assignment", "assignmentId": id})).await;
+    intruder
+        .send(json!({"type": "reject_assignment", "assignmentId": id}))
+        .await;
     intruder.recv_error("forbidden").await;
     let other = app.master_token(4);
-    for path in [format!("/api/v1/assignments/{id}/accept"), format!("/api/v1/assignments/{id}/reject")] {
+    for path in [
+        format!("/api/v1/assignments/{id}/accept"),
+        format!("/api/v1/assignments/{id}/reject"),
+    ] {
         let (status, body) = app.request(Method::POST, &path, Some(&other), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["code"], "forbidden");
     }
-    let (status, _) = app.request(Method::GET, &format!("/api/v1/assignments/{id}"), Some(&other), None).await;
+    let (status, _) = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/assignments/{id}"),
+            Some(&other),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(app.get_assignment(id).await["status"], "pending");
 }
@@ -198,27 +289,53 @@ async fn http_accept_reject_and_cancel_decide_once() {
     let (a3, _) = app.offer_ok(3, 3, None).await;
     let me = app.master_token(3);
 
-    let (status, body) = app.request(Method::POST, &format!("/api/v1/assignments/{a1}/accept"), Some(&me), None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["id"].clone(), body["status"].clone()), (json!(a1), json!("accepted")));
     let (status, body) = app
-        .request(Method::POST, &format!("/api/v1/assignments/{a2}/reject"), Some(&me), Some(json!({"reason": "busy"})))
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{a1}/accept"),
+            Some(&me),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["id"].clone(), body["status"].clone()),
+        (json!(a1), json!("accepted"))
+    );
+    let (status, body) = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{a2}/reject"),
+            Some(&me),
+            Some(json!({"reason": "busy"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "rejected");
     let (status, body) = app
-        .request(Method::POST, &format!("/api/v1/assignments/{a3}/cancel"), Some(&app.service_token()), None)
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{a3}/cancel"),
+            Some(&app.service_token()),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "cancelled");
     // A cancelled offer vanishes from every connection of the master, subscribed or not.
     assert_eq!(master.recv_type("order_status_update").await["orderId"], 1);
-    assert_eq!(master.recv_type("assignment_cancelled").await["assignmentId"], a3);
+    assert_eq!(
+        master.recv_type("assignment_cancelled").await["assignmentId"],
+        a3
+    );
 
     for (path, token) in [
         (format!("/api/v1/assignments/{a1}/reject"), me.clone()),
         (format!("/api/v1/assignments/{a2}/accept"), me.clone()),
-        (format!("/api/v1/assignments/{a3}/cancel"), app.admin_token()),
+        (
+            format!("/api/v1/assignments/{a3}/cancel"),
+            app.admin_token(),
+        ),
     ] {
         let (status, body) = app.request(Method::POST, &path, Some(&token), None).await;
         assert_eq!(status, StatusCode::CONFLICT, "{path}");
@@ -231,39 +348,69 @@ async fn order_status_changes_reach_the_client_and_the_master_and_closing_cancel
     let app = spawn_app().await;
     app.put_order(10, 7).await;
     app.put_order(11, 7).await;
-    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    let mut client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
     client.recv_type("auth_success").await;
-    let mut other_client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 8, None))).await;
+    let mut other_client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 8, None)))
+        .await;
     other_client.recv_type("auth_success").await;
     let mut master = app.master_ws(3).await;
     let mut bystander = app.subscribed_master(4).await;
 
     let (accepted, _) = app.offer_ok(10, 3, None).await;
     let (status, _) = app
-        .request(Method::POST, &format!("/api/v1/assignments/{accepted}/accept"), Some(&app.master_token(3)), None)
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{accepted}/accept"),
+            Some(&app.master_token(3)),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     client.recv_type("order_status_update").await;
     master.recv_type("order_status_update").await;
 
     let (status, order) = app
-        .request(Method::PATCH, "/api/v1/orders/10/status", Some(&app.admin_token()), Some(json!({"status": "in_progress"})))
+        .request(
+            Method::PATCH,
+            "/api/v1/orders/10/status",
+            Some(&app.admin_token()),
+            Some(json!({"status": "in_progress"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(order["status"], "in_progress");
-    assert_eq!(client.recv_type("order_status_update").await["status"], "in_progress");
-    assert_eq!(master.recv_type("order_status_update").await["status"], "in_progress");
+    assert_eq!(
+        client.recv_type("order_status_update").await["status"],
+        "in_progress"
+    );
+    assert_eq!(
+        master.recv_type("order_status_update").await["status"],
+        "in_progress"
+    );
 
     let (pending, _) = app.offer_ok(11, 4, None).await;
     bystander.recv_type("new_assignment").await;
     let (status, _) = app
-        .request(Method::PATCH, "/api/v1/orders/11/status", Some(&app.service_token()), Some(json!({"status": "cancelled"})))
+        .request(
+            Method::PATCH,
+            "/api/v1/orders/11/status",
+            Some(&app.service_token()),
+            Some(json!({"status": "cancelled"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bystander.recv_type("assignment_cancelled").await["assignmentId"], pending);
+    assert_eq!(
+        bystander.recv_type("assignment_cancelled").await["assignmentId"],
+        pending
+    );
     assert_eq!(app.get_assignment(pending).await["status"], "cancelled");
     assert_eq!(client.recv_type("order_status_update").await["orderId"], 11);
-    other_client.expect_silence(Duration::from_millis(200)).await;
+    other_client
+        .expect_silence(Duration::from_millis(200))
+        .await;
     let (status, _) = app.offer(11, 5, None).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
@@ -273,9 +420,15 @@ async fn orders_upsert_and_an_offer_is_refused_twice_to_the_same_master() {
     let app = spawn_app().await;
     let first = app.put_order(10, 7).await;
     assert_eq!(first["status"], "new");
-    let body = json!({"clientUserId": 8, "address": "Mira 2", "deviceType": "oven", "problem": "cold"});
+    let body =
+        json!({"clientUserId": 8, "address": "Mira 2", "deviceType": "oven", "problem": "cold"});
     let (status, updated) = app
-        .request(Method::PUT, "/api/v1/orders/10", Some(&app.service_token()), Some(body))
+        .request(
+            Method::PUT,
+            "/api/v1/orders/10",
+            Some(&app.service_token()),
+            Some(body),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(updated["address"], "Mira 2");
@@ -294,17 +447,35 @@ async fn orders_upsert_and_an_offer_is_refused_twice_to_the_same_master() {
 async fn shifts_are_stored_per_master() {
     let app = spawn_app().await;
     let (status, body) = app
-        .request(Method::PUT, "/api/v1/masters/3/shift", Some(&app.master_token(3)), Some(json!({"onShift": true})))
+        .request(
+            Method::PUT,
+            "/api/v1/masters/3/shift",
+            Some(&app.master_token(3)),
+            Some(json!({"onShift": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["id"].clone(), body["onShift"].clone()), (json!(3), json!(true)));
+    assert_eq!(
+        (body["id"].clone(), body["onShift"].clone()),
+        (json!(3), json!(true))
+    );
     let (status, body) = app
-        .request(Method::PUT, "/api/v1/masters/3/shift", Some(&app.service_token()), Some(json!({"onShift": false})))
+        .request(
+            Method::PUT,
+            "/api/v1/masters/3/shift",
+            Some(&app.service_token()),
+            Some(json!({"onShift": false})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["onShift"], false);
     let (status, _) = app
-        .request(Method::PUT, "/api/v1/masters/4/shift", Some(&app.master_token(3)), Some(json!({"onShift": true})))
+        .request(
+            Method::PUT,
+            "/api/v1/masters/4/shift",
+            Some(&app.master_token(3)),
+            Some(json!({"onShift": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -18,7 +18,8 @@ async fn concurrent_accepts_of_one_offer_decide_it_once() {
         }
         let http = join_all((0..8).map(|_| app.request(Method::POST, &path, Some(&token), None)));
         let ws = join_all(sockets.iter_mut().map(|ws| async move {
-            ws.send(json!({"type": "accept_assignment", "assignmentId": id})).await;
+            ws.send(json!({"type": "accept_assignment", "assignmentId": id}))
+                .await;
             loop {
                 let reply = ws.recv().await;
                 if reply["type"] != "order_status_update" {
@@ -28,10 +29,18 @@ async fn concurrent_accepts_of_one_offer_decide_it_once() {
         }));
         let (http, ws) = tokio::join!(http, ws);
         let http_wins = http.iter().filter(|(s, _)| *s == StatusCode::OK).count();
-        let ws_wins = ws.iter().filter(|m| m["type"] == "assignment_accepted").count();
+        let ws_wins = ws
+            .iter()
+            .filter(|m| m["type"] == "assignment_accepted")
+            .count();
         assert_eq!(http_wins + ws_wins, 1, "round {round}: {http:?} {ws:?}");
-        assert!(http.iter().all(|(s, b)| *s == StatusCode::OK || (*s == StatusCode::CONFLICT && b["code"] == "assignment_not_pending")));
-        assert!(ws.iter().all(|m| m["type"] == "assignment_accepted" || m["code"] == "assignment_not_pending"));
+        assert!(http.iter().all(|(s, b)| *s == StatusCode::OK
+            || (*s == StatusCode::CONFLICT && b["code"] == "assignment_not_pending")));
+        assert!(
+            ws.iter().all(
+                |m| m["type"] == "assignment_accepted" || m["code"] == "assignment_not_pending"
+            )
+        );
     }
 }
 
@@ -47,20 +56,48 @@ async fn when_masters_race_for_one_order_the_first_accept_wins_it() {
         }
         let results = join_all(masters.iter().zip(&ids).map(|(&master, &id)| {
             let token = app.master_token(master);
-            async move { (master, app.request(Method::POST, &format!("/api/v1/assignments/{id}/accept"), Some(&token), None).await) }
+            async move {
+                (
+                    master,
+                    app.request(
+                        Method::POST,
+                        &format!("/api/v1/assignments/{id}/accept"),
+                        Some(&token),
+                        None,
+                    )
+                    .await,
+                )
+            }
         }))
         .await;
-        let winners: Vec<i64> = results.iter().filter(|(_, (s, _))| *s == StatusCode::OK).map(|(m, _)| *m).collect();
+        let winners: Vec<i64> = results
+            .iter()
+            .filter(|(_, (s, _))| *s == StatusCode::OK)
+            .map(|(m, _)| *m)
+            .collect();
         assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         let statuses: Vec<String> = join_all(ids.iter().map(|&id| app.get_assignment(id)))
             .await
             .iter()
             .map(|a| a["status"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(statuses.iter().filter(|s| *s == "accepted").count(), 1, "{statuses:?}");
-        assert_eq!(statuses.iter().filter(|s| *s == "cancelled").count(), 3, "{statuses:?}");
+        assert_eq!(
+            statuses.iter().filter(|s| *s == "accepted").count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| *s == "cancelled").count(),
+            3,
+            "{statuses:?}"
+        );
         let (_, order) = app
-            .request(Method::PATCH, &format!("/api/v1/orders/{round}/status"), Some(&app.service_token()), Some(json!({"status": "assigned"})))
+            .request(
+                Method::PATCH,
+                &format!("/api/v1/orders/{round}/status"),
+                Some(&app.service_token()),
+                Some(json!({"status": "assigned"})),
+            )
             .await;
         assert_eq!(order["masterId"], winners[0]);
     }

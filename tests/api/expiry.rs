@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 pub fn millis(iso: &Value) -> i64 {
-    DateTime::parse_from_rfc3339(iso.as_str().expect("a time")).expect("RFC 3339").timestamp_millis()
+    DateTime::parse_from_rfc3339(iso.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .timestamp_millis()
 }
 
 #[tokio::test]
@@ -34,21 +36,47 @@ async fn an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late(
     for &(id, deadline) in &deadlines {
         let expired = subscribed.recv_type("assignment_expired").await;
         let arrived = Utc::now().timestamp_millis();
-        assert_eq!(expired["assignmentId"], id, "expiry order follows deadlines");
+        assert_eq!(
+            expired["assignmentId"], id,
+            "expiry order follows deadlines"
+        );
         assert!(expired["orderId"].is_i64());
-        assert!(arrived >= deadline, "expired {} ms early", deadline - arrived);
-        assert!(arrived - deadline <= 1000, "expired {} ms late", arrived - deadline);
-        assert_eq!(unsubscribed.recv_type("assignment_expired").await["assignmentId"], id);
+        assert!(
+            arrived >= deadline,
+            "expired {} ms early",
+            deadline - arrived
+        );
+        assert!(
+            arrived - deadline <= 1000,
+            "expired {} ms late",
+            arrived - deadline
+        );
+        assert_eq!(
+            unsubscribed.recv_type("assignment_expired").await["assignmentId"],
+            id
+        );
         let event = service.recv_type("assignment_event").await;
-        assert_eq!((event["event"].clone(), event["assignmentId"].clone()), (json!("expired"), json!(id)));
+        assert_eq!(
+            (event["event"].clone(), event["assignmentId"].clone()),
+            (json!("expired"), json!(id))
+        );
         assert!(millis(&event["at"]) >= deadline);
     }
     for &(id, _) in &deadlines {
         assert_eq!(app.get_assignment(id).await["status"], "expired");
-        subscribed.send(json!({"type": "accept_assignment", "assignmentId": id})).await;
+        subscribed
+            .send(json!({"type": "accept_assignment", "assignmentId": id}))
+            .await;
         subscribed.recv_error("assignment_not_pending").await;
     }
-    let (_, open) = app.request(Method::GET, "/api/v1/masters/me/assignments", Some(&app.master_token(3)), None).await;
+    let (_, open) = app
+        .request(
+            Method::GET,
+            "/api/v1/masters/me/assignments",
+            Some(&app.master_token(3)),
+            None,
+        )
+        .await;
     assert_eq!(open["assignments"], json!([]));
 }
 
@@ -59,7 +87,9 @@ async fn a_decided_offer_does_not_expire_later() {
     let mut master = app.subscribed_master(3).await;
     let (id, _) = app.offer_ok(1, 3, Some(1)).await;
     master.recv_type("new_assignment").await;
-    master.send(json!({"type": "reject_assignment", "assignmentId": id})).await;
+    master
+        .send(json!({"type": "reject_assignment", "assignmentId": id}))
+        .await;
     master.recv_type("assignment_rejected").await;
     master.expect_silence(Duration::from_millis(1500)).await;
     assert_eq!(app.get_assignment(id).await["status"], "rejected");

@@ -1,12 +1,6 @@
 //! A real server on a free port with its own SQLite file, real WebSocket and HTTP clients.
 
-use std::{
-    net::TcpListener,
-    path::PathBuf,
-    sync::Arc,
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{net::TcpListener, sync::Arc, thread::JoinHandle, time::Duration};
 
 use dispatcher::{
     auth::{JwtKeys, Role},
@@ -132,7 +126,9 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.address, path));
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.address, path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -142,7 +138,10 @@ impl TestApp {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn put_order(&self, id: i64, client_user_id: i64) -> Value {
@@ -155,24 +154,44 @@ impl TestApp {
             "clientPhone": "+79001234567",
         });
         let (status, order) = self
-            .request(reqwest::Method::PUT, &format!("/api/v1/orders/{id}"), Some(&self.service_token()), Some(body))
+            .request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/orders/{id}"),
+                Some(&self.service_token()),
+                Some(body),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{order}");
         order
     }
 
     /// Offers an order to a master; answers the status and body.
-    pub async fn offer(&self, order_id: i64, master_id: i64, ttl_seconds: Option<u64>) -> (StatusCode, Value) {
+    pub async fn offer(
+        &self,
+        order_id: i64,
+        master_id: i64,
+        ttl_seconds: Option<u64>,
+    ) -> (StatusCode, Value) {
         let mut body = json!({ "orderId": order_id, "masterId": master_id });
         if let Some(ttl) = ttl_seconds {
             body["ttlSeconds"] = json!(ttl);
         }
-        self.request(reqwest::Method::POST, "/api/v1/assignments", Some(&self.service_token()), Some(body))
-            .await
+        self.request(
+            reqwest::Method::POST,
+            "/api/v1/assignments",
+            Some(&self.service_token()),
+            Some(body),
+        )
+        .await
     }
 
     /// Offers and returns the new assignment's id, asserting 201.
-    pub async fn offer_ok(&self, order_id: i64, master_id: i64, ttl_seconds: Option<u64>) -> (i64, Value) {
+    pub async fn offer_ok(
+        &self,
+        order_id: i64,
+        master_id: i64,
+        ttl_seconds: Option<u64>,
+    ) -> (i64, Value) {
         let (status, body) = self.offer(order_id, master_id, ttl_seconds).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (body["assignment"]["id"].as_i64().unwrap(), body)
@@ -180,7 +199,12 @@ impl TestApp {
 
     pub async fn get_assignment(&self, id: i64) -> Value {
         let (status, body) = self
-            .request(reqwest::Method::GET, &format!("/api/v1/assignments/{id}"), Some(&self.admin_token()), None)
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/assignments/{id}"),
+                Some(&self.admin_token()),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
@@ -188,7 +212,12 @@ impl TestApp {
 
     pub async fn stats(&self) -> Value {
         let (status, body) = self
-            .request(reqwest::Method::GET, "/api/admin/websocket/stats", Some(&self.admin_token()), None)
+            .request(
+                reqwest::Method::GET,
+                "/api/admin/websocket/stats",
+                Some(&self.admin_token()),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
@@ -203,7 +232,9 @@ impl TestApp {
 
     /// A master connection authenticated by query token.
     pub async fn master_ws(&self, master_id: i64) -> WsClient {
-        let mut client = self.ws(&format!("/ws?token={}", self.master_token(master_id))).await;
+        let mut client = self
+            .ws(&format!("/ws?token={}", self.master_token(master_id)))
+            .await;
         let ok = client.recv_type("auth_success").await;
         assert_eq!(ok["masterId"], json!(master_id));
         client
@@ -242,7 +273,8 @@ impl WsClient {
         let mut request = url.into_client_request().expect("ws url");
         for (name, value) in headers {
             request.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
                 HeaderValue::from_str(value).unwrap(),
             );
         }
@@ -271,7 +303,9 @@ impl WsClient {
         loop {
             let next = tokio::time::timeout(wait, self.stream.next()).await.ok()?;
             match next {
-                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"));
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text message, got {other:?}"),
             }
@@ -289,7 +323,10 @@ impl WsClient {
     pub async fn recv_error(&mut self, code: &str) -> Value {
         let message = self.recv_type("error").await;
         assert_eq!(message["code"], json!(code), "{message}");
-        assert!(message["message"].as_str().is_some_and(|m| !m.is_empty()), "{message}");
+        assert!(
+            message["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{message}"
+        );
         message
     }
 

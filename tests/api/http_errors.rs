@@ -4,11 +4,22 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-async fn expect(app: &TestApp, method: Method, path: &str, token: Option<&str>, body: Option<serde_json::Value>, status: StatusCode, code: &str) {
+async fn expect(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+    status: StatusCode,
+    code: &str,
+) {
     let (got, response) = app.request(method.clone(), path, token, body).await;
     assert_eq!(got, status, "{method} {path}: {response}");
     assert_eq!(response["code"], code, "{method} {path}: {response}");
-    assert!(response["message"].as_str().is_some_and(|m| !m.is_empty()), "{response}");
+    assert!(
+        response["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{response}"
+    );
 }
 
 #[tokio::test]
@@ -19,36 +30,223 @@ async fn checks_run_in_order_401_403_400_404_409() {
     let bad_body = Some(json!({"orderId": "ten"}));
 
     // 401 beats everything, even a malformed body.
-    expect(&app, Method::POST, "/api/v1/assignments", None, bad_body.clone(), StatusCode::UNAUTHORIZED, "unauthorized").await;
-    expect(&app, Method::POST, "/api/v1/assignments", Some("not-a-jwt"), bad_body.clone(), StatusCode::UNAUTHORIZED, "unauthorized").await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        None,
+        bad_body.clone(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        Some("not-a-jwt"),
+        bad_body.clone(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
     // 403 for the wrong role beats a malformed body.
-    expect(&app, Method::POST, "/api/v1/assignments", Some(&client), bad_body.clone(), StatusCode::FORBIDDEN, "forbidden").await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        Some(&client),
+        bad_body.clone(),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
     // 400 beats an unknown id.
-    expect(&app, Method::POST, "/api/v1/assignments", Some(&service), bad_body, StatusCode::BAD_REQUEST, "bad_request").await;
-    expect(&app, Method::PUT, "/api/v1/orders/99", Some(&service), Some(json!({"address": "x"})), StatusCode::BAD_REQUEST, "bad_request").await;
-    expect(&app, Method::PUT, "/api/v1/orders/99", Some(&service), Some(json!({"clientUserId": 1, "address": " ", "deviceType": "a", "problem": "b"})), StatusCode::BAD_REQUEST, "bad_request").await;
-    expect(&app, Method::PATCH, "/api/v1/orders/99/status", Some(&service), Some(json!({"status": "lost"})), StatusCode::BAD_REQUEST, "bad_request").await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        Some(&service),
+        bad_body,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    expect(
+        &app,
+        Method::PUT,
+        "/api/v1/orders/99",
+        Some(&service),
+        Some(json!({"address": "x"})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    expect(
+        &app,
+        Method::PUT,
+        "/api/v1/orders/99",
+        Some(&service),
+        Some(json!({"clientUserId": 1, "address": " ", "deviceType": "a", "problem": "b"})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    expect(
+        &app,
+        Method::PATCH,
+        "/api/v1/orders/99/status",
+        Some(&service),
+        Some(json!({"status": "lost"})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
     // 404 for unknown ids in the body and in the path.
-    expect(&app, Method::POST, "/api/v1/assignments", Some(&service), Some(json!({"orderId": 99, "masterId": 3})), StatusCode::NOT_FOUND, "not_found").await;
-    expect(&app, Method::PATCH, "/api/v1/orders/99/status", Some(&service), Some(json!({"status": "completed"})), StatusCode::NOT_FOUND, "not_found").await;
-    expect(&app, Method::GET, "/api/v1/assignments/12345", Some(&service), None, StatusCode::NOT_FOUND, "not_found").await;
-    expect(&app, Method::POST, "/api/v1/assignments/12345/accept", Some(&app.master_token(3)), None, StatusCode::NOT_FOUND, "not_found").await;
-    expect(&app, Method::GET, "/api/v1/assignments/abc", Some(&service), None, StatusCode::NOT_FOUND, "not_found").await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        Some(&service),
+        Some(json!({"orderId": 99, "masterId": 3})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &app,
+        Method::PATCH,
+        "/api/v1/orders/99/status",
+        Some(&service),
+        Some(json!({"status": "completed"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &app,
+        Method::GET,
+        "/api/v1/assignments/12345",
+        Some(&service),
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments/12345/accept",
+        Some(&app.master_token(3)),
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect(
+        &app,
+        Method::GET,
+        "/api/v1/assignments/abc",
+        Some(&service),
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 
     app.put_order(10, 7).await;
-    expect(&app, Method::POST, "/api/v1/assignments", Some(&service), Some(json!({"orderId": 10, "masterId": 3, "ttlSeconds": 0})), StatusCode::BAD_REQUEST, "bad_request").await;
+    expect(
+        &app,
+        Method::POST,
+        "/api/v1/assignments",
+        Some(&service),
+        Some(json!({"orderId": 10, "masterId": 3, "ttlSeconds": 0})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
     let (id, _) = app.offer_ok(10, 3, None).await;
     // Roles per route.
-    expect(&app, Method::POST, &format!("/api/v1/assignments/{id}/cancel"), Some(&app.master_token(3)), None, StatusCode::FORBIDDEN, "forbidden").await;
-    expect(&app, Method::POST, &format!("/api/v1/assignments/{id}/accept"), Some(&service), None, StatusCode::FORBIDDEN, "forbidden").await;
-    expect(&app, Method::GET, &format!("/api/v1/assignments/{id}"), Some(&client), None, StatusCode::FORBIDDEN, "forbidden").await;
-    expect(&app, Method::GET, "/api/admin/websocket/stats", Some(&service), None, StatusCode::FORBIDDEN, "forbidden").await;
-    expect(&app, Method::GET, "/api/v1/masters/me/assignments", Some(&service), None, StatusCode::FORBIDDEN, "forbidden").await;
-    expect(&app, Method::PUT, "/api/v1/orders/10", Some(&app.master_token(3)), None, StatusCode::FORBIDDEN, "forbidden").await;
+    expect(
+        &app,
+        Method::POST,
+        &format!("/api/v1/assignments/{id}/cancel"),
+        Some(&app.master_token(3)),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &app,
+        Method::POST,
+        &format!("/api/v1/assignments/{id}/accept"),
+        Some(&service),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &app,
+        Method::GET,
+        &format!("/api/v1/assignments/{id}"),
+        Some(&client),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &app,
+        Method::GET,
+        "/api/admin/websocket/stats",
+        Some(&service),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &app,
+        Method::GET,
+        "/api/v1/masters/me/assignments",
+        Some(&service),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    expect(
+        &app,
+        Method::PUT,
+        "/api/v1/orders/10",
+        Some(&app.master_token(3)),
+        None,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
     // 409 once decided.
-    let (status, _) = app.request(Method::POST, &format!("/api/v1/assignments/{id}/cancel"), Some(&service), None).await;
+    let (status, _) = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/assignments/{id}/cancel"),
+            Some(&service),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    expect(&app, Method::POST, &format!("/api/v1/assignments/{id}/accept"), Some(&app.master_token(3)), None, StatusCode::CONFLICT, "assignment_not_pending").await;
+    expect(
+        &app,
+        Method::POST,
+        &format!("/api/v1/assignments/{id}/accept"),
+        Some(&app.master_token(3)),
+        None,
+        StatusCode::CONFLICT,
+        "assignment_not_pending",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -56,7 +254,14 @@ async fn the_master_sees_his_own_assignment() {
     let app = spawn_app().await;
     app.put_order(10, 7).await;
     let (id, created) = app.offer_ok(10, 3, Some(60)).await;
-    let (status, body) = app.request(Method::GET, &format!("/api/v1/assignments/{id}"), Some(&app.master_token(3)), None).await;
+    let (status, body) = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/assignments/{id}"),
+            Some(&app.master_token(3)),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["id"], id);
     assert_eq!(body["status"], "pending");
@@ -79,5 +284,14 @@ async fn health_answers_without_a_token() {
 #[tokio::test]
 async fn unknown_paths_are_404_in_the_error_shape() {
     let app = spawn_app().await;
-    expect(&app, Method::GET, "/api/v1/nothing", None, None, StatusCode::NOT_FOUND, "not_found").await;
+    expect(
+        &app,
+        Method::GET,
+        "/api/v1/nothing",
+        None,
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

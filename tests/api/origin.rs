@@ -18,7 +18,13 @@ async fn refused(app: &TestApp, headers: &[(&str, &str)]) -> Closed {
 async fn a_foreign_origin_is_closed_with_1008_before_any_message() {
     let app = spawn_app_with(allowed()).await;
     let closed = refused(&app, &[("Origin", "https://evil.example")]).await;
-    assert_eq!(closed, Closed { code: 1008, reason: "origin not allowed".into() });
+    assert_eq!(
+        closed,
+        Closed {
+            code: 1008,
+            reason: "origin not allowed".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -29,8 +35,14 @@ async fn listed_origins_and_mobile_apps_are_let_in() {
         &[("Origin", "file://")],
         &[],
         &[("Origin", "null")],
-        &[("Origin", "https://evil.example"), ("User-Agent", "Dart/3.2 (dart:io)")],
-        &[("Origin", "https://evil.example"), ("User-Agent", "MyApp Flutter/3.16")],
+        &[
+            ("Origin", "https://evil.example"),
+            ("User-Agent", "Dart/3.2 (dart:io)"),
+        ],
+        &[
+            ("Origin", "https://evil.example"),
+            ("User-Agent", "MyApp Flutter/3.16"),
+        ],
     ];
     for headers in cases {
         let mut ws = WsClient::connect(&app.ws_url("/ws"), headers).await;
@@ -41,12 +53,21 @@ async fn listed_origins_and_mobile_apps_are_let_in() {
 #[tokio::test]
 async fn a_near_miss_origin_is_refused() {
     let app = spawn_app_with(allowed()).await;
-    assert_eq!(refused(&app, &[("Origin", "https://pixeltoo.ru.evil.example")]).await.code, 1008);
+    assert_eq!(
+        refused(&app, &[("Origin", "https://pixeltoo.ru.evil.example")])
+            .await
+            .code,
+        1008
+    );
 }
 
 #[tokio::test]
 async fn without_allowed_origins_any_origin_is_let_in() {
     let app = spawn_app().await;
-    let mut ws = WsClient::connect(&app.ws_url("/ws"), &[("Origin", "https://anything.example")]).await;
+    let mut ws = WsClient::connect(
+        &app.ws_url("/ws"),
+        &[("Origin", "https://anything.example")],
+    )
+    .await;
     assert_eq!(ws.recv().await["type"], json!("connected"));
 }

@@ -13,7 +13,11 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_dispatcher");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dispatcher(dir: &std::path::Path) -> Command {
@@ -53,16 +57,37 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 async fn the_token_command_and_server_share_a_generated_secret_and_sigterm_closes_with_1001() {
     let dir = tempfile::tempdir().unwrap();
     let out = dispatcher(dir.path())
-        .args(["token", "--role", "master", "--sub", "5", "--master-id", "3", "--ttl", "600"])
+        .args([
+            "token",
+            "--role",
+            "master",
+            "--sub",
+            "5",
+            "--master-id",
+            "3",
+            "--ttl",
+            "600",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let secret_file = dir.path().join("data/jwt_secret");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&secret_file)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     let port = free_port();
@@ -76,22 +101,41 @@ async fn the_token_command_and_server_share_a_generated_secret_and_sigterm_close
     wait_healthy(port).await;
     assert!(dir.path().join("data/dispatcher.db").exists());
 
-    let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{port}/api/v1/ws?token={token}"), &[("User-Agent", "Dart/3.2")]).await;
+    let mut ws = WsClient::connect(
+        &format!("ws://127.0.0.1:{port}/api/v1/ws?token={token}"),
+        &[("User-Agent", "Dart/3.2")],
+    )
+    .await;
     ws.recv_type("connected").await;
     let ok = ws.recv_type("auth_success").await;
-    assert_eq!(ok, json!({"type": "auth_success", "userId": 5, "role": "master", "masterId": 3}));
+    assert_eq!(
+        ok,
+        json!({"type": "auth_success", "userId": 5, "role": "master", "masterId": 3})
+    );
 
     let sent_at = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(ws.closed().await.code, 1001);
     let status = wait_exit(&mut server, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     assert!(sent_at.elapsed() < Duration::from_secs(5));
 
     let mut log = String::new();
-    std::fs::File::open(&log_path).unwrap().read_to_string(&mut log).unwrap();
+    std::fs::File::open(&log_path)
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     let signature = token.rsplit('.').next().unwrap();
-    assert!(!log.contains(signature) && !log.contains(&token[..20]), "the token leaked into the log");
+    assert!(
+        !log.contains(signature) && !log.contains(&token[..20]),
+        "the token leaked into the log"
+    );
     assert!(log.contains("/api/v1/ws"), "the access log names the path");
     assert!(log.contains("Dart/3.2"), "the user agent is logged");
 }

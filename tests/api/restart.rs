@@ -15,7 +15,12 @@ async fn a_restart_loses_no_pending_offer() {
     let (later, _) = app.offer_ok(3, 3, Some(600)).await;
 
     let mut master = app.subscribed_master(3).await;
-    let replayed: Vec<_> = [master.recv().await, master.recv().await, master.recv().await].into();
+    let replayed: Vec<_> = [
+        master.recv().await,
+        master.recv().await,
+        master.recv().await,
+    ]
+    .into();
     assert!(replayed.iter().all(|m| m["type"] == "new_assignment"));
     drop(master);
 
@@ -25,13 +30,20 @@ async fn a_restart_loses_no_pending_offer() {
     assert_eq!(app.get_assignment(soon).await["status"], "pending");
 
     let mut master = app.subscribed_master(3).await;
-    let again = [master.recv_type("new_assignment").await, master.recv_type("new_assignment").await];
-    let ids: Vec<_> = again.iter().map(|m| m["assignment"]["id"].clone()).collect();
+    let again = [
+        master.recv_type("new_assignment").await,
+        master.recv_type("new_assignment").await,
+    ];
+    let ids: Vec<_> = again
+        .iter()
+        .map(|m| m["assignment"]["id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!(soon), json!(later)]);
 
     // The re-armed timer still fires on time.
     let expired = master.recv_type("assignment_expired").await;
-    let late = chrono::Utc::now().timestamp_millis() - millis(&created_soon["assignment"]["expiresAt"]);
+    let late =
+        chrono::Utc::now().timestamp_millis() - millis(&created_soon["assignment"]["expiresAt"]);
     assert_eq!(expired["assignmentId"], soon);
     assert!((0..=1000).contains(&late), "{late} ms after the deadline");
     assert_eq!(app.get_assignment(later).await["status"], "pending");
@@ -41,7 +53,12 @@ async fn a_restart_loses_no_pending_offer() {
 async fn shifts_survive_a_restart() {
     let app = spawn_app().await;
     let (status, _) = app
-        .request(reqwest::Method::PUT, "/api/v1/masters/3/shift", Some(&app.service_token()), Some(json!({"onShift": true})))
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/masters/3/shift",
+            Some(&app.service_token()),
+            Some(json!({"onShift": true})),
+        )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK);
     let app = app.restart_after(Duration::ZERO);

@@ -20,12 +20,19 @@ fn row(stats: &Value, master_id: i64) -> Value {
 async fn stats_count_connected_subscribed_active_and_on_shift() {
     let app = spawn_app_with(vec![("ACTIVE_WINDOW_SECS", "2".into())]).await;
     let (status, _) = app
-        .request(Method::PUT, "/api/v1/masters/3/shift", Some(&app.service_token()), Some(json!({"onShift": true})))
+        .request(
+            Method::PUT,
+            "/api/v1/masters/3/shift",
+            Some(&app.service_token()),
+            Some(json!({"onShift": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 
     let _anonymous = app.ws("/ws").await;
-    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    let mut client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
     client.recv_type("auth_success").await;
     let mut on_shift = app.subscribed_master(3).await;
     let _off_shift = app.subscribed_master(4).await;
@@ -39,19 +46,45 @@ async fn stats_count_connected_subscribed_active_and_on_shift() {
     assert_eq!(stats["subscriptions"].as_array().unwrap().len(), 3);
     let three = row(&stats, 3);
     assert_eq!(three["userId"], 1003);
-    assert_eq!((three["subscribed"].clone(), three["onShift"].clone(), three["isActive"].clone()), (json!(true), json!(true), json!(true)));
+    assert_eq!(
+        (
+            three["subscribed"].clone(),
+            three["onShift"].clone(),
+            three["isActive"].clone()
+        ),
+        (json!(true), json!(true), json!(true))
+    );
     assert!(three["lastPing"].as_str().unwrap().ends_with('Z'));
     let five = row(&stats, 5);
-    assert_eq!((five["subscribed"].clone(), five["lastPing"].clone(), five["isActive"].clone()), (json!(false), Value::Null, json!(false)));
+    assert_eq!(
+        (
+            five["subscribed"].clone(),
+            five["lastPing"].clone(),
+            five["isActive"].clone()
+        ),
+        (json!(false), Value::Null, json!(false))
+    );
 
     // Out of the active window until the next ping.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let stats = app.stats().await;
-    assert_eq!((stats["totalSubscribed"].clone(), stats["activeSubscriptions"].clone()), (json!(2), json!(0)));
+    assert_eq!(
+        (
+            stats["totalSubscribed"].clone(),
+            stats["activeSubscriptions"].clone()
+        ),
+        (json!(2), json!(0))
+    );
     on_shift.send(json!({"type": "ping"})).await;
     on_shift.recv_type("pong").await;
     let stats = app.stats().await;
-    assert_eq!((stats["activeSubscriptions"].clone(), stats["onShiftSubscriptions"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (
+            stats["activeSubscriptions"].clone(),
+            stats["onShiftSubscriptions"].clone()
+        ),
+        (json!(1), json!(1))
+    );
 
     drop(on_shift);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -81,7 +114,10 @@ async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection() {
     };
     let dropped = async { silent.recv_within(Duration::from_secs(4)).await };
     let (mut pinging, dropped) = tokio::join!(keep_alive, dropped);
-    assert_eq!(dropped, Some(json!({"type": "unsubscribed_assignments", "reason": "idle"})));
+    assert_eq!(
+        dropped,
+        Some(json!({"type": "unsubscribed_assignments", "reason": "idle"}))
+    );
 
     let stats = app.stats().await;
     assert_eq!(row(&stats, 3)["subscribed"], false);
@@ -101,9 +137,15 @@ async fn a_client_that_stops_reading_is_disconnected() {
     let big_problem = "x".repeat(64 * 1024);
     let mut dropped_after = None;
     for order in 0..400 {
-        let body = json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": big_problem});
+        let body =
+            json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": big_problem});
         let (status, _) = app
-            .request(Method::PUT, &format!("/api/v1/orders/{order}"), Some(&app.service_token()), Some(body))
+            .request(
+                Method::PUT,
+                &format!("/api/v1/orders/{order}"),
+                Some(&app.service_token()),
+                Some(body),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         let (_, created) = app.offer_ok(order, 3, None).await;
@@ -112,7 +154,10 @@ async fn a_client_that_stops_reading_is_disconnected() {
             break;
         }
     }
-    assert!(dropped_after.is_some(), "the stuck client was never dropped");
+    assert!(
+        dropped_after.is_some(),
+        "the stuck client was never dropped"
+    );
     let stats = app.stats().await;
     assert_eq!(stats["totalConnected"], 1, "{stats}");
     assert_eq!(row(&stats, 4)["subscribed"], true);

@@ -8,7 +8,11 @@ async fn connected_comes_first_with_an_opaque_id_and_millisecond_utc_time() {
     let app = spawn_app().await;
     let mut ws = WsClient::connect(&app.ws_url("/ws"), &[]).await;
     let hello = ws.recv_type("connected").await;
-    assert!(hello["connectionId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        hello["connectionId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
     let time = hello["serverTime"].as_str().unwrap();
     assert_eq!(time.len(), "2025-12-23T10:45:00.000Z".len(), "{time}");
     assert!(time.ends_with('Z'));
@@ -18,9 +22,14 @@ async fn connected_comes_first_with_an_opaque_id_and_millisecond_utc_time() {
 async fn a_query_token_authenticates_on_both_paths() {
     let app = spawn_app().await;
     for path in ["/ws", "/api/v1/ws"] {
-        let mut ws = app.ws(&format!("{path}?token={}", app.master_token(3))).await;
+        let mut ws = app
+            .ws(&format!("{path}?token={}", app.master_token(3)))
+            .await;
         let ok = ws.recv_type("auth_success").await;
-        assert_eq!(ok, json!({"type": "auth_success", "userId": 1003, "role": "master", "masterId": 3}));
+        assert_eq!(
+            ok,
+            json!({"type": "auth_success", "userId": 1003, "role": "master", "masterId": 3})
+        );
     }
 }
 
@@ -31,18 +40,23 @@ async fn a_bearer_header_authenticates() {
     let mut ws = WsClient::connect(&app.ws_url("/api/v1/ws"), &[("Authorization", &header)]).await;
     ws.recv_type("connected").await;
     let ok = ws.recv_type("auth_success").await;
-    assert_eq!(ok, json!({"type": "auth_success", "userId": 77, "role": "client", "masterId": null}));
+    assert_eq!(
+        ok,
+        json!({"type": "auth_success", "userId": 77, "role": "client", "masterId": null})
+    );
 }
 
 #[tokio::test]
 async fn an_auth_message_authenticates_and_echoes_the_request_id() {
     let app = spawn_app().await;
     let mut ws = app.ws("/ws").await;
-    ws.send(json!({"type": "auth", "token": app.admin_token(), "requestId": "r-1"})).await;
+    ws.send(json!({"type": "auth", "token": app.admin_token(), "requestId": "r-1"}))
+        .await;
     let ok = ws.recv_type("auth_success").await;
     assert_eq!(ok["role"], "admin");
     assert_eq!(ok["requestId"], "r-1");
-    ws.send(json!({"type": "auth", "token": app.admin_token(), "requestId": 2})).await;
+    ws.send(json!({"type": "auth", "token": app.admin_token(), "requestId": 2}))
+        .await;
     let again = ws.recv_error("bad_request").await;
     assert_eq!(again["requestId"], 2);
 }
@@ -58,7 +72,11 @@ async fn a_sub_given_as_a_string_is_the_user_id() {
     }
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &StringSub { sub: "42", role: "service", exp: 4_000_000_000 },
+        &StringSub {
+            sub: "42",
+            role: "service",
+            exp: 4_000_000_000,
+        },
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
@@ -83,9 +101,20 @@ async fn assert_refused(app: &TestApp, token: &str) {
 async fn bad_tokens_get_auth_error_and_1008() {
     let app = spawn_app().await;
     let keys = &app.jwt;
-    let expired = keys.encode(&Claims { sub: 5, role: Role::Master, master_id: Some(3), exp: 1_000 });
-    let master_without_id = keys.encode(&Claims { sub: 5, role: Role::Master, master_id: None, exp: 4_000_000_000 });
-    let wrong_secret = dispatcher::auth::JwtKeys::new("another secret").mint(5, Role::Admin, None, 3600);
+    let expired = keys.encode(&Claims {
+        sub: 5,
+        role: Role::Master,
+        master_id: Some(3),
+        exp: 1_000,
+    });
+    let master_without_id = keys.encode(&Claims {
+        sub: 5,
+        role: Role::Master,
+        master_id: None,
+        exp: 4_000_000_000,
+    });
+    let wrong_secret =
+        dispatcher::auth::JwtKeys::new("another secret").mint(5, Role::Admin, None, 3600);
     let unknown_role = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": 5, "role": "janitor", "exp": 4_000_000_000u64}),
@@ -114,7 +143,16 @@ async fn bad_tokens_get_auth_error_and_1008() {
         b64(json!({"alg": "none", "typ": "JWT"})),
         b64(json!({"sub": 5, "role": "admin", "exp": 4_000_000_000u64}))
     );
-    for token in [expired, master_without_id, wrong_secret, unknown_role, no_exp, hs512, alg_none, "garbage".into()] {
+    for token in [
+        expired,
+        master_without_id,
+        wrong_secret,
+        unknown_role,
+        no_exp,
+        hs512,
+        alg_none,
+        "garbage".into(),
+    ] {
         assert_refused(&app, &token).await;
     }
 }
@@ -122,7 +160,12 @@ async fn bad_tokens_get_auth_error_and_1008() {
 #[tokio::test]
 async fn an_expired_token_says_so() {
     let app = spawn_app().await;
-    let expired = app.jwt.encode(&Claims { sub: 5, role: Role::Admin, master_id: None, exp: 1_000 });
+    let expired = app.jwt.encode(&Claims {
+        sub: 5,
+        role: Role::Admin,
+        master_id: None,
+        exp: 1_000,
+    });
     let mut ws = app.ws(&format!("/ws?token={expired}")).await;
     assert_eq!(ws.recv_type("auth_error").await["message"], "token expired");
 }
@@ -133,11 +176,16 @@ async fn only_auth_and_ping_are_allowed_before_auth() {
     let mut ws = app.ws("/ws").await;
     ws.send(json!({"type": "ping", "requestId": "p"})).await;
     assert_eq!(ws.recv_type("pong").await["requestId"], "p");
-    for kind in ["subscribe_assignments", "unsubscribe_assignments", "subscribe_events"] {
+    for kind in [
+        "subscribe_assignments",
+        "unsubscribe_assignments",
+        "subscribe_events",
+    ] {
         ws.send(json!({"type": kind})).await;
         ws.recv_error("unauthorized").await;
     }
-    ws.send(json!({"type": "accept_assignment", "assignmentId": 1})).await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": 1}))
+        .await;
     ws.recv_error("unauthorized").await;
 }
 

@@ -26,11 +26,14 @@ async fn malformed_messages_get_errors_and_the_connection_stays_open() {
     ws.recv_error("bad_request").await;
     ws.send(json!({"type": "teleport", "requestId": "t"})).await;
     assert_eq!(ws.recv_error("unknown_type").await["requestId"], "t");
-    ws.send(json!({"type": "accept_assignment", "requestId": 9})).await;
+    ws.send(json!({"type": "accept_assignment", "requestId": 9}))
+        .await;
     assert_eq!(ws.recv_error("bad_request").await["requestId"], 9);
-    ws.send(json!({"type": "accept_assignment", "assignmentId": "seven"})).await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": "seven"}))
+        .await;
     ws.recv_error("bad_request").await;
-    ws.send(json!({"type": "accept_assignment", "assignmentId": 999_999})).await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": 999_999}))
+        .await;
     ws.recv_error("not_found").await;
     ws.send(json!({"type": "ping"})).await;
     ws.recv_type("pong").await;
@@ -39,13 +42,19 @@ async fn malformed_messages_get_errors_and_the_connection_stays_open() {
 #[tokio::test]
 async fn roles_are_checked_per_message() {
     let app = spawn_app().await;
-    let mut client = app.ws(&format!("/ws?token={}", app.token(Role::Client, 7, None))).await;
+    let mut client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
     client.recv_type("auth_success").await;
-    client.send(json!({"type": "subscribe_assignments", "requestId": "s"})).await;
+    client
+        .send(json!({"type": "subscribe_assignments", "requestId": "s"}))
+        .await;
     assert_eq!(client.recv_error("forbidden").await["requestId"], "s");
     client.send(json!({"type": "subscribe_events"})).await;
     client.recv_error("forbidden").await;
-    client.send(json!({"type": "accept_assignment", "assignmentId": 1})).await;
+    client
+        .send(json!({"type": "accept_assignment", "assignmentId": 1}))
+        .await;
     client.recv_error("forbidden").await;
 
     let mut master = app.master_ws(3).await;
@@ -54,7 +63,9 @@ async fn roles_are_checked_per_message() {
 
     let mut service = app.ws(&format!("/ws?token={}", app.service_token())).await;
     service.recv_type("auth_success").await;
-    service.send(json!({"type": "subscribe_events", "requestId": 1})).await;
+    service
+        .send(json!({"type": "subscribe_events", "requestId": 1}))
+        .await;
     assert_eq!(service.recv_type("subscribed_events").await["requestId"], 1);
 }
 
@@ -62,7 +73,8 @@ async fn roles_are_checked_per_message() {
 async fn subscribe_and_unsubscribe_are_acknowledged() {
     let app = spawn_app().await;
     let mut ws = app.subscribed_master(3).await;
-    ws.send(json!({"type": "unsubscribe_assignments", "requestId": "u"})).await;
+    ws.send(json!({"type": "unsubscribe_assignments", "requestId": "u"}))
+        .await;
     let ack = ws.recv_type("unsubscribed_assignments").await;
     assert_eq!(ack["requestId"], "u");
     assert!(ack.get("reason").is_none());
@@ -80,22 +92,38 @@ async fn a_binary_frame_closes_with_1003() {
 async fn a_message_over_the_limit_closes_with_1009() {
     let app = spawn_app_with(vec![("MAX_MESSAGE_BYTES", "1024".into())]).await;
     let mut ws = app.master_ws(3).await;
-    ws.send(json!({"type": "ping", "requestId": "x".repeat(900)})).await;
+    ws.send(json!({"type": "ping", "requestId": "x".repeat(900)}))
+        .await;
     ws.recv_type("pong").await;
-    ws.send(json!({"type": "ping", "requestId": "x".repeat(2000)})).await;
+    ws.send(json!({"type": "ping", "requestId": "x".repeat(2000)}))
+        .await;
     assert_eq!(ws.closed().await.code, 1009);
 }
 
 #[tokio::test]
 async fn messages_over_the_rate_are_dropped_with_rate_limited() {
-    let app = spawn_app_with(vec![("RATE_LIMIT_PER_SEC", "1".into()), ("RATE_LIMIT_BURST", "3".into())]).await;
+    let app = spawn_app_with(vec![
+        ("RATE_LIMIT_PER_SEC", "1".into()),
+        ("RATE_LIMIT_BURST", "3".into()),
+    ])
+    .await;
     let mut ws = app.master_ws(3).await;
     for i in 0..5 {
         ws.send(json!({"type": "ping", "requestId": i})).await;
     }
-    let replies: Vec<_> = [ws.recv().await, ws.recv().await, ws.recv().await, ws.recv().await, ws.recv().await].into();
+    let replies: Vec<_> = [
+        ws.recv().await,
+        ws.recv().await,
+        ws.recv().await,
+        ws.recv().await,
+        ws.recv().await,
+    ]
+    .into();
     let pongs = replies.iter().filter(|m| m["type"] == "pong").count();
-    let limited = replies.iter().filter(|m| m["code"] == "rate_limited").count();
+    let limited = replies
+        .iter()
+        .filter(|m| m["code"] == "rate_limited")
+        .count();
     assert_eq!((pongs, limited), (3, 2), "{replies:?}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ws.send(json!({"type": "ping"})).await;
@@ -104,7 +132,11 @@ async fn messages_over_the_rate_are_dropped_with_rate_limited() {
 
 #[tokio::test]
 async fn a_client_that_keeps_flooding_is_closed_with_1008() {
-    let app = spawn_app_with(vec![("RATE_LIMIT_PER_SEC", "1".into()), ("RATE_LIMIT_BURST", "1".into())]).await;
+    let app = spawn_app_with(vec![
+        ("RATE_LIMIT_PER_SEC", "1".into()),
+        ("RATE_LIMIT_BURST", "1".into()),
+    ])
+    .await;
     let mut ws = app.master_ws(3).await;
     for _ in 0..150 {
         ws.send(json!({"type": "ping"})).await;
@@ -112,6 +144,12 @@ async fn a_client_that_keeps_flooding_is_closed_with_1008() {
     let mut before = Vec::new();
     let closed = ws.closed_after(&mut before).await;
     assert_eq!(closed.code, 1008);
-    let limited = before.iter().filter(|m| m["code"] == "rate_limited").count();
-    assert!((90..=100).contains(&limited), "{limited} rate_limited errors before closing");
+    let limited = before
+        .iter()
+        .filter(|m| m["code"] == "rate_limited")
+        .count();
+    assert!(
+        (90..=100).contains(&limited),
+        "{limited} rate_limited errors before closing"
+    );
 }
