@@ -1,6 +1,10 @@
 //! Builds the application on a listener: database, start-up recovery, the one Dispatcher, the HTTP server.
 
-use std::{net::TcpListener, sync::Arc, time::Instant};
+use std::{
+    net::TcpListener,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix::{Actor, Addr};
 use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
@@ -10,7 +14,7 @@ use tokio::sync::Notify;
 use crate::{
     auth::JwtKeys,
     config::{Config, ConfigError},
-    db::{self, DbError, DbPool, models::Assignment},
+    db::{self, Backend, DbError, DbPool, models::Assignment},
     dispatcher::{
         Dispatcher, DispatcherSettings,
         messages::{ArmExpiry, Shutdown},
@@ -68,9 +72,7 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        let pool = db::connect(&config.database_url, config.db_pool_size, config.db_timeout)?;
-        let pending = recover_pending(&pool)?;
-
+        let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout);
         let dispatcher = Dispatcher::new(
             pool.clone(),
             DispatcherSettings {
@@ -79,10 +81,23 @@ impl Application {
             },
         )
         .start();
-        dispatcher
-            .send(ArmExpiry(pending))
-            .await
-            .map_err(|_| StartupError::Dispatcher)?;
+        match prepare_database(&config.database_url, &pool).await {
+            Ok(pending) => dispatcher
+                .send(ArmExpiry(pending))
+                .await
+                .map_err(|_| StartupError::Dispatcher)?,
+            Err(e)
+                if e.is_unavailable() && Backend::of(&config.database_url) == Backend::Postgres =>
+            {
+                log::warn!("database unavailable at start ({e}); serving 503 and retrying");
+                actix_web::rt::spawn(retry_prepare(
+                    config.database_url.clone(),
+                    pool.clone(),
+                    dispatcher.clone(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
 
         let state = web::Data::new(AppState {
             pool,
@@ -154,6 +169,37 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
+    }
+}
+
+/// Migrates, expires what fell due while the service was down, and returns the rest to re-arm.
+async fn prepare_database(database_url: &str, pool: &DbPool) -> Result<Vec<(i64, i64)>, DbError> {
+    let (url, pool) = (database_url.to_string(), pool.clone());
+    actix_web::web::block(move || {
+        db::migrate(&url, &pool)?;
+        recover_pending(&pool)
+    })
+    .await
+    .map_err(|_| DbError::Cancelled)?
+}
+
+/// Keeps trying to reach a database that was down at start, backing off up to `MAX_BACKOFF`.
+async fn retry_prepare(database_url: String, pool: DbPool, dispatcher: Addr<Dispatcher>) {
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(backoff).await;
+        match prepare_database(&database_url, &pool).await {
+            Ok(pending) => {
+                log::info!("database reachable again");
+                let _ = dispatcher.send(ArmExpiry(pending)).await;
+                return;
+            }
+            Err(e) => {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                log::warn!("database still unavailable ({e}); next try in {backoff:?}");
+            }
+        }
     }
 }
 

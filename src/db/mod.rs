@@ -6,18 +6,44 @@ pub mod schema;
 use std::time::Duration;
 
 use diesel::{
-    connection::SimpleConnection,
-    r2d2::{ConnectionManager, CustomizeConnection, Pool},
+    Connection,
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+    pg::PgConnection,
+    r2d2::{CustomizeConnection, ManageConnection, Pool, R2D2Connection},
     result::{DatabaseErrorKind, Error as QueryError},
     sqlite::SqliteConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use thiserror::Error;
 
-pub type DbConn = SqliteConnection;
-pub type DbPool = Pool<ConnectionManager<DbConn>>;
+/// One connection type over both backends; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<DbManager>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// `postgres://` and `postgresql://` URLs select PostgreSQL; anything else is a SQLite path.
+    pub fn of(database_url: &str) -> Backend {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum DbError {
@@ -38,15 +64,31 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             DbError::Pool(_) | DbError::Connect(_) | DbError::Cancelled => true,
-            DbError::Query(QueryError::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-                ) || info.message().contains("database is locked")
-            }
-            DbError::Query(QueryError::BrokenTransactionManager) => true,
-            _ => false,
+            DbError::Query(e) => is_connection_lost(e),
+            DbError::Migration(_) => false,
         }
+    }
+}
+
+fn is_connection_lost(e: &QueryError) -> bool {
+    match e {
+        QueryError::DatabaseError(kind, info) => {
+            matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+            ) || [
+                "database is locked",
+                "server closed the connection",
+                "terminating connection",
+                "no connection to the server",
+                "could not receive data",
+                "could not send data",
+            ]
+            .iter()
+            .any(|m| info.message().contains(m))
+        }
+        QueryError::BrokenTransactionManager => true,
+        _ => false,
     }
 }
 
@@ -57,43 +99,86 @@ pub fn is_unique_violation(e: &QueryError) -> bool {
     )
 }
 
+/// Opens connections of the backend the URL names (never guessing by trying each).
 #[derive(Debug)]
-struct SqlitePragmas;
+pub struct DbManager {
+    url: String,
+    backend: Backend,
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // busy_timeout makes writers queue for the lock instead of failing at once.
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+impl ManageConnection for DbManager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        let conn = match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.url).map(DbConn::Postgresql),
+            Backend::Sqlite => SqliteConnection::establish(&self.url).map(DbConn::Sqlite),
+        };
+        conn.map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
-/// Opens the pool (creating the SQLite file and its folder) and runs pending migrations.
-pub fn connect(database_url: &str, size: u32, timeout: Duration) -> Result<DbPool, DbError> {
-    if let Some(dir) = std::path::Path::new(database_url).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        let _ = std::fs::create_dir_all(dir);
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConn::Sqlite(conn) = conn {
+            // busy_timeout makes writers queue for the lock instead of failing at once.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
     }
-    // WAL lets readers run beside the one writer. It is stored in the file, so one connection sets it
-    // before the pool opens several at once.
-    diesel::Connection::establish(database_url)
-        .and_then(|mut conn: DbConn| {
-            conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
-        })
-        .map_err(|e| DbError::Connect(e.to_string()))?;
-    let pool = Pool::builder()
+}
+
+/// The pool, built without connecting, so a database that is down does not stop the service.
+pub fn pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
+    Pool::builder()
         .max_size(size)
+        .min_idle(Some(1))
         .connection_timeout(timeout)
         .connection_customizer(Box::new(SqlitePragmas))
-        .build(ConnectionManager::<DbConn>::new(database_url))?;
+        .build_unchecked(DbManager {
+            url: database_url.to_string(),
+            backend: Backend::of(database_url),
+        })
+}
+
+/// Prepares the database: for SQLite the file, its folder and WAL mode; then pending migrations.
+pub fn migrate(database_url: &str, pool: &DbPool) -> Result<(), DbError> {
+    let backend = Backend::of(database_url);
+    if backend == Backend::Sqlite {
+        if let Some(dir) = std::path::Path::new(database_url).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // WAL lets readers run beside the one writer. It is stored in the file, so one connection
+        // sets it before the pool opens several at once.
+        SqliteConnection::establish(database_url)
+            .map_err(|e| DbError::Connect(e.to_string()))?
+            .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")?;
+    }
+    let migrations = match backend {
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+    };
     pool.get()?
-        .run_pending_migrations(SQLITE_MIGRATIONS)
+        .run_pending_migrations(migrations)
         .map_err(|e| DbError::Migration(e.to_string()))?;
-    Ok(pool)
+    Ok(())
 }
 
 /// Runs `f` with a pooled connection on a blocking thread, so no actor or worker waits on the database.
@@ -112,11 +197,26 @@ where
     .map_err(|_| DbError::Cancelled)?
 }
 
-/// A write transaction that takes the write lock up front, so concurrent deciders queue rather than deadlock.
+/// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so a
+/// transaction that reads before writing queues for the lock instead of failing on upgrade;
+/// PostgreSQL's row locks need no such help. This is the one place the dialects differ.
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<QueryError>,
 {
-    conn.immediate_transaction(f)
+    let DbConn::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
 }

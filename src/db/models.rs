@@ -207,7 +207,7 @@ impl Assignment {
                     assignments::created_at.eq(now),
                     assignments::expires_at.eq(expires_at),
                 ))
-                .returning(Assignment::as_returning())
+                .returning(assignments::all_columns)
                 .get_result(conn);
             match inserted {
                 Ok(assignment) => Ok(Ok(assignment)),

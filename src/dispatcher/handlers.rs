@@ -1,24 +1,16 @@
 use actix::{Context, Handler, MessageResult};
 use actix_ws::CloseCode;
 
-use super::{Audience, Connection, Dispatcher, messages::*};
-use crate::time::now_ms;
+use super::{Connection, Dispatcher, messages::*};
+use crate::{time::now_ms, ws::protocol::ServerMessage};
 
 /// Registers a new connection, not yet authenticated.
 impl Handler<Connect> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
-        self.connections.insert(
-            msg.id,
-            Connection {
-                outbox: msg.outbox,
-                control: msg.control,
-                user: None,
-                subscribed: false,
-                last_ping: None,
-            },
-        );
+        self.connections
+            .insert(msg.id, Connection::new(msg.outbox, msg.control));
     }
 }
 
@@ -68,7 +60,7 @@ impl Handler<UnsubscribeAssignments> for Dispatcher {
 
     fn handle(&mut self, msg: UnsubscribeAssignments, _: &mut Context<Self>) {
         if let Some(conn) = self.connections.get_mut(&msg.id) {
-            conn.subscribed = false;
+            conn.unsubscribe();
         }
     }
 }
@@ -100,13 +92,23 @@ impl Handler<Offer> for Dispatcher {
     type Result = usize;
 
     fn handle(&mut self, msg: Offer, ctx: &mut Context<Self>) -> usize {
-        self.expiry
-            .arm(msg.assignment.id, msg.assignment.expires_at);
+        let a = &msg.assignment;
+        self.expiry.arm(a.id, a.expires_at);
         self.schedule_expiry(ctx);
-        self.publish(
-            Audience::SubscribedMaster(msg.assignment.master_id),
-            &msg.message,
-        )
+        self.offer(a.master_id, a.id, msg.message.encode(None))
+    }
+}
+
+/// Sends a newly subscribed connection the open offers it has not been pushed yet.
+impl Handler<ReplayOffers> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplayOffers, _: &mut Context<Self>) {
+        for assignment in msg.offers {
+            let id = assignment.id;
+            let text = ServerMessage::NewAssignment { assignment }.encode(None);
+            self.offer_to(msg.id, id, text);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use actix_ws::CloseCode;
 use crate::{
     auth::AuthUser,
     db::models::{Assignment, Order},
+    views::OfferView,
     ws::{
         outbox::Outbox,
         protocol::{AssignmentEventKind, ServerMessage},
@@ -69,6 +70,14 @@ pub struct Pinged {
 pub struct Offer {
     pub assignment: Assignment,
     pub message: ServerMessage,
+}
+
+/// Open offers read for a connection that just subscribed; any it was already pushed are skipped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReplayOffers {
+    pub id: ConnId,
+    pub offers: Vec<OfferView>,
 }
 
 /// Pending deadlines loaded at start.

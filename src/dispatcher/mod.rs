@@ -31,6 +31,8 @@ use crate::{
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
 const MAILBOX_CAPACITY: usize = 65_536;
+/// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
+const MAX_REMEMBERED_OFFERS: usize = 1024;
 /// When the database refuses an expiry write, try again this much later.
 const EXPIRY_RETRY_MS: i64 = 1_000;
 
@@ -47,14 +49,33 @@ struct Connection {
     user: Option<AuthUser>,
     subscribed: bool,
     last_ping: Option<i64>,
+    /// Open offers this connection has been sent since it subscribed.
+    offered: HashSet<i64>,
 }
 
-/// Who a message is for. A multi-node backplane would carry `(Audience, message)` to every node,
-/// and each node would deliver it to its own connections with [`Dispatcher::deliver_local`].
+impl Connection {
+    pub fn new(outbox: Outbox, control: Recipient<CloseConnection>) -> Self {
+        Connection {
+            outbox,
+            control,
+            user: None,
+            subscribed: false,
+            last_ping: None,
+            offered: HashSet::new(),
+        }
+    }
+
+    fn unsubscribe(&mut self) {
+        self.subscribed = false;
+        self.offered.clear();
+    }
+}
+
+/// Who a message is for. A multi-node backplane would carry `(Audience, message)` pairs, and
+/// offers as `(master, assignment, message)`, to every node; each node would deliver them to its
+/// own connections with [`Dispatcher::deliver_local`] and [`Dispatcher::offer`].
 #[derive(Debug, Clone, Copy)]
 pub enum Audience {
-    /// A master's connections that subscribed to assignments.
-    SubscribedMaster(i64),
     /// All of a master's connections.
     Master(i64),
     /// All connections of a user.
@@ -88,6 +109,29 @@ impl Dispatcher {
         }
     }
 
+    /// Sends an offer to a master's subscribed connections that have not had it yet.
+    pub fn offer(&mut self, master_id: i64, assignment_id: i64, text: ByteString) -> usize {
+        let targets = self.by_master.get(&master_id).cloned().unwrap_or_default();
+        targets
+            .into_iter()
+            .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
+            .count()
+    }
+
+    fn offer_to(&mut self, id: ConnId, assignment_id: i64, text: ByteString) -> bool {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return false;
+        };
+        if !conn.subscribed || conn.offered.contains(&assignment_id) {
+            return false;
+        }
+        if conn.offered.len() >= MAX_REMEMBERED_OFFERS {
+            conn.offered.clear();
+        }
+        conn.offered.insert(assignment_id);
+        self.send_to(id, text)
+    }
+
     /// The one place notifications leave the Dispatcher; answers how many connections got it.
     fn publish(&mut self, audience: Audience, message: &ServerMessage) -> usize {
         self.deliver_local(audience, message.encode(None))
@@ -95,14 +139,6 @@ impl Dispatcher {
 
     pub fn deliver_local(&mut self, audience: Audience, text: ByteString) -> usize {
         let targets: Vec<ConnId> = match audience {
-            Audience::SubscribedMaster(master_id) => self
-                .by_master
-                .get(&master_id)
-                .into_iter()
-                .flatten()
-                .copied()
-                .filter(|id| self.connections.get(id).is_some_and(|c| c.subscribed))
-                .collect(),
             Audience::Master(master_id) => {
                 self.by_master.get(&master_id).cloned().unwrap_or_default()
             }
@@ -173,6 +209,11 @@ impl Dispatcher {
     fn on_decided(&mut self, ctx: &mut Context<Self>, a: &Assignment, kind: AssignmentEventKind) {
         self.expiry.disarm(a.id);
         self.schedule_expiry(ctx);
+        for id in self.by_master.get(&a.master_id).into_iter().flatten() {
+            if let Some(conn) = self.connections.get_mut(id) {
+                conn.offered.remove(&a.id);
+            }
+        }
         let (assignment_id, order_id) = (a.id, a.order_id);
         let to_master = match kind {
             AssignmentEventKind::Expired => Some(ServerMessage::AssignmentExpired {
@@ -257,7 +298,7 @@ impl Dispatcher {
             .iter_mut()
             .filter(|(_, c)| c.subscribed && c.last_ping.unwrap_or(i64::MIN) < cutoff)
             .map(|(&id, c)| {
-                c.subscribed = false;
+                c.unsubscribe();
                 id
             })
             .collect();

@@ -20,7 +20,7 @@ use crate::{
     dispatcher::{
         Dispatcher,
         messages::{
-            Authenticated, CloseConnection, ConnId, Connect, Disconnect, Pinged,
+            Authenticated, CloseConnection, ConnId, Connect, Disconnect, Pinged, ReplayOffers,
             SubscribeAssignments, SubscribeEvents, UnsubscribeAssignments,
         },
     },
@@ -329,11 +329,7 @@ impl WsSession {
         ctx.spawn(
             work.into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok(offers) => {
-                        for assignment in offers {
-                            act.send(ctx, &ServerMessage::NewAssignment { assignment }, None);
-                        }
-                    }
+                    Ok(offers) => act.tell(ctx, ReplayOffers { id: act.id, offers }),
                     Err(e) => act.send_error(ctx, &e, None),
                 }),
         );

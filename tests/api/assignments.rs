@@ -6,9 +6,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn an_offer_reaches_the_subscribed_master_with_basic_information_only() {
-    let app = spawn_app().await;
+async fn an_offer_reaches_the_subscribed_master_with_basic_information_only(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut subscribed = app.subscribed_master(3).await;
     let mut unsubscribed = app.master_ws(3).await;
@@ -55,9 +54,8 @@ async fn an_offer_reaches_the_subscribed_master_with_basic_information_only() {
         .await;
 }
 
-#[tokio::test]
-async fn delivered_counts_every_subscribed_connection_of_the_master() {
-    let app = spawn_app().await;
+async fn delivered_counts_every_subscribed_connection_of_the_master(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(1, 7).await;
     app.put_order(2, 7).await;
     let (_, nobody) = app.offer_ok(1, 3, None).await;
@@ -78,9 +76,8 @@ async fn delivered_counts_every_subscribed_connection_of_the_master() {
     );
 }
 
-#[tokio::test]
-async fn subscribing_replays_open_offers_and_the_polling_fallback_lists_them() {
-    let app = spawn_app().await;
+async fn subscribing_replays_open_offers_and_the_polling_fallback_lists_them(db: Db) {
+    let app = spawn_app(db).await;
     for order in [1, 2, 3] {
         app.put_order(order, 7).await;
     }
@@ -126,9 +123,8 @@ async fn subscribing_replays_open_offers_and_the_polling_fallback_lists_them() {
     );
 }
 
-#[tokio::test]
-async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concerned() {
-    let app = spawn_app().await;
+async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concerned(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut winner = app.subscribed_master(3).await;
     let mut loser = app.subscribed_master(4).await;
@@ -202,9 +198,8 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
 
-#[tokio::test]
-async fn rejecting_stores_the_reason_and_emits_an_event() {
-    let app = spawn_app().await;
+async fn rejecting_stores_the_reason_and_emits_an_event(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut master = app.subscribed_master(3).await;
     let mut admin = app.ws(&format!("/ws?token={}", app.admin_token())).await;
@@ -242,9 +237,8 @@ async fn rejecting_stores_the_reason_and_emits_an_event() {
     app.offer_ok(10, 3, None).await;
 }
 
-#[tokio::test]
-async fn a_master_cannot_act_on_another_masters_assignment() {
-    let app = spawn_app().await;
+async fn a_master_cannot_act_on_another_masters_assignment(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let (id, _) = app.offer_ok(10, 3, None).await;
     let mut intruder = app.master_ws(4).await;
@@ -277,9 +271,8 @@ async fn a_master_cannot_act_on_another_masters_assignment() {
     assert_eq!(app.get_assignment(id).await["status"], "pending");
 }
 
-#[tokio::test]
-async fn http_accept_reject_and_cancel_decide_once() {
-    let app = spawn_app().await;
+async fn http_accept_reject_and_cancel_decide_once(db: Db) {
+    let app = spawn_app(db).await;
     for order in [1, 2, 3] {
         app.put_order(order, 7).await;
     }
@@ -343,9 +336,8 @@ async fn http_accept_reject_and_cancel_decide_once() {
     }
 }
 
-#[tokio::test]
-async fn order_status_changes_reach_the_client_and_the_master_and_closing_cancels_offers() {
-    let app = spawn_app().await;
+async fn order_status_changes_reach_the_client_and_the_master_and_closing_cancels_offers(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     app.put_order(11, 7).await;
     let mut client = app
@@ -415,9 +407,8 @@ async fn order_status_changes_reach_the_client_and_the_master_and_closing_cancel
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn orders_upsert_and_an_offer_is_refused_twice_to_the_same_master() {
-    let app = spawn_app().await;
+async fn orders_upsert_and_an_offer_is_refused_twice_to_the_same_master(db: Db) {
+    let app = spawn_app(db).await;
     let first = app.put_order(10, 7).await;
     assert_eq!(first["status"], "new");
     let body =
@@ -443,9 +434,8 @@ async fn orders_upsert_and_an_offer_is_refused_twice_to_the_same_master() {
     app.offer_ok(10, 4, None).await;
 }
 
-#[tokio::test]
-async fn shifts_are_stored_per_master() {
-    let app = spawn_app().await;
+async fn shifts_are_stored_per_master(db: Db) {
+    let app = spawn_app(db).await;
     let (status, body) = app
         .request(
             Method::PUT,
@@ -479,3 +469,45 @@ async fn shifts_are_stored_per_master() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+async fn an_offer_racing_a_new_subscription_arrives_exactly_once(db: Db) {
+    let app = spawn_app(db).await;
+    for round in 0..8 {
+        app.put_order(round, 7).await;
+        let mut ws = app.master_ws(3).await;
+        let subscribe = async {
+            ws.send(json!({"type": "subscribe_assignments"})).await;
+            let mut received = Vec::new();
+            while let Some(message) = ws.recv_within(Duration::from_millis(400)).await {
+                received.push(message);
+            }
+            received
+        };
+        let (received, _) = tokio::join!(subscribe, app.offer_ok(round, 3, None));
+        let mut offered: Vec<i64> = received
+            .iter()
+            .filter(|m| m["type"] == "new_assignment")
+            .map(|m| m["assignment"]["orderId"].as_i64().unwrap())
+            .collect();
+        offered.sort_unstable();
+        assert_eq!(
+            offered,
+            (0..=round).collect::<Vec<_>>(),
+            "round {round}: {received:?}"
+        );
+    }
+}
+
+on_both_backends!(
+    an_offer_racing_a_new_subscription_arrives_exactly_once,
+    an_offer_reaches_the_subscribed_master_with_basic_information_only,
+    delivered_counts_every_subscribed_connection_of_the_master,
+    subscribing_replays_open_offers_and_the_polling_fallback_lists_them,
+    accepting_over_websocket_gives_the_full_order_and_tells_everyone_concerned,
+    rejecting_stores_the_reason_and_emits_an_event,
+    a_master_cannot_act_on_another_masters_assignment,
+    http_accept_reject_and_cancel_decide_once,
+    order_status_changes_reach_the_client_and_the_master_and_closing_cancels_offers,
+    orders_upsert_and_an_offer_is_refused_twice_to_the_same_master,
+    shifts_are_stored_per_master,
+);

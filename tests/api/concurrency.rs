@@ -4,9 +4,8 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn concurrent_accepts_of_one_offer_decide_it_once() {
-    let app = spawn_app().await;
+async fn concurrent_accepts_of_one_offer_decide_it_once(db: Db) {
+    let app = spawn_app(db).await;
     for round in 0..5 {
         app.put_order(round, 7).await;
         let (id, _) = app.offer_ok(round, 3, None).await;
@@ -44,9 +43,8 @@ async fn concurrent_accepts_of_one_offer_decide_it_once() {
     }
 }
 
-#[tokio::test]
-async fn when_masters_race_for_one_order_the_first_accept_wins_it() {
-    let app = &spawn_app().await;
+async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
+    let app = &spawn_app(db).await;
     for round in 0..5 {
         app.put_order(round, 7).await;
         let masters = [3, 4, 5, 6];
@@ -102,3 +100,8 @@ async fn when_masters_race_for_one_order_the_first_accept_wins_it() {
         assert_eq!(order["masterId"], winners[0]);
     }
 }
+
+on_both_backends!(
+    concurrent_accepts_of_one_offer_decide_it_once,
+    when_masters_race_for_one_order_the_first_accept_wins_it,
+);

@@ -12,9 +12,8 @@ pub fn millis(iso: &Value) -> i64 {
         .timestamp_millis()
 }
 
-#[tokio::test]
-async fn an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late() {
-    let app = spawn_app().await;
+async fn an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late(db: Db) {
+    let app = spawn_app(db).await;
     for order in [1, 2, 3] {
         app.put_order(order, 7).await;
     }
@@ -80,9 +79,8 @@ async fn an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late(
     assert_eq!(open["assignments"], json!([]));
 }
 
-#[tokio::test]
-async fn a_decided_offer_does_not_expire_later() {
-    let app = spawn_app().await;
+async fn a_decided_offer_does_not_expire_later(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(1, 7).await;
     let mut master = app.subscribed_master(3).await;
     let (id, _) = app.offer_ok(1, 3, Some(1)).await;
@@ -95,11 +93,16 @@ async fn a_decided_offer_does_not_expire_later() {
     assert_eq!(app.get_assignment(id).await["status"], "rejected");
 }
 
-#[tokio::test]
-async fn assignment_ttl_secs_is_the_default_deadline() {
-    let app = spawn_app_with(vec![("ASSIGNMENT_TTL_SECS", "42".into())]).await;
+async fn assignment_ttl_secs_is_the_default_deadline(db: Db) {
+    let app = spawn_app_with(db, vec![("ASSIGNMENT_TTL_SECS", "42".into())]).await;
     app.put_order(1, 7).await;
     let (_, created) = app.offer_ok(1, 3, None).await;
     let a = &created["assignment"];
     assert_eq!(millis(&a["expiresAt"]) - millis(&a["createdAt"]), 42_000);
 }
+
+on_both_backends!(
+    an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late,
+    a_decided_offer_does_not_expire_later,
+    assignment_ttl_secs_is_the_default_deadline,
+);

@@ -24,29 +24,143 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 /// Environment-style overrides for one test server.
 pub type Vars = Vec<(&'static str, String)>;
 
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// PostgreSQL when `TEST_DATABASE_URL` is set; outside CI its absence skips the test, in CI it fails.
+    pub fn postgres() -> Option<Db> {
+        if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+            return Some(Db::Postgres);
+        }
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but TEST_DATABASE_URL is not: the PostgreSQL tests must run"
+        );
+        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        None
+    }
+}
+
+/// Runs each listed `async fn(Db)` as a test on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::helpers::Db::postgres() {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A database of a test's own: a SQLite file in a temporary folder, or a fresh PostgreSQL database
+/// that is dropped afterwards.
+pub struct Storage {
+    pub url: String,
+    pub dir: TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl Storage {
+    pub fn new(db: Db) -> Arc<Storage> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, postgres) = match db {
+            Db::Sqlite => (
+                dir.path()
+                    .join("dispatcher.db")
+                    .to_string_lossy()
+                    .to_string(),
+                None,
+            ),
+            Db::Postgres => {
+                let base = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+                let name = format!("dispatcher_test_{:016x}", rand::random::<u64>());
+                admin_sql(&base, &format!("CREATE DATABASE {name}"));
+                (database_url(&base, &name), Some((base, name)))
+            }
+        };
+        Arc::new(Storage { url, dir, postgres })
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some((base, name)) = &self.postgres {
+            admin_sql(
+                base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// `base` with its database name replaced by `name`.
+pub fn database_url(base: &str, name: &str) -> String {
+    let (server, query) = base
+        .split_once('?')
+        .map_or((base, None), |(s, q)| (s, Some(q)));
+    let scheme_end = server.find("://").map_or(0, |i| i + 3);
+    let server = match server[scheme_end..].find('/') {
+        Some(slash) => &server[..scheme_end + slash],
+        None => server,
+    };
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+fn admin_sql(base: &str, sql: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::PgConnection::establish(base).expect("TEST_DATABASE_URL reachable");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 pub struct TestApp {
     pub port: u16,
     pub address: String,
     pub jwt: JwtKeys,
     pub http: reqwest::Client,
+    pub storage: Arc<Storage>,
     vars: Vars,
-    dir: Arc<TempDir>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(vec![]).await
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, vec![]).await
 }
 
-pub async fn spawn_app_with(vars: Vars) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    start(dir, vars)
+pub async fn spawn_app_with(db: Db, vars: Vars) -> TestApp {
+    start(Storage::new(db), vars)
 }
 
-fn start(dir: Arc<TempDir>, vars: Vars) -> TestApp {
-    let db_path = dir.path().join("dispatcher.db");
-    let db_url = db_path.to_string_lossy().to_string();
+/// Another server on the same database.
+pub fn spawn_app_on(storage: Arc<Storage>, vars: Vars) -> TestApp {
+    start(storage, vars)
+}
+
+fn start(storage: Arc<Storage>, vars: Vars) -> TestApp {
+    let db_url = storage.url.clone();
     let lookup_vars = vars.clone();
     let config = Config::from_lookup(move |name| {
         if let Some((_, v)) = lookup_vars.iter().find(|(k, _)| *k == name) {
@@ -76,8 +190,8 @@ fn start(dir: Arc<TempDir>, vars: Vars) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         jwt: JwtKeys::new(SECRET),
         http: reqwest::Client::new(),
+        storage,
         vars,
-        dir,
         stop,
         thread: Some(thread),
     }
@@ -96,7 +210,7 @@ impl TestApp {
     pub fn restart_after(mut self, down: Duration) -> TestApp {
         self.stop();
         std::thread::sleep(down);
-        start(self.dir.clone(), self.vars.clone())
+        start(self.storage.clone(), self.vars.clone())
     }
 
     pub fn token(&self, role: Role, user_id: i64, master_id: Option<i64>) -> String {
@@ -362,4 +476,165 @@ impl WsClient {
             }
         }
     }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `/health` answers `want`.
+pub async fn wait_health(port: u16, want: StatusCode, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/health")).await
+            && resp.status() == want
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real `dispatcher` binary, serving on a free port; killed when dropped.
+pub struct ServerProcess {
+    pub port: u16,
+    pub child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn start(database_url: &str, dir: &std::path::Path) -> ServerProcess {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dispatcher"))
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        wait_health(port, StatusCode::OK, Duration::from_secs(10)).await;
+        ServerProcess { port, child }
+    }
+
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut, to play a database outage.
+pub struct FlakyProxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FlakyProxy {
+    pub fn start(target: std::net::SocketAddr, up: bool) -> FlakyProxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(up));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (flag, gen_) = (up.clone(), generation.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !flag.load(Ordering::SeqCst) {
+                        continue; // dropped: connection refused in effect
+                    }
+                    let (flag, gen_) = (flag.clone(), gen_.clone());
+                    let born = gen_.load(Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        let cut = async {
+                            while flag.load(Ordering::SeqCst) && gen_.load(Ordering::SeqCst) == born
+                            {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        };
+                        tokio::select! { _ = copy => {}, _ = cut => {} }
+                    });
+                }
+            });
+        });
+        FlakyProxy {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        use std::sync::atomic::Ordering;
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` pointed at this proxy instead of the real server.
+    pub fn url_for(&self, url: &str) -> String {
+        let scheme_end = url.find("://").unwrap() + 3;
+        let rest = &url[scheme_end..];
+        let host_start = rest.find('@').map_or(0, |i| i + 1);
+        let host_end = rest[host_start..]
+            .find('/')
+            .map_or(rest.len(), |i| host_start + i);
+        format!(
+            "{}{}127.0.0.1:{}{}",
+            &url[..scheme_end],
+            &rest[..host_start],
+            self.port,
+            &rest[host_end..]
+        )
+    }
+}
+
+/// Host and port of a PostgreSQL URL.
+pub fn postgres_addr(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let rest = &url[url.find("://").unwrap() + 3..];
+    let rest = &rest[rest.find('@').map_or(0, |i| i + 1)..];
+    let hostport = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:5432")
+    };
+    hostport.to_socket_addrs().unwrap().next().unwrap()
 }

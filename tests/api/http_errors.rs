@@ -22,9 +22,8 @@ async fn expect(
     );
 }
 
-#[tokio::test]
-async fn checks_run_in_order_401_403_400_404_409() {
-    let app = spawn_app().await;
+async fn checks_run_in_order_401_403_400_404_409(db: Db) {
+    let app = spawn_app(db).await;
     let service = app.service_token();
     let client = app.token(Role::Client, 7, None);
     let bad_body = Some(json!({"orderId": "ten"}));
@@ -249,9 +248,8 @@ async fn checks_run_in_order_401_403_400_404_409() {
     .await;
 }
 
-#[tokio::test]
-async fn the_master_sees_his_own_assignment() {
-    let app = spawn_app().await;
+async fn the_master_sees_his_own_assignment(db: Db) {
+    let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let (id, created) = app.offer_ok(10, 3, Some(60)).await;
     let (status, body) = app
@@ -268,9 +266,8 @@ async fn the_master_sees_his_own_assignment() {
     assert_eq!(body["expiresAt"], created["assignment"]["expiresAt"]);
 }
 
-#[tokio::test]
-async fn health_answers_without_a_token() {
-    let app = spawn_app().await;
+async fn health_answers_without_a_token(db: Db) {
+    let app = spawn_app(db).await;
     let _ws = app.master_ws(3).await;
     let (status, body) = app.request(Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -281,9 +278,8 @@ async fn health_answers_without_a_token() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 }
 
-#[tokio::test]
-async fn unknown_paths_are_404_in_the_error_shape() {
-    let app = spawn_app().await;
+async fn unknown_paths_are_404_in_the_error_shape(db: Db) {
+    let app = spawn_app(db).await;
     expect(
         &app,
         Method::GET,
@@ -295,3 +291,10 @@ async fn unknown_paths_are_404_in_the_error_shape() {
     )
     .await;
 }
+
+on_both_backends!(
+    checks_run_in_order_401_403_400_404_409,
+    the_master_sees_his_own_assignment,
+    health_answers_without_a_token,
+    unknown_paths_are_404_in_the_error_shape,
+);

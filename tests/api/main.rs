@@ -1,9 +1,12 @@
+#[macro_use]
+mod helpers;
+
 mod assignments;
 mod concurrency;
 mod expiry;
-mod helpers;
 mod http_errors;
 mod origin;
+mod postgres;
 mod process;
 mod restart;
 mod stats;

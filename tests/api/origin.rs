@@ -14,9 +14,8 @@ async fn refused(app: &TestApp, headers: &[(&str, &str)]) -> Closed {
     closed
 }
 
-#[tokio::test]
-async fn a_foreign_origin_is_closed_with_1008_before_any_message() {
-    let app = spawn_app_with(allowed()).await;
+async fn a_foreign_origin_is_closed_with_1008_before_any_message(db: Db) {
+    let app = spawn_app_with(db, allowed()).await;
     let closed = refused(&app, &[("Origin", "https://evil.example")]).await;
     assert_eq!(
         closed,
@@ -27,9 +26,8 @@ async fn a_foreign_origin_is_closed_with_1008_before_any_message() {
     );
 }
 
-#[tokio::test]
-async fn listed_origins_and_mobile_apps_are_let_in() {
-    let app = spawn_app_with(allowed()).await;
+async fn listed_origins_and_mobile_apps_are_let_in(db: Db) {
+    let app = spawn_app_with(db, allowed()).await;
     let cases: [&[(&str, &str)]; 6] = [
         &[("Origin", "https://pixeltoo.ru")],
         &[("Origin", "file://")],
@@ -50,9 +48,8 @@ async fn listed_origins_and_mobile_apps_are_let_in() {
     }
 }
 
-#[tokio::test]
-async fn a_near_miss_origin_is_refused() {
-    let app = spawn_app_with(allowed()).await;
+async fn a_near_miss_origin_is_refused(db: Db) {
+    let app = spawn_app_with(db, allowed()).await;
     assert_eq!(
         refused(&app, &[("Origin", "https://pixeltoo.ru.evil.example")])
             .await
@@ -61,9 +58,8 @@ async fn a_near_miss_origin_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn without_allowed_origins_any_origin_is_let_in() {
-    let app = spawn_app().await;
+async fn without_allowed_origins_any_origin_is_let_in(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = WsClient::connect(
         &app.ws_url("/ws"),
         &[("Origin", "https://anything.example")],
@@ -71,3 +67,10 @@ async fn without_allowed_origins_any_origin_is_let_in() {
     .await;
     assert_eq!(ws.recv().await["type"], json!("connected"));
 }
+
+on_both_backends!(
+    a_foreign_origin_is_closed_with_1008_before_any_message,
+    listed_origins_and_mobile_apps_are_let_in,
+    a_near_miss_origin_is_refused,
+    without_allowed_origins_any_origin_is_let_in,
+);

@@ -152,7 +152,7 @@ async fn token_requires_a_master_id_for_masters() {
 
 #[tokio::test]
 async fn stopping_closes_every_client_with_1001() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app(Db::Sqlite).await;
     let mut master = app.subscribed_master(3).await;
     let mut anonymous = app.ws("/ws").await;
     app.stop();

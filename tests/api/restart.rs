@@ -4,9 +4,8 @@ use serde_json::json;
 
 use crate::{expiry::millis, helpers::*};
 
-#[tokio::test]
-async fn a_restart_loses_no_pending_offer() {
-    let app = spawn_app().await;
+async fn a_restart_loses_no_pending_offer(db: Db) {
+    let app = spawn_app(db).await;
     for order in [1, 2, 3] {
         app.put_order(order, 7).await;
     }
@@ -49,9 +48,8 @@ async fn a_restart_loses_no_pending_offer() {
     assert_eq!(app.get_assignment(later).await["status"], "pending");
 }
 
-#[tokio::test]
-async fn shifts_survive_a_restart() {
-    let app = spawn_app().await;
+async fn shifts_survive_a_restart(db: Db) {
+    let app = spawn_app(db).await;
     let (status, _) = app
         .request(
             reqwest::Method::PUT,
@@ -69,3 +67,5 @@ async fn shifts_survive_a_restart() {
     assert_eq!(stats["subscriptions"][0]["onShift"], true);
     assert_eq!(stats["onShiftSubscriptions"], 1);
 }
+
+on_both_backends!(a_restart_loses_no_pending_offer, shifts_survive_a_restart,);

@@ -16,9 +16,8 @@ fn row(stats: &Value, master_id: i64) -> Value {
         .unwrap_or_else(|| panic!("no row for master {master_id}: {stats}"))
 }
 
-#[tokio::test]
-async fn stats_count_connected_subscribed_active_and_on_shift() {
-    let app = spawn_app_with(vec![("ACTIVE_WINDOW_SECS", "2".into())]).await;
+async fn stats_count_connected_subscribed_active_and_on_shift(db: Db) {
+    let app = spawn_app_with(db, vec![("ACTIVE_WINDOW_SECS", "2".into())]).await;
     let (status, _) = app
         .request(
             Method::PUT,
@@ -93,12 +92,14 @@ async fn stats_count_connected_subscribed_active_and_on_shift() {
     assert_eq!(stats["totalSubscribed"], 1);
 }
 
-#[tokio::test]
-async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection() {
-    let app = spawn_app_with(vec![
-        ("SUBSCRIPTION_TIMEOUT_SECS", "1".into()),
-        ("CLEANUP_INTERVAL_SECS", "1".into()),
-    ])
+async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection(db: Db) {
+    let app = spawn_app_with(
+        db,
+        vec![
+            ("SUBSCRIPTION_TIMEOUT_SECS", "1".into()),
+            ("CLEANUP_INTERVAL_SECS", "1".into()),
+        ],
+    )
     .await;
     app.put_order(1, 7).await;
     let mut silent = app.subscribed_master(3).await;
@@ -129,9 +130,8 @@ async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection() {
     pinging.expect_silence(Duration::from_millis(100)).await;
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_disconnected() {
-    let app = spawn_app_with(vec![("MAX_QUEUED_MESSAGES", "4".into())]).await;
+async fn a_client_that_stops_reading_is_disconnected(db: Db) {
+    let app = spawn_app_with(db, vec![("MAX_QUEUED_MESSAGES", "4".into())]).await;
     let _stuck = app.subscribed_master(3).await;
     let mut healthy = app.subscribed_master(4).await;
     let big_problem = "x".repeat(64 * 1024);
@@ -164,3 +164,9 @@ async fn a_client_that_stops_reading_is_disconnected() {
     healthy.send(json!({"type": "ping"})).await;
     healthy.recv_type("pong").await;
 }
+
+on_both_backends!(
+    stats_count_connected_subscribed_active_and_on_shift,
+    cleanup_drops_silent_subscriptions_but_keeps_the_connection,
+    a_client_that_stops_reading_is_disconnected,
+);

@@ -3,9 +3,8 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn connected_comes_first_with_an_opaque_id_and_millisecond_utc_time() {
-    let app = spawn_app().await;
+async fn connected_comes_first_with_an_opaque_id_and_millisecond_utc_time(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = WsClient::connect(&app.ws_url("/ws"), &[]).await;
     let hello = ws.recv_type("connected").await;
     assert!(
@@ -18,9 +17,8 @@ async fn connected_comes_first_with_an_opaque_id_and_millisecond_utc_time() {
     assert!(time.ends_with('Z'));
 }
 
-#[tokio::test]
-async fn a_query_token_authenticates_on_both_paths() {
-    let app = spawn_app().await;
+async fn a_query_token_authenticates_on_both_paths(db: Db) {
+    let app = spawn_app(db).await;
     for path in ["/ws", "/api/v1/ws"] {
         let mut ws = app
             .ws(&format!("{path}?token={}", app.master_token(3)))
@@ -33,9 +31,8 @@ async fn a_query_token_authenticates_on_both_paths() {
     }
 }
 
-#[tokio::test]
-async fn a_bearer_header_authenticates() {
-    let app = spawn_app().await;
+async fn a_bearer_header_authenticates(db: Db) {
+    let app = spawn_app(db).await;
     let header = format!("Bearer {}", app.token(Role::Client, 77, None));
     let mut ws = WsClient::connect(&app.ws_url("/api/v1/ws"), &[("Authorization", &header)]).await;
     ws.recv_type("connected").await;
@@ -46,9 +43,8 @@ async fn a_bearer_header_authenticates() {
     );
 }
 
-#[tokio::test]
-async fn an_auth_message_authenticates_and_echoes_the_request_id() {
-    let app = spawn_app().await;
+async fn an_auth_message_authenticates_and_echoes_the_request_id(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.ws("/ws").await;
     ws.send(json!({"type": "auth", "token": app.admin_token(), "requestId": "r-1"}))
         .await;
@@ -61,9 +57,8 @@ async fn an_auth_message_authenticates_and_echoes_the_request_id() {
     assert_eq!(again["requestId"], 2);
 }
 
-#[tokio::test]
-async fn a_sub_given_as_a_string_is_the_user_id() {
-    let app = spawn_app().await;
+async fn a_sub_given_as_a_string_is_the_user_id(db: Db) {
+    let app = spawn_app(db).await;
     #[derive(serde::Serialize)]
     struct StringSub {
         sub: &'static str,
@@ -97,9 +92,8 @@ async fn assert_refused(app: &TestApp, token: &str) {
     assert_eq!(ws.closed().await.code, 1008);
 }
 
-#[tokio::test]
-async fn bad_tokens_get_auth_error_and_1008() {
-    let app = spawn_app().await;
+async fn bad_tokens_get_auth_error_and_1008(db: Db) {
+    let app = spawn_app(db).await;
     let keys = &app.jwt;
     let expired = keys.encode(&Claims {
         sub: 5,
@@ -157,9 +151,8 @@ async fn bad_tokens_get_auth_error_and_1008() {
     }
 }
 
-#[tokio::test]
-async fn an_expired_token_says_so() {
-    let app = spawn_app().await;
+async fn an_expired_token_says_so(db: Db) {
+    let app = spawn_app(db).await;
     let expired = app.jwt.encode(&Claims {
         sub: 5,
         role: Role::Admin,
@@ -170,9 +163,8 @@ async fn an_expired_token_says_so() {
     assert_eq!(ws.recv_type("auth_error").await["message"], "token expired");
 }
 
-#[tokio::test]
-async fn only_auth_and_ping_are_allowed_before_auth() {
-    let app = spawn_app().await;
+async fn only_auth_and_ping_are_allowed_before_auth(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.ws("/ws").await;
     ws.send(json!({"type": "ping", "requestId": "p"})).await;
     assert_eq!(ws.recv_type("pong").await["requestId"], "p");
@@ -189,11 +181,22 @@ async fn only_auth_and_ping_are_allowed_before_auth() {
     ws.recv_error("unauthorized").await;
 }
 
-#[tokio::test]
-async fn a_connection_that_never_authenticates_is_closed_with_1008() {
-    let app = spawn_app_with(vec![("AUTH_TIMEOUT_SECS", "1".into())]).await;
+async fn a_connection_that_never_authenticates_is_closed_with_1008(db: Db) {
+    let app = spawn_app_with(db, vec![("AUTH_TIMEOUT_SECS", "1".into())]).await;
     let mut ws = app.ws("/ws").await;
     let started = std::time::Instant::now();
     assert_eq!(ws.closed().await.code, 1008);
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
+
+on_both_backends!(
+    connected_comes_first_with_an_opaque_id_and_millisecond_utc_time,
+    a_query_token_authenticates_on_both_paths,
+    a_bearer_header_authenticates,
+    an_auth_message_authenticates_and_echoes_the_request_id,
+    a_sub_given_as_a_string_is_the_user_id,
+    bad_tokens_get_auth_error_and_1008,
+    an_expired_token_says_so,
+    only_auth_and_ping_are_allowed_before_auth,
+    a_connection_that_never_authenticates_is_closed_with_1008,
+);

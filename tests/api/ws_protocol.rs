@@ -6,9 +6,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn ping_answers_pong_with_server_time() {
-    let app = spawn_app().await;
+async fn ping_answers_pong_with_server_time(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.master_ws(3).await;
     ws.send(json!({"type": "ping"})).await;
     let pong = ws.recv_type("pong").await;
@@ -16,9 +15,8 @@ async fn ping_answers_pong_with_server_time() {
     assert!(pong.get("requestId").is_none());
 }
 
-#[tokio::test]
-async fn malformed_messages_get_errors_and_the_connection_stays_open() {
-    let app = spawn_app().await;
+async fn malformed_messages_get_errors_and_the_connection_stays_open(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.master_ws(3).await;
     ws.send_text("{not json").await;
     ws.recv_error("bad_request").await;
@@ -39,9 +37,8 @@ async fn malformed_messages_get_errors_and_the_connection_stays_open() {
     ws.recv_type("pong").await;
 }
 
-#[tokio::test]
-async fn roles_are_checked_per_message() {
-    let app = spawn_app().await;
+async fn roles_are_checked_per_message(db: Db) {
+    let app = spawn_app(db).await;
     let mut client = app
         .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
         .await;
@@ -69,9 +66,8 @@ async fn roles_are_checked_per_message() {
     assert_eq!(service.recv_type("subscribed_events").await["requestId"], 1);
 }
 
-#[tokio::test]
-async fn subscribe_and_unsubscribe_are_acknowledged() {
-    let app = spawn_app().await;
+async fn subscribe_and_unsubscribe_are_acknowledged(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.subscribed_master(3).await;
     ws.send(json!({"type": "unsubscribe_assignments", "requestId": "u"}))
         .await;
@@ -80,17 +76,15 @@ async fn subscribe_and_unsubscribe_are_acknowledged() {
     assert!(ack.get("reason").is_none());
 }
 
-#[tokio::test]
-async fn a_binary_frame_closes_with_1003() {
-    let app = spawn_app().await;
+async fn a_binary_frame_closes_with_1003(db: Db) {
+    let app = spawn_app(db).await;
     let mut ws = app.master_ws(3).await;
     ws.send_raw(Message::binary(vec![1u8, 2, 3])).await;
     assert_eq!(ws.closed().await.code, 1003);
 }
 
-#[tokio::test]
-async fn a_message_over_the_limit_closes_with_1009() {
-    let app = spawn_app_with(vec![("MAX_MESSAGE_BYTES", "1024".into())]).await;
+async fn a_message_over_the_limit_closes_with_1009(db: Db) {
+    let app = spawn_app_with(db, vec![("MAX_MESSAGE_BYTES", "1024".into())]).await;
     let mut ws = app.master_ws(3).await;
     ws.send(json!({"type": "ping", "requestId": "x".repeat(900)}))
         .await;
@@ -100,12 +94,14 @@ async fn a_message_over_the_limit_closes_with_1009() {
     assert_eq!(ws.closed().await.code, 1009);
 }
 
-#[tokio::test]
-async fn messages_over_the_rate_are_dropped_with_rate_limited() {
-    let app = spawn_app_with(vec![
-        ("RATE_LIMIT_PER_SEC", "1".into()),
-        ("RATE_LIMIT_BURST", "3".into()),
-    ])
+async fn messages_over_the_rate_are_dropped_with_rate_limited(db: Db) {
+    let app = spawn_app_with(
+        db,
+        vec![
+            ("RATE_LIMIT_PER_SEC", "1".into()),
+            ("RATE_LIMIT_BURST", "3".into()),
+        ],
+    )
     .await;
     let mut ws = app.master_ws(3).await;
     for i in 0..5 {
@@ -130,12 +126,14 @@ async fn messages_over_the_rate_are_dropped_with_rate_limited() {
     ws.recv_type("pong").await;
 }
 
-#[tokio::test]
-async fn a_client_that_keeps_flooding_is_closed_with_1008() {
-    let app = spawn_app_with(vec![
-        ("RATE_LIMIT_PER_SEC", "1".into()),
-        ("RATE_LIMIT_BURST", "1".into()),
-    ])
+async fn a_client_that_keeps_flooding_is_closed_with_1008(db: Db) {
+    let app = spawn_app_with(
+        db,
+        vec![
+            ("RATE_LIMIT_PER_SEC", "1".into()),
+            ("RATE_LIMIT_BURST", "1".into()),
+        ],
+    )
     .await;
     let mut ws = app.master_ws(3).await;
     for _ in 0..150 {
@@ -153,3 +151,14 @@ async fn a_client_that_keeps_flooding_is_closed_with_1008() {
         "{limited} rate_limited errors before closing"
     );
 }
+
+on_both_backends!(
+    ping_answers_pong_with_server_time,
+    malformed_messages_get_errors_and_the_connection_stays_open,
+    roles_are_checked_per_message,
+    subscribe_and_unsubscribe_are_acknowledged,
+    a_binary_frame_closes_with_1003,
+    a_message_over_the_limit_closes_with_1009,
+    messages_over_the_rate_are_dropped_with_rate_limited,
+    a_client_that_keeps_flooding_is_closed_with_1008,
+);

@@ -1,0 +1,3 @@
+DROP TABLE masters;
+DROP TABLE assignments;
+DROP TABLE orders;
