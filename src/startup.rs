@@ -134,6 +134,11 @@ impl Application {
         self.port
     }
 
+    /// The process's Dispatcher, for in-process harnesses that bypass HTTP.
+    pub fn dispatcher(&self) -> Addr<Dispatcher> {
+        self.dispatcher.clone()
+    }
+
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.stop.clone())
     }

@@ -1,0 +1,201 @@
+//! `loadgen`: measures how many masters one dispatcher node holds, how fast an offer reaches the
+//! phone, and what a reconnect storm does. See BENCHMARKS.md.
+
+mod fleet;
+mod floor;
+mod report;
+mod scenarios;
+mod target;
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use report::Report;
+use scenarios::Opts;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "Load generator and benchmarks for the dispatcher"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Idle,
+    E2e,
+    Routing,
+    Storm,
+    Expiry,
+    Slow,
+    All,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios and print the results table.
+    Run {
+        #[arg(value_enum, required = true)]
+        scenarios: Vec<Scenario>,
+        /// Master connections held.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Offers per second in the end-to-end and slow-consumer scenarios.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Seconds the fixed-rate load lasts.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Seconds idle CPU is measured over.
+        #[arg(long, default_value_t = 60)]
+        idle_secs: u64,
+        /// Pending assignments seeded for the expiry scenario.
+        #[arg(long, default_value_t = 100_000)]
+        pending: usize,
+        /// Deadlines spread from this many seconds after seeding...
+        #[arg(long, default_value_t = 10)]
+        expiry_min: u64,
+        /// ...to this many.
+        #[arg(long, default_value_t = 60)]
+        expiry_max: u64,
+        /// Delivery rates tried in the routing scenario, lowest first.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "50000,100000,200000,300000,400000,600000"
+        )]
+        routing_rates: Vec<u64>,
+        /// Spread client sockets over 127.0.0.1 .. 127.0.0.N (more ephemeral ports per server).
+        #[arg(long, default_value_t = 1)]
+        source_ips: u8,
+        /// Connections set up at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// A dispatcher already running at this address, instead of one started here.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Its process id, to read its memory and CPU.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The JWT secret of that dispatcher (tokens are minted here).
+        #[arg(long, default_value = "loadgen-secret")]
+        jwt_secret: String,
+        /// Where the results go as JSON.
+        #[arg(long, default_value = "bench-results.json")]
+        json: String,
+    },
+    /// Run a dispatcher (the service's own `Application`) from the environment; used by `run`.
+    Serve,
+    /// Run the floor server; used by `run`.
+    Floor {
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve => serve(),
+        Command::Floor { port } => {
+            floor::serve_process(port);
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            scenarios,
+            connections,
+            rate,
+            duration,
+            idle_secs,
+            pending,
+            expiry_min,
+            expiry_max,
+            routing_rates,
+            source_ips,
+            concurrency,
+            addr,
+            server_pid,
+            jwt_secret,
+            json,
+        } => {
+            let opts = Opts {
+                connections,
+                rate,
+                duration: Duration::from_secs(duration),
+                idle_window: Duration::from_secs(idle_secs),
+                pending,
+                expiry_spread: (expiry_min, expiry_max.max(expiry_min + 1)),
+                routing_rates,
+                source_ips,
+                jwt_secret,
+                addr,
+                server_pid,
+                concurrency,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let report = runtime.block_on(run(&scenarios, &opts));
+            report.print();
+            std::fs::write(&json, serde_json::to_string_pretty(&report).unwrap())
+                .expect("write JSON");
+            println!("\nresults written to {json}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn run(scenarios: &[Scenario], opts: &Opts) -> Report {
+    let all = scenarios.contains(&Scenario::All);
+    let wants = |s: Scenario| all || scenarios.contains(&s);
+    let mut report = Report::default();
+    if wants(Scenario::Idle) {
+        scenarios::idle(opts, &mut report).await;
+    }
+    let mut e2e_p99 = None;
+    if wants(Scenario::E2e) {
+        e2e_p99 = Some(scenarios::end_to_end(opts, &mut report, 0.0).await);
+    }
+    if wants(Scenario::Routing) {
+        scenarios::routing(opts, &mut report).await;
+    }
+    if wants(Scenario::Storm) {
+        scenarios::reconnect_storm(opts, &mut report).await;
+    }
+    if wants(Scenario::Expiry) {
+        scenarios::expiry(opts, &mut report).await;
+    }
+    if wants(Scenario::Slow) {
+        let baseline = match e2e_p99 {
+            Some(p99) => p99,
+            None => scenarios::end_to_end(opts, &mut Report::default(), 0.0).await,
+        };
+        scenarios::slow_consumers(opts, &mut report, baseline).await;
+    }
+    report
+}
+
+fn serve() -> ExitCode {
+    let config = match dispatcher::config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = actix_web::rt::System::new().block_on(async {
+        let app = dispatcher::startup::Application::build(config).await?;
+        app.run_until_stopped().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! The benchmark scenarios of BENCHMARKS.md.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use dispatcher::{
+    auth::{JwtKeys, Role},
+    config::Config,
+    db::models::Order,
+    dispatcher::messages::{DomainEvent, Publish},
+    startup::Application,
+};
+use serde_json::json;
+
+use crate::{
+    fleet::{Fleet, Recorder},
+    floor,
+    report::{Goal, Report},
+    target::{Target, settled_rss},
+};
+
+/// Everything a scenario may be told.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub connections: usize,
+    pub rate: u64,
+    pub duration: Duration,
+    pub idle_window: Duration,
+    pub pending: usize,
+    pub expiry_spread: (u64, u64),
+    pub routing_rates: Vec<u64>,
+    pub source_ips: u8,
+    pub jwt_secret: String,
+    pub addr: Option<SocketAddr>,
+    pub server_pid: Option<u32>,
+    pub concurrency: usize,
+}
+
+/// Orders created up front; an offer's order and master follow from its sequence number, so
+/// every (order, master) pair is offered once.
+const ORDERS: usize = 200;
+const MB: f64 = 1024.0 * 1024.0;
+
+async fn start_dispatcher(opts: &Opts, dir: &std::path::Path, env: &[(&str, String)]) -> Target {
+    match opts.addr {
+        Some(addr) => Target::external(addr, opts.server_pid),
+        None => Target::dispatcher(dir, &opts.jwt_secret, env).await,
+    }
+}
+
+fn service_token(opts: &Opts) -> String {
+    JwtKeys::new(&opts.jwt_secret).mint(1, Role::Service, None, 24 * 3600)
+}
+
+async fn create_orders(target: &Target, token: &str) {
+    let http = reqwest::Client::new();
+    let puts = (0..ORDERS).map(|id| {
+        let (http, url) = (http.clone(), target.http(&format!("/api/v1/orders/{id}")));
+        let body = json!({"clientUserId": 7, "address": format!("Lenina {id}"), "deviceType": "washer", "problem": "leaks", "clientName": "Ivan", "clientPhone": "+79001234567"});
+        async move {
+            let resp = http.put(url).bearer_auth(token).json(&body).send().await.expect("PUT order");
+            assert!(resp.status().is_success(), "PUT order: {}", resp.status());
+        }
+    });
+    futures_util::future::join_all(puts).await;
+}
+
+/// 1. Idle: memory per connection and CPU while masters only ping every 45 s.
+pub async fn idle(opts: &Opts, report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = start_dispatcher(opts, dir.path(), &[]).await;
+    let (per_conn, cpu, failures) = hold_idle(opts, &dispatcher).await;
+    let floor = Target::floor().await;
+    let (floor_per_conn, floor_cpu, _) = hold_idle(opts, &floor).await;
+    report.add(
+        "idle",
+        "connect failures",
+        failures as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    report
+        .add(
+            "idle",
+            "server memory per connection",
+            per_conn,
+            "bytes",
+            Goal::AtMost(16384.0),
+        )
+        .against_floor(floor_per_conn);
+    report
+        .add(
+            "idle",
+            "server CPU while idle",
+            cpu,
+            "% core",
+            Goal::AtMost(2.0),
+        )
+        .against_floor(floor_cpu);
+}
+
+async fn hold_idle(opts: &Opts, target: &Target) -> (f64, f64, usize) {
+    let before = settled_rss(target).await.unwrap_or(0);
+    let mut fleet = Fleet::new(
+        &opts.jwt_secret,
+        opts.connections,
+        0,
+        opts.source_ips,
+        Recorder::new(0),
+    );
+    let failures = fleet.connect_all(target.addr, opts.concurrency).await;
+    let after = settled_rss(target).await.unwrap_or(0);
+    let per_conn = after.saturating_sub(before) as f64 / fleet.len().max(1) as f64;
+
+    // Pings spread evenly, each master once per 45 s, as the phone app does.
+    let cpu_before = target.cpu_time().unwrap_or_default();
+    let started = Instant::now();
+    let gap = Duration::from_secs(45) / fleet.len().max(1) as u32;
+    let mut next = 0;
+    while started.elapsed() < opts.idle_window {
+        fleet.ping(next).await;
+        next += 1;
+        tokio::time::sleep(gap).await;
+    }
+    let cpu = target
+        .cpu_time()
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
+    let cpu_percent = 100.0 * cpu.as_secs_f64() / started.elapsed().as_secs_f64();
+    drop(fleet);
+    (per_conn, cpu_percent, failures)
+}
+
+/// Sends offers open-loop at `rate`/s for `duration`, starting at sequence `first`; answers
+/// (sent, HTTP errors) and the next free sequence number.
+async fn offer_load(
+    target: &Target,
+    token: &str,
+    masters: usize,
+    rate: u64,
+    duration: Duration,
+    first: usize,
+    recorder: &Arc<Recorder>,
+    skip_master_below: usize,
+) -> (usize, usize, usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let errors = Arc::new(AtomicU64::new(0));
+    let total = (rate as f64 * duration.as_secs_f64()) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(period);
+    let mut tasks = Vec::with_capacity(total);
+    let mut expected = 0;
+    for seq in first..first + total {
+        ticker.tick().await;
+        let (order, master) = (seq / masters, seq % masters);
+        if master >= skip_master_below {
+            expected += 1;
+        }
+        recorder.mark_sent(seq);
+        let (http, url, errors) = (
+            http.clone(),
+            target.http("/api/v1/assignments"),
+            errors.clone(),
+        );
+        let body = json!({"orderId": order % ORDERS, "masterId": master, "ttlSeconds": 600});
+        let token = token.to_string();
+        tasks.push(tokio::spawn(async move {
+            match http.post(url).bearer_auth(token).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!(
+                            "offer answered {}: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        );
+                    }
+                }
+                Err(e) => {
+                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("offer failed: {e}");
+                    }
+                }
+            }
+        }));
+    }
+    futures_util::future::join_all(tasks).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (
+        expected,
+        errors.load(Ordering::Relaxed) as usize,
+        first + total,
+    )
+}
+
+/// 2. End to end: request sent → `new_assignment` received, at a fixed rate and at the highest
+/// rate sustained. Answers the fixed-rate p99 in µs, for scenario 6.
+pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) -> f64 {
+    let name = if stalled_share > 0.0 { "slow" } else { "e2e" };
+    let dir = tempfile::tempdir().unwrap();
+    let target = start_dispatcher(opts, dir.path(), &[]).await;
+    let token = service_token(opts);
+    create_orders(&target, &token).await;
+    let masters = opts.connections;
+    let recorder = Recorder::new(ORDERS * masters);
+    let mut fleet = Fleet::new(
+        &opts.jwt_secret,
+        masters,
+        0,
+        opts.source_ips,
+        recorder.clone(),
+    );
+    let failures = fleet.connect_all(target.addr, opts.concurrency).await;
+    report.add(
+        name,
+        "connect failures",
+        failures as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    let stalled = (masters as f64 * stalled_share).round() as usize;
+    fleet.stall(stalled);
+    let rss_before = settled_rss(&target).await.unwrap_or(0);
+
+    let (expected, errors, mut next) = offer_load(
+        &target,
+        &token,
+        masters,
+        opts.rate,
+        opts.duration,
+        0,
+        &recorder,
+        stalled,
+    )
+    .await;
+    let (hist, received) = recorder.take();
+    let rate = opts.rate;
+    report.add(
+        name,
+        &format!("p50 at {rate}/s"),
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        "ms",
+        Goal::AtMost(2.0),
+    );
+    let p99 = hist.value_at_quantile(0.99) as f64;
+    let p99_goal = if stalled_share > 0.0 {
+        Goal::None
+    } else {
+        Goal::AtMost(10.0)
+    };
+    report.add(
+        name,
+        &format!("p99 at {rate}/s"),
+        p99 / 1000.0,
+        "ms",
+        p99_goal,
+    );
+    report.add(
+        name,
+        &format!("max at {rate}/s"),
+        hist.max() as f64 / 1000.0,
+        "ms",
+        Goal::None,
+    );
+    report.add(
+        name,
+        "offers lost",
+        expected.saturating_sub(received as usize) as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    report.add(name, "HTTP errors", errors as f64, "", Goal::AtMost(0.0));
+    if stalled_share > 0.0 {
+        let rss_after = settled_rss(&target).await.unwrap_or(0);
+        report.add(name, "stalled clients", stalled as f64, "", Goal::None);
+        report.add(
+            name,
+            "server RSS growth with stalled clients",
+            (rss_after as f64 - rss_before as f64) / MB,
+            "MiB",
+            Goal::None,
+        );
+        return p99;
+    }
+
+    // The highest rate whose p99 stays within target with nothing lost.
+    let mut sustained = 0;
+    for step in [1000, 2000, 3000, 4000, 6000, 8000] {
+        let (expected, errors, after) = offer_load(
+            &target,
+            &token,
+            masters,
+            step,
+            Duration::from_secs(10),
+            next,
+            &recorder,
+            0,
+        )
+        .await;
+        next = after;
+        let (hist, received) = recorder.take();
+        let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "e2e step {step}/s: p99 {p99:.2} ms, {received}/{expected} delivered, {errors} errors"
+        );
+        if p99 > 10.0 || (received as usize) < expected || errors > 0 {
+            break;
+        }
+        sustained = step;
+    }
+    report.add(
+        name,
+        "highest rate with p99 <= 10 ms, none lost",
+        sustained as f64,
+        "offers/s",
+        Goal::None,
+    );
+    p99
+}
+
+/// 6. Slow consumers: 1% of clients stop reading during scenario 2's load.
+pub async fn slow_consumers(opts: &Opts, report: &mut Report, baseline_p99_us: f64) {
+    let p99 = end_to_end(opts, report, 0.01).await;
+    report.add(
+        "slow",
+        "p99 ÷ e2e p99",
+        p99 / baseline_p99_us.max(1.0),
+        "ratio",
+        Goal::AtMost(1.2),
+    );
+}
+
+/// 4. Reconnect storm: every master drops and reconnects with its token.
+pub async fn reconnect_storm(opts: &Opts, report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = start_dispatcher(opts, dir.path(), &[]).await;
+    let (secs, failures, growth) = storm(opts, &dispatcher).await;
+    let floor = Target::floor().await;
+    let (floor_secs, _, _) = storm(opts, &floor).await;
+    report
+        .add(
+            "storm",
+            "time until all back and subscribed",
+            secs,
+            "s",
+            Goal::AtMost(3.0),
+        )
+        .against_floor(floor_secs);
+    report.add(
+        "storm",
+        "reconnect failures",
+        failures as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    report.add(
+        "storm",
+        "server memory after ÷ before",
+        growth,
+        "ratio",
+        Goal::AtMost(1.05),
+    );
+}
+
+async fn storm(opts: &Opts, target: &Target) -> (f64, usize, f64) {
+    let mut fleet = Fleet::new(
+        &opts.jwt_secret,
+        opts.connections,
+        0,
+        opts.source_ips,
+        Recorder::new(0),
+    );
+    let mut failures = fleet.connect_all(target.addr, opts.concurrency).await;
+    let before = settled_rss(target).await.unwrap_or(0);
+    fleet.drop_all().await;
+    let started = Instant::now();
+    failures += fleet.connect_all(target.addr, opts.concurrency).await;
+    let secs = started.elapsed().as_secs_f64();
+    let after = settled_rss(target).await.unwrap_or(0);
+    (secs, failures, after as f64 / before.max(1) as f64)
+}
+
+/// 5. Expiry at scale: pending assignments seeded in the database, armed by start-up recovery.
+pub async fn expiry(opts: &Opts, report: &mut Report) {
+    let empty_dir = tempfile::tempdir().unwrap();
+    let baseline = {
+        let target = Target::dispatcher(empty_dir.path(), &opts.jwt_secret, &[]).await;
+        settled_rss(&target).await.unwrap_or(0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir
+        .path()
+        .join("dispatcher.db")
+        .to_string_lossy()
+        .to_string();
+    let (min, max) = opts.expiry_spread;
+    let seeded_at = dispatcher::time::now_ms();
+    seed_pending(&url, opts.pending, seeded_at, min, max);
+    let target = Target::dispatcher(dir.path(), &opts.jwt_secret, &[]).await;
+    let armed = settled_rss(&target).await.unwrap_or(0);
+    let per_pending = armed.saturating_sub(baseline) as f64 / opts.pending as f64;
+
+    let wait_until = seeded_at + (max as i64 + 3) * 1000;
+    let remaining = wait_until - dispatcher::time::now_ms();
+    if remaining > 0 {
+        tokio::time::sleep(Duration::from_millis(remaining as u64)).await;
+    }
+    let (lateness, still_pending, early) = read_lateness(&url);
+    report.add(
+        "expiry",
+        "pending assignments seeded",
+        opts.pending as f64,
+        "",
+        Goal::None,
+    );
+    report.add(
+        "expiry",
+        "p50 lateness",
+        lateness.value_at_quantile(0.5) as f64,
+        "ms",
+        Goal::None,
+    );
+    report.add(
+        "expiry",
+        "p99 lateness",
+        lateness.value_at_quantile(0.99) as f64,
+        "ms",
+        Goal::AtMost(100.0),
+    );
+    report.add(
+        "expiry",
+        "max lateness",
+        lateness.max() as f64,
+        "ms",
+        Goal::None,
+    );
+    report.add(
+        "expiry",
+        "missed (still pending)",
+        still_pending as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    report.add(
+        "expiry",
+        "expired early",
+        early as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+    report.add(
+        "expiry",
+        "server memory per pending assignment",
+        per_pending,
+        "bytes",
+        Goal::AtMost(1024.0),
+    );
+}
+
+fn seed_pending(url: &str, count: usize, now: i64, min_secs: u64, max_secs: u64) {
+    use diesel::{Connection, RunQueryDsl};
+    let pool = dispatcher::db::pool(url, 1, Duration::from_secs(5));
+    dispatcher::db::migrate(url, &pool).expect("migrations");
+    let mut conn = diesel::SqliteConnection::establish(url).unwrap();
+    let span = (max_secs - min_secs) * 1000;
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::sql_query(format!(
+            "INSERT INTO orders (id, client_user_id, address, device_type, problem, status, created_at, updated_at) \
+             VALUES (1, 7, 'Lenina 1', 'washer', 'leaks', 'new', {now}, {now})"
+        ))
+        .execute(conn)?;
+        for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|&i| {
+                    // Spread evenly over the window, in a scrambled order.
+                    let offset = (i as u64 * 7919) % span.max(1);
+                    let expires = now + (min_secs * 1000 + offset) as i64;
+                    format!("(1, {i}, 'pending', {now}, {expires})")
+                })
+                .collect();
+            diesel::sql_query(format!(
+                "INSERT INTO assignments (order_id, master_id, status, created_at, expires_at) VALUES {}",
+                values.join(",")
+            ))
+            .execute(conn)?;
+        }
+        Ok(())
+    })
+    .expect("seeding");
+}
+
+fn read_lateness(url: &str) -> (hdrhistogram::Histogram<u64>, usize, usize) {
+    use diesel::{Connection, QueryableByName, RunQueryDsl, sql_types::BigInt};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        late: i64,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(url).unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT decided_at - expires_at AS late FROM assignments WHERE status = 'expired'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    let pending: Vec<Count> =
+        diesel::sql_query("SELECT COUNT(*) AS n FROM assignments WHERE status = 'pending'")
+            .load(&mut conn)
+            .unwrap();
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut early = 0;
+    for r in rows {
+        if r.late < 0 {
+            early += 1;
+        }
+        hist.saturating_record(r.late.max(0) as u64);
+    }
+    (hist, pending[0].n as usize, early)
+}
+
+/// 3. Routing: notifications straight into the Dispatcher actor (no HTTP, no database), delivered
+/// to masters held by real clients; the same against the floor.
+pub async fn routing(opts: &Opts, report: &mut Report) {
+    let dispatcher_best = route_dispatcher(opts).await;
+    let floor_best = route_floor(opts).await;
+    report
+        .add(
+            "routing",
+            "deliveries/s with p99 < 50 ms",
+            dispatcher_best,
+            "msg/s",
+            Goal::AtLeast(200_000.0),
+        )
+        .against_floor(floor_best);
+    report.add(
+        "routing",
+        "dispatcher ÷ floor",
+        dispatcher_best / floor_best.max(1.0),
+        "ratio",
+        Goal::AtLeast(0.5),
+    );
+}
+
+async fn route_dispatcher(opts: &Opts) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir
+        .path()
+        .join("dispatcher.db")
+        .to_string_lossy()
+        .to_string();
+    let secret = opts.jwt_secret.clone();
+    let config = Config::from_lookup(move |name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "JWT_SECRET" => Some(secret.clone()),
+        "RATE_LIMIT_PER_SEC" | "RATE_LIMIT_BURST" => Some("1000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = Application::build_with_listener(config, listener)
+                .await
+                .expect("app");
+            tx.send((app.port(), app.dispatcher())).unwrap();
+            let _ = app.run_until_stopped().await;
+        })
+    });
+    let (port, addr) = rx.recv().unwrap();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let send = move |batch: Vec<(u64, i64)>| {
+        let events = batch
+            .into_iter()
+            .map(|(seq, master)| {
+                DomainEvent::OrderStatusChanged(Order {
+                    id: seq as i64,
+                    client_user_id: -1,
+                    address: String::new(),
+                    device_type: String::new(),
+                    problem: String::new(),
+                    client_name: None,
+                    client_phone: None,
+                    status: "in_progress".into(),
+                    master_id: Some(master),
+                    created_at: 0,
+                    updated_at: 0,
+                })
+            })
+            .collect();
+        addr.try_send(Publish(events)).is_ok()
+    };
+    route(opts, server, send, "dispatcher").await
+}
+
+async fn route_floor(opts: &Opts) -> f64 {
+    let (server, floor) = floor::start_in_process();
+    let send = move |batch: Vec<(u64, i64)>| {
+        for (seq, master) in batch {
+            let text = format!(
+                r#"{{"type":"order_status_update","orderId":{seq},"status":"in_progress","updatedAt":"2025-12-23T10:45:00.000Z"}}"#
+            );
+            floor.send(master as u64, &text);
+        }
+        true
+    };
+    route(opts, server, send, "floor").await
+}
+
+/// Steps up the rate; answers the highest deliveries/s with p99 < 50 ms and ≥ 99.9% delivered.
+async fn route(
+    opts: &Opts,
+    server: SocketAddr,
+    send: impl Fn(Vec<(u64, i64)>) -> bool,
+    who: &str,
+) -> f64 {
+    const STEP: Duration = Duration::from_secs(3);
+    let masters = opts.connections;
+    let total: u64 = opts.routing_rates.iter().map(|r| r * STEP.as_secs()).sum();
+    let recorder = Recorder::new(total as usize + 1);
+    let mut fleet = Fleet::new(
+        &opts.jwt_secret,
+        masters,
+        0,
+        opts.source_ips,
+        recorder.clone(),
+    );
+    let failures = fleet.connect_all(server, opts.concurrency).await;
+    assert_eq!(failures, 0, "{who}: connections failed");
+    let mut seq = 1u64;
+    let mut best = 0.0;
+    for &rate in &opts.routing_rates {
+        let per_tick = (rate / 1000).max(1);
+        let mut ticker = tokio::time::interval(Duration::from_millis(1));
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut refused = 0u64;
+        while started.elapsed() < STEP {
+            ticker.tick().await;
+            let batch: Vec<(u64, i64)> = (0..per_tick)
+                .map(|i| {
+                    let s = seq + i;
+                    recorder.mark_sent(s as usize);
+                    (s, (s % masters as u64) as i64)
+                })
+                .collect();
+            seq += per_tick;
+            if send(batch) {
+                sent += per_tick;
+            } else {
+                refused += per_tick;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (hist, received) = recorder.take();
+        let p99_ms = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        let achieved = received as f64 / elapsed;
+        eprintln!(
+            "routing {who} at {rate}/s: {achieved:.0} delivered/s, p99 {p99_ms:.2} ms, {received}/{sent} delivered, {refused} refused"
+        );
+        if p99_ms >= 50.0 || (received as f64) < 0.999 * (sent + refused) as f64 {
+            break;
+        }
+        best = achieved;
+    }
+    best
+}
