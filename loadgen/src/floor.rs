@@ -35,6 +35,7 @@ impl Floor {
     }
 
     /// Serves on `listener` until the runtime ends.
+    #[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
     pub async fn serve(self, listener: TcpListener) {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

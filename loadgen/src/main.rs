@@ -9,7 +9,7 @@ mod target;
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use report::Report;
 use scenarios::Opts;
 
@@ -37,56 +37,7 @@ enum Scenario {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenarios and print the results table.
-    Run {
-        #[arg(value_enum, required = true)]
-        scenarios: Vec<Scenario>,
-        /// Master connections held.
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        /// Offers per second in the end-to-end and slow-consumer scenarios.
-        #[arg(long, default_value_t = 500)]
-        rate: u64,
-        /// Seconds the fixed-rate load lasts.
-        #[arg(long, default_value_t = 30)]
-        duration: u64,
-        /// Seconds idle CPU is measured over.
-        #[arg(long, default_value_t = 60)]
-        idle_secs: u64,
-        /// Pending assignments seeded for the expiry scenario.
-        #[arg(long, default_value_t = 100_000)]
-        pending: usize,
-        /// Deadlines spread from this many seconds after seeding...
-        #[arg(long, default_value_t = 10)]
-        expiry_min: u64,
-        /// ...to this many.
-        #[arg(long, default_value_t = 60)]
-        expiry_max: u64,
-        /// Delivery rates tried in the routing scenario, lowest first.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "50000,100000,200000,300000,400000,600000"
-        )]
-        routing_rates: Vec<u64>,
-        /// Spread client sockets over 127.0.0.1 .. 127.0.0.N (more ephemeral ports per server).
-        #[arg(long, default_value_t = 1)]
-        source_ips: u8,
-        /// Connections set up at once.
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// A dispatcher already running at this address, instead of one started here.
-        #[arg(long)]
-        addr: Option<SocketAddr>,
-        /// Its process id, to read its memory and CPU.
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// The JWT secret of that dispatcher (tokens are minted here).
-        #[arg(long, default_value = "loadgen-secret")]
-        jwt_secret: String,
-        /// Where the results go as JSON.
-        #[arg(long, default_value = "bench-results.json")]
-        json: String,
-    },
+    Run(Box<RunArgs>),
     /// Run a dispatcher (the service's own `Application`) from the environment; used by `run`.
     Serve,
     /// Run the floor server; used by `run`.
@@ -96,6 +47,68 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[arg(value_enum, required = true)]
+    scenarios: Vec<Scenario>,
+    /// Master connections held.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Offers per second in the end-to-end and slow-consumer scenarios.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Seconds the fixed-rate load lasts.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds idle CPU is measured over.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Pending assignments seeded for the expiry scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pending: usize,
+    /// Deadlines spread from this many seconds after seeding...
+    #[arg(long, default_value_t = 10)]
+    expiry_min: u64,
+    /// ...to this many.
+    #[arg(long, default_value_t = 60)]
+    expiry_max: u64,
+    /// Offer rates tried after the fixed-rate load to find the highest sustained, lowest first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,3000,4000,6000,8000"
+    )]
+    e2e_steps: Vec<u64>,
+    /// Seconds each of those steps lasts.
+    #[arg(long, default_value_t = 10)]
+    e2e_step_secs: u64,
+    /// Delivery rates tried in the routing scenario, lowest first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50000,100000,200000,300000,400000,600000"
+    )]
+    routing_rates: Vec<u64>,
+    /// Spread client sockets over 127.0.0.1 .. 127.0.0.N (more ephemeral ports per server).
+    #[arg(long, default_value_t = 1)]
+    source_ips: u8,
+    /// Connections set up at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// A dispatcher already running at this address, instead of one started here.
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Its process id, to read its memory and CPU.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The JWT secret of that dispatcher (tokens are minted here).
+    #[arg(long, default_value = "loadgen-secret")]
+    jwt_secret: String,
+    /// Where the results go as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    json: String,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve => serve(),
@@ -103,23 +116,26 @@ fn main() -> ExitCode {
             floor::serve_process(port);
             ExitCode::SUCCESS
         }
-        Command::Run {
-            scenarios,
-            connections,
-            rate,
-            duration,
-            idle_secs,
-            pending,
-            expiry_min,
-            expiry_max,
-            routing_rates,
-            source_ips,
-            concurrency,
-            addr,
-            server_pid,
-            jwt_secret,
-            json,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                scenarios,
+                connections,
+                rate,
+                duration,
+                idle_secs,
+                pending,
+                expiry_min,
+                expiry_max,
+                e2e_steps,
+                e2e_step_secs,
+                routing_rates,
+                source_ips,
+                concurrency,
+                addr,
+                server_pid,
+                jwt_secret,
+                json,
+            } = *args;
             let opts = Opts {
                 connections,
                 rate,
@@ -127,6 +143,8 @@ fn main() -> ExitCode {
                 idle_window: Duration::from_secs(idle_secs),
                 pending,
                 expiry_spread: (expiry_min, expiry_max.max(expiry_min + 1)),
+                e2e_steps,
+                e2e_step: Duration::from_secs(e2e_step_secs),
                 routing_rates,
                 source_ips,
                 jwt_secret,

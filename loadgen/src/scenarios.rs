@@ -34,6 +34,8 @@ pub struct Opts {
     pub idle_window: Duration,
     pub pending: usize,
     pub expiry_spread: (u64, u64),
+    pub e2e_steps: Vec<u64>,
+    pub e2e_step: Duration,
     pub routing_rates: Vec<u64>,
     pub source_ips: u8,
     pub jwt_secret: String,
@@ -71,7 +73,7 @@ async fn create_orders(target: &Target, token: &str) {
     futures_util::future::join_all(puts).await;
 }
 
-/// 1. Idle: memory per connection and CPU while masters only ping every 45 s.
+/// Scenario 1: Idle: memory per connection and CPU while masters only ping every 45 s.
 pub async fn idle(opts: &Opts, report: &mut Report) {
     let dir = tempfile::tempdir().unwrap();
     let dispatcher = start_dispatcher(opts, dir.path(), &[]).await;
@@ -137,18 +139,30 @@ async fn hold_idle(opts: &Opts, target: &Target) -> (f64, f64, usize) {
     (per_conn, cpu_percent, failures)
 }
 
-/// Sends offers open-loop at `rate`/s for `duration`, starting at sequence `first`; answers
-/// (sent, HTTP errors) and the next free sequence number.
+/// One open-loop burst of offers.
+struct Load {
+    rate: u64,
+    duration: Duration,
+    /// The first sequence number; an offer's order and master follow from it.
+    first: usize,
+    /// Offers to masters below this index go to stalled clients and are not expected back.
+    stalled_masters: usize,
+}
+
+/// Sends offers open-loop; answers (offers expected to arrive, HTTP errors, next free sequence).
 async fn offer_load(
     target: &Target,
     token: &str,
     masters: usize,
-    rate: u64,
-    duration: Duration,
-    first: usize,
     recorder: &Arc<Recorder>,
-    skip_master_below: usize,
+    load: Load,
 ) -> (usize, usize, usize) {
+    let Load {
+        rate,
+        duration,
+        first,
+        stalled_masters,
+    } = load;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -162,7 +176,7 @@ async fn offer_load(
     for seq in first..first + total {
         ticker.tick().await;
         let (order, master) = (seq / masters, seq % masters);
-        if master >= skip_master_below {
+        if master >= stalled_masters {
             expected += 1;
         }
         recorder.mark_sent(seq);
@@ -202,7 +216,7 @@ async fn offer_load(
     )
 }
 
-/// 2. End to end: request sent → `new_assignment` received, at a fixed rate and at the highest
+/// Scenario 2: End to end: request sent → `new_assignment` received, at a fixed rate and at the highest
 /// rate sustained. Answers the fixed-rate p99 in µs, for scenario 6.
 pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) -> f64 {
     let name = if stalled_share > 0.0 { "slow" } else { "e2e" };
@@ -231,17 +245,13 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
     fleet.stall(stalled);
     let rss_before = settled_rss(&target).await.unwrap_or(0);
 
-    let (expected, errors, mut next) = offer_load(
-        &target,
-        &token,
-        masters,
-        opts.rate,
-        opts.duration,
-        0,
-        &recorder,
-        stalled,
-    )
-    .await;
+    let load = Load {
+        rate: opts.rate,
+        duration: opts.duration,
+        first: 0,
+        stalled_masters: stalled,
+    };
+    let (expected, errors, mut next) = offer_load(&target, &token, masters, &recorder, load).await;
     let (hist, received) = recorder.take();
     let rate = opts.rate;
     report.add(
@@ -294,18 +304,14 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
 
     // The highest rate whose p99 stays within target with nothing lost.
     let mut sustained = 0;
-    for step in [1000, 2000, 3000, 4000, 6000, 8000] {
-        let (expected, errors, after) = offer_load(
-            &target,
-            &token,
-            masters,
-            step,
-            Duration::from_secs(10),
-            next,
-            &recorder,
-            0,
-        )
-        .await;
+    for &step in &opts.e2e_steps {
+        let load = Load {
+            rate: step,
+            duration: opts.e2e_step,
+            first: next,
+            stalled_masters: 0,
+        };
+        let (expected, errors, after) = offer_load(&target, &token, masters, &recorder, load).await;
         next = after;
         let (hist, received) = recorder.take();
         let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
@@ -327,7 +333,7 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
     p99
 }
 
-/// 6. Slow consumers: 1% of clients stop reading during scenario 2's load.
+/// Scenario 6: Slow consumers: 1% of clients stop reading during scenario 2's load.
 pub async fn slow_consumers(opts: &Opts, report: &mut Report, baseline_p99_us: f64) {
     let p99 = end_to_end(opts, report, 0.01).await;
     report.add(
@@ -339,7 +345,7 @@ pub async fn slow_consumers(opts: &Opts, report: &mut Report, baseline_p99_us: f
     );
 }
 
-/// 4. Reconnect storm: every master drops and reconnects with its token.
+/// Scenario 4: Reconnect storm: every master drops and reconnects with its token.
 pub async fn reconnect_storm(opts: &Opts, report: &mut Report) {
     let dir = tempfile::tempdir().unwrap();
     let dispatcher = start_dispatcher(opts, dir.path(), &[]).await;
@@ -389,7 +395,7 @@ async fn storm(opts: &Opts, target: &Target) -> (f64, usize, f64) {
     (secs, failures, after as f64 / before.max(1) as f64)
 }
 
-/// 5. Expiry at scale: pending assignments seeded in the database, armed by start-up recovery.
+/// Scenario 5: Expiry at scale: pending assignments seeded in the database, armed by start-up recovery.
 pub async fn expiry(opts: &Opts, report: &mut Report) {
     let empty_dir = tempfile::tempdir().unwrap();
     let baseline = {
@@ -532,7 +538,7 @@ fn read_lateness(url: &str) -> (hdrhistogram::Histogram<u64>, usize, usize) {
     (hist, pending[0].n as usize, early)
 }
 
-/// 3. Routing: notifications straight into the Dispatcher actor (no HTTP, no database), delivered
+/// Scenario 3: Routing: notifications straight into the Dispatcher actor (no HTTP, no database), delivered
 /// to masters held by real clients; the same against the floor.
 pub async fn routing(opts: &Opts, report: &mut Report) {
     let dispatcher_best = route_dispatcher(opts).await;

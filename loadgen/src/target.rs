@@ -52,7 +52,7 @@ impl Target {
 
     /// Starts `cmd` and waits until `health` answers 200 (or, without one, until the port accepts).
     async fn spawn(mut cmd: Command, port: u16, health: Option<&str>) -> Target {
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -76,6 +76,8 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server on port {port} did not come up");
     }
 
