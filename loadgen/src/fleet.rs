@@ -24,6 +24,8 @@ type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 /// Send times by key, and the latency histogram of what arrived.
 pub struct Recorder {
     start: Instant,
+    /// Keys are send times (µs since the epoch), so sender and receiver may be separate processes.
+    timestamped: bool,
     sent_us: Vec<AtomicU64>,
     hist: Mutex<Histogram<u64>>,
     received: AtomicU64,
@@ -33,9 +35,18 @@ impl Recorder {
     pub fn new(keys: usize) -> Arc<Recorder> {
         Arc::new(Recorder {
             start: Instant::now(),
+            timestamped: false,
             sent_us: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             hist: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3).unwrap()),
             received: AtomicU64::new(0),
+        })
+    }
+
+    /// A recorder whose keys are the send times themselves.
+    pub fn timestamped() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            timestamped: true,
+            ..Arc::into_inner(Recorder::new(0)).unwrap()
         })
     }
 
@@ -50,6 +61,12 @@ impl Recorder {
     }
 
     fn arrived(&self, key: usize) {
+        if self.timestamped {
+            let latency = unix_us().saturating_sub(key as u64).max(1);
+            self.hist.lock().unwrap().saturating_record(latency);
+            self.received.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Some(sent) = self.sent_us.get(key).map(|s| s.swap(0, Ordering::Relaxed)) else {
             return;
         };
@@ -68,6 +85,13 @@ impl Recorder {
         hist.reset();
         (taken, self.received.swap(0, Ordering::Relaxed))
     }
+}
+
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// How a pushed message maps to a recorder key.

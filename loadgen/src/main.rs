@@ -3,6 +3,7 @@
 
 mod fleet;
 mod floor;
+mod holder;
 mod report;
 mod scenarios;
 mod target;
@@ -44,6 +45,20 @@ enum Command {
     Floor {
         #[arg(long)]
         port: u16,
+    },
+    /// Hold subscribed master connections and report latencies of timestamped pushes when asked
+    /// on stdin; used by `run` to keep clients and server sockets in separate processes.
+    Hold {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        connections: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        #[arg(long)]
+        jwt_secret: String,
+        #[arg(long, default_value_t = 1)]
+        source_ips: u8,
     },
 }
 
@@ -114,6 +129,26 @@ fn main() -> ExitCode {
         Command::Serve => serve(),
         Command::Floor { port } => {
             floor::serve_process(port);
+            ExitCode::SUCCESS
+        }
+        Command::Hold {
+            addr,
+            connections,
+            offset,
+            jwt_secret,
+            source_ips,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(holder::hold(
+                addr,
+                connections,
+                offset,
+                &jwt_secret,
+                source_ips,
+            ));
             ExitCode::SUCCESS
         }
         Command::Run(args) => {

@@ -19,8 +19,9 @@ use dispatcher::{
 use serde_json::json;
 
 use crate::{
-    fleet::{Fleet, Recorder},
+    fleet::{Fleet, Recorder, unix_us},
     floor,
+    holder::Holders,
     report::{Goal, Report},
     target::{Target, settled_rss},
 };
@@ -628,6 +629,7 @@ async fn route_floor(opts: &Opts) -> f64 {
 }
 
 /// Steps up the rate; answers the highest deliveries/s with p99 < 50 ms and ≥ 99.9% delivered.
+/// Each message's key is its send time, so the clients (in holder processes) measure latency.
 async fn route(
     opts: &Opts,
     server: SocketAddr,
@@ -635,34 +637,21 @@ async fn route(
     who: &str,
 ) -> f64 {
     const STEP: Duration = Duration::from_secs(3);
-    let masters = opts.connections;
-    let total: u64 = opts.routing_rates.iter().map(|r| r * STEP.as_secs()).sum();
-    let recorder = Recorder::new(total as usize + 1);
-    let mut fleet = Fleet::new(
-        &opts.jwt_secret,
-        masters,
-        0,
-        opts.source_ips,
-        recorder.clone(),
-    );
-    let failures = fleet.connect_all(server, opts.concurrency).await;
-    assert_eq!(failures, 0, "{who}: connections failed");
-    let mut seq = 1u64;
+    let masters = opts.connections as u64;
+    let mut holders = Holders::start(server, opts.connections, &opts.jwt_secret, opts.source_ips);
+    assert_eq!(holders.failures, 0, "{who}: connections failed");
     let mut best = 0.0;
+    let mut seq = 0u64;
     for &rate in &opts.routing_rates {
         let per_tick = (rate / 1000).max(1);
         let mut ticker = tokio::time::interval(Duration::from_millis(1));
         let started = Instant::now();
-        let mut sent = 0u64;
-        let mut refused = 0u64;
+        let (mut sent, mut refused) = (0u64, 0u64);
         while started.elapsed() < STEP {
             ticker.tick().await;
+            let now = unix_us();
             let batch: Vec<(u64, i64)> = (0..per_tick)
-                .map(|i| {
-                    let s = seq + i;
-                    recorder.mark_sent(s as usize);
-                    (s, (s % masters as u64) as i64)
-                })
+                .map(|i| (now, ((seq + i) % masters) as i64))
                 .collect();
             seq += per_tick;
             if send(batch) {
@@ -673,13 +662,14 @@ async fn route(
         }
         let elapsed = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (hist, received) = recorder.take();
-        let p99_ms = hist.value_at_quantile(0.99) as f64 / 1000.0;
-        let achieved = received as f64 / elapsed;
+        let window = holders.report();
+        let p99_ms = window.p99_us as f64 / 1000.0;
+        let achieved = window.received as f64 / elapsed;
         eprintln!(
-            "routing {who} at {rate}/s: {achieved:.0} delivered/s, p99 {p99_ms:.2} ms, {received}/{sent} delivered, {refused} refused"
+            "routing {who} at {rate}/s: {achieved:.0} delivered/s, p99 {p99_ms:.2} ms, {}/{sent} delivered, {refused} refused",
+            window.received
         );
-        if p99_ms >= 50.0 || (received as f64) < 0.999 * (sent + refused) as f64 {
+        if p99_ms >= 50.0 || (window.received as f64) < 0.999 * (sent + refused) as f64 {
             break;
         }
         best = achieved;
