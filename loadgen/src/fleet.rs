@@ -107,6 +107,12 @@ pub struct MasterConn {
     stalled: Arc<AtomicBool>,
 }
 
+impl Drop for MasterConn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 pub struct Fleet {
     pub conns: Vec<MasterConn>,
     pub recorder: Arc<Recorder>,
@@ -204,10 +210,11 @@ impl Fleet {
 
     /// Drops every connection at once (as a network blip would).
     pub async fn drop_all(&mut self) {
-        for conn in self.conns.drain(..) {
+        for mut conn in self.conns.drain(..) {
             conn.reader.abort();
+            // The socket closes once both halves are gone; wait for the reader's half.
+            let _ = (&mut conn.reader).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     /// Makes the first `count` connections stop reading.

@@ -11,10 +11,11 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_tungstenite::{
-    accept_hdr_async,
+    accept_hdr_async_with_config,
     tungstenite::{
         Message,
         handshake::server::{Request, Response},
+        protocol::WebSocketConfig,
     },
 };
 
@@ -53,7 +54,11 @@ impl Floor {
                     });
                     Ok(resp)
                 };
-                let Ok(ws) = accept_hdr_async(stream, callback).await else {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4 * 1024)
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(64 * 1024);
+                let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(config)).await else {
                     return;
                 };
                 let id = id.unwrap_or(u64::MAX);

@@ -136,7 +136,7 @@ async fn hold_idle(opts: &Opts, target: &Target) -> (f64, f64, usize) {
         .unwrap_or_default()
         .saturating_sub(cpu_before);
     let cpu_percent = 100.0 * cpu.as_secs_f64() / started.elapsed().as_secs_f64();
-    drop(fleet);
+    fleet.drop_all().await;
     (per_conn, cpu_percent, failures)
 }
 
@@ -393,6 +393,7 @@ async fn storm(opts: &Opts, target: &Target) -> (f64, usize, f64) {
     failures += fleet.connect_all(target.addr, opts.concurrency).await;
     let secs = started.elapsed().as_secs_f64();
     let after = settled_rss(target).await.unwrap_or(0);
+    fleet.drop_all().await;
     (secs, failures, after as f64 / before.max(1) as f64)
 }
 
@@ -584,11 +585,11 @@ async fn route_dispatcher(opts: &Opts) -> f64 {
             let app = Application::build_with_listener(config, listener)
                 .await
                 .expect("app");
-            tx.send((app.port(), app.dispatcher())).unwrap();
+            tx.send((app.port(), app.dispatcher(), app.stop_handle())).unwrap();
             let _ = app.run_until_stopped().await;
         })
     });
-    let (port, addr) = rx.recv().unwrap();
+    let (port, addr, stop) = rx.recv().unwrap();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let send = move |batch: Vec<(u64, i64)>| {
         let events = batch
@@ -611,7 +612,9 @@ async fn route_dispatcher(opts: &Opts) -> f64 {
             .collect();
         addr.try_send(Publish(events)).is_ok()
     };
-    route(opts, server, send, "dispatcher").await
+    let best = route(opts, server, send, "dispatcher").await;
+    stop.stop();
+    best
 }
 
 async fn route_floor(opts: &Opts) -> f64 {

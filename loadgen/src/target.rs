@@ -16,12 +16,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts `loadgen serve` (the dispatcher's own `Application`) on a fresh SQLite file.
+    /// Starts the `dispatcher` binary built beside this one (else `loadgen serve`, the same
+    /// `Application`) on a fresh SQLite file.
     pub async fn dispatcher(dir: &Path, secret: &str, extra_env: &[(&str, String)]) -> Target {
         let port = free_port();
-        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-        cmd.arg("serve")
-            .current_dir(dir)
+        let own = std::env::current_exe().expect("own path");
+        let sibling = own.with_file_name("dispatcher");
+        let mut cmd = if sibling.exists() {
+            Command::new(sibling)
+        } else {
+            let mut cmd = Command::new(own);
+            cmd.arg("serve");
+            cmd
+        };
+        cmd.current_dir(dir)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", dir.join("dispatcher.db"))
             .env("JWT_SECRET", secret)

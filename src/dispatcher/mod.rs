@@ -138,16 +138,25 @@ impl Dispatcher {
     }
 
     pub fn deliver_local(&mut self, audience: Audience, text: ByteString) -> usize {
-        let targets: Vec<ConnId> = match audience {
-            Audience::Master(master_id) => {
-                self.by_master.get(&master_id).cloned().unwrap_or_default()
+        let targets: &[ConnId] = match audience {
+            Audience::Master(master_id) => self.by_master.get(&master_id).map_or(&[], Vec::as_slice),
+            Audience::User(user_id) => self.by_user.get(&user_id).map_or(&[], Vec::as_slice),
+            Audience::EventListeners => {
+                let listeners: Vec<ConnId> = self.event_listeners.iter().copied().collect();
+                return self.deliver_each(&listeners, text);
             }
-            Audience::User(user_id) => self.by_user.get(&user_id).cloned().unwrap_or_default(),
-            Audience::EventListeners => self.event_listeners.iter().copied().collect(),
         };
+        if let [only] = *targets {
+            return usize::from(self.send_to(only, text));
+        }
+        let targets = targets.to_vec();
+        self.deliver_each(&targets, text)
+    }
+
+    fn deliver_each(&mut self, targets: &[ConnId], text: ByteString) -> usize {
         targets
-            .into_iter()
-            .filter(|&id| self.send_to(id, text.clone()))
+            .iter()
+            .filter(|&&id| self.send_to(id, text.clone()))
             .count()
     }
 

@@ -81,6 +81,6 @@ pub async fn upgrade(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    WsSession::start(app.get_ref().clone(), session, stream, peer, upgrade_auth);
+    WsSession::start(app, session, stream, peer, upgrade_auth);
     Ok(response)
 }

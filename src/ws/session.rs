@@ -7,6 +7,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, StreamHandler,
     WrapFuture,
 };
+use actix_web::web;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
 use serde_json::Value;
 
@@ -31,10 +32,12 @@ use crate::{
     views::OrderView,
 };
 
-/// How often the server pings at the WebSocket level to find dead peers.
+/// How often the server checks that a peer is still there.
 const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A peer silent this long gets a WebSocket ping; apps that ping every 45 s never need one.
+const PING_WHEN_SILENT: Duration = Duration::from_secs(60);
 /// A peer silent this long (no frame, not even a pong) is gone.
-const PEER_TIMEOUT: Duration = Duration::from_secs(90);
+const PEER_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Where a connection comes from, for the logs (never its token).
 #[derive(Debug, Clone)]
@@ -56,7 +59,7 @@ impl std::fmt::Display for Peer {
 
 pub struct WsSession {
     id: ConnId,
-    app: AppState,
+    app: web::Data<AppState>,
     outbox: Outbox,
     writer: tokio::task::JoinHandle<()>,
     peer: Peer,
@@ -69,7 +72,7 @@ pub struct WsSession {
 
 impl WsSession {
     pub fn start(
-        app: AppState,
+        app: web::Data<AppState>,
         session: Session,
         stream: AggregatedMessageStream,
         peer: Peer,
@@ -203,7 +206,8 @@ impl WsSession {
         let rid = request_id.as_ref();
         let user = match (self.user, message) {
             (_, ClientMessage::Ping) => {
-                self.tell(ctx, Pinged { id: self.id });
+                // Only a timestamp: if the Dispatcher's mailbox is full, losing it is harmless.
+                let _ = self.app.dispatcher.try_send(Pinged { id: self.id });
                 return self.send(
                     ctx,
                     &ServerMessage::Pong {
@@ -367,11 +371,12 @@ impl Actor for WsSession {
             }
         }
         ctx.run_interval(HEARTBEAT, |act, ctx| {
-            if act.last_heard.elapsed() > PEER_TIMEOUT {
+            let silent = act.last_heard.elapsed();
+            if silent > PEER_TIMEOUT {
                 log::info!("WebSocket {:016x} peer went silent; {}", act.id, act.peer);
                 act.writer.abort();
                 ctx.stop();
-            } else if act.outbox.push(Outbound::Ping) == Err(QueueError::Full) {
+            } else if silent >= PING_WHEN_SILENT && act.outbox.push(Outbound::Ping) == Err(QueueError::Full) {
                 act.close(ctx, CloseCode::Policy, "slow consumer");
             }
         });
