@@ -112,8 +112,12 @@ impl Application {
                 .app_data(state.clone())
                 // %U is the path alone: tokens in query strings never reach the log.
                 .wrap(
+                    // WebSockets are logged by their session (accept, auth, close); the access
+                    // logger would hold its per-request state for the connection's lifetime.
                     Logger::new(r#"%{r}a "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
-                        .custom_request_replace("method", |req| req.method().to_string()),
+                        .custom_request_replace("method", |req| req.method().to_string())
+                        .exclude("/ws")
+                        .exclude("/api/v1/ws"),
                 )
                 .configure(routes::config)
         })

@@ -58,7 +58,8 @@ impl Floor {
                     .read_buffer_size(4 * 1024)
                     .write_buffer_size(0)
                     .max_write_buffer_size(64 * 1024);
-                let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(config)).await else {
+                let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(config)).await
+                else {
                     return;
                 };
                 let id = id.unwrap_or(u64::MAX);

@@ -585,7 +585,8 @@ async fn route_dispatcher(opts: &Opts) -> f64 {
             let app = Application::build_with_listener(config, listener)
                 .await
                 .expect("app");
-            tx.send((app.port(), app.dispatcher(), app.stop_handle())).unwrap();
+            tx.send((app.port(), app.dispatcher(), app.stop_handle()))
+                .unwrap();
             let _ = app.run_until_stopped().await;
         })
     });

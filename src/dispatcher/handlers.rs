@@ -18,8 +18,9 @@ impl Handler<Connect> for Dispatcher {
 impl Handler<Disconnect> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
         self.remove(msg.id);
+        self.release_memory_later(ctx);
     }
 }
 

@@ -33,6 +33,8 @@ use crate::{
 const MAILBOX_CAPACITY: usize = 65_536;
 /// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
+/// After this many disconnects, freed memory is handed back to the OS (see [`Dispatcher::release_memory`]).
+const DISCONNECTS_BEFORE_TRIM: u32 = 512;
 /// When the database refuses an expiry write, try again this much later.
 const EXPIRY_RETRY_MS: i64 = 1_000;
 
@@ -93,6 +95,7 @@ pub struct Dispatcher {
     event_listeners: HashSet<ConnId>,
     expiry: ExpiryQueue,
     expiry_timer: Option<(i64, SpawnHandle)>,
+    disconnects_since_trim: u32,
 }
 
 impl Dispatcher {
@@ -106,6 +109,7 @@ impl Dispatcher {
             event_listeners: HashSet::new(),
             expiry: ExpiryQueue::default(),
             expiry_timer: None,
+            disconnects_since_trim: 0,
         }
     }
 
@@ -139,7 +143,9 @@ impl Dispatcher {
 
     pub fn deliver_local(&mut self, audience: Audience, text: ByteString) -> usize {
         let targets: &[ConnId] = match audience {
-            Audience::Master(master_id) => self.by_master.get(&master_id).map_or(&[], Vec::as_slice),
+            Audience::Master(master_id) => {
+                self.by_master.get(&master_id).map_or(&[], Vec::as_slice)
+            }
             Audience::User(user_id) => self.by_user.get(&user_id).map_or(&[], Vec::as_slice),
             Audience::EventListeners => {
                 let listeners: Vec<ConnId> = self.event_listeners.iter().copied().collect();
@@ -194,6 +200,19 @@ impl Dispatcher {
                 unindex(&mut self.by_master, master_id, id);
             }
         }
+    }
+
+    /// glibc keeps the memory of closed connections resident; after a wave of disconnects (a
+    /// reconnect storm) ask it to give free pages back, on a blocking thread, once things settle.
+    fn release_memory_later(&mut self, ctx: &mut Context<Self>) {
+        self.disconnects_since_trim += 1;
+        if self.disconnects_since_trim != DISCONNECTS_BEFORE_TRIM {
+            return;
+        }
+        ctx.run_later(Duration::from_secs(1), |act, _| {
+            act.disconnects_since_trim = 0;
+            actix_web::rt::task::spawn_blocking(release_memory);
+        });
     }
 
     fn on_event(&mut self, ctx: &mut Context<Self>, event: DomainEvent) {
@@ -324,6 +343,17 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_memory() {
+    // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_memory() {}
 
 fn unindex(index: &mut HashMap<i64, Vec<ConnId>>, key: i64, id: ConnId) {
     if let Some(ids) = index.get_mut(&key) {

@@ -38,6 +38,7 @@ pub async fn upgrade(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let peer = Peer {
+        path: req.path().to_string(),
         addr: req
             .connection_info()
             .realip_remote_addr()

@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// How often the server checks that a peer is still there.
-const HEARTBEAT: Duration = Duration::from_secs(30);
+const HEARTBEAT: Duration = Duration::from_secs(60);
 /// A peer silent this long gets a WebSocket ping; apps that ping every 45 s never need one.
 const PING_WHEN_SILENT: Duration = Duration::from_secs(60);
 /// A peer silent this long (no frame, not even a pong) is gone.
@@ -42,6 +42,7 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(150);
 /// Where a connection comes from, for the logs (never its token).
 #[derive(Debug, Clone)]
 pub struct Peer {
+    pub path: String,
     pub addr: String,
     pub origin: String,
     pub user_agent: String,
@@ -51,8 +52,8 @@ impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "addr={} origin={:?} user_agent={:?}",
-            self.addr, self.origin, self.user_agent
+            "path={} addr={} origin={:?} user_agent={:?}",
+            self.path, self.addr, self.origin, self.user_agent
         )
     }
 }
@@ -376,7 +377,9 @@ impl Actor for WsSession {
                 log::info!("WebSocket {:016x} peer went silent; {}", act.id, act.peer);
                 act.writer.abort();
                 ctx.stop();
-            } else if silent >= PING_WHEN_SILENT && act.outbox.push(Outbound::Ping) == Err(QueueError::Full) {
+            } else if silent >= PING_WHEN_SILENT
+                && act.outbox.push(Outbound::Ping) == Err(QueueError::Full)
+            {
                 act.close(ctx, CloseCode::Policy, "slow consumer");
             }
         });

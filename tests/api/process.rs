@@ -136,7 +136,14 @@ async fn the_token_command_and_server_share_a_generated_secret_and_sigterm_close
         !log.contains(signature) && !log.contains(&token[..20]),
         "the token leaked into the log"
     );
-    assert!(log.contains("/api/v1/ws"), "the access log names the path");
+    assert!(
+        log.contains("path=/api/v1/ws"),
+        "the connection log names the path"
+    );
+    assert!(
+        log.contains(r#""GET /health" 200"#),
+        "HTTP requests are access-logged"
+    );
     assert!(log.contains("Dart/3.2"), "the user agent is logged");
 }
 
