@@ -107,6 +107,9 @@ impl Application {
             started_at: Instant::now(),
         });
         let port = listener.local_addr()?.port();
+        // Database calls run on blocking threads; more of them than pooled connections would
+        // only wait (and each costs a stack and allocator arena), so cap them at the pool size.
+        let blocking_threads = state.config.db_pool_size.max(2) as usize;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -122,6 +125,7 @@ impl Application {
                 .configure(routes::config)
         })
         .listen(listener)?
+        .worker_max_blocking_threads(blocking_threads)
         .disable_signals()
         .shutdown_timeout(3)
         .run();

@@ -2,15 +2,18 @@ use actix::{Context, Handler, MessageResult};
 use actix_ws::CloseCode;
 
 use super::{Connection, Dispatcher, messages::*};
-use crate::{time::now_ms, ws::protocol::ServerMessage};
+use crate::ws::protocol::ServerMessage;
 
 /// Registers a new connection, not yet authenticated.
 impl Handler<Connect> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
-        self.connections
-            .insert(msg.id, Connection::new(msg.outbox, msg.control));
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        self.connections.insert(
+            msg.id,
+            Connection::new(msg.outbox, msg.control, msg.last_ping),
+        );
+        self.note_churn(ctx);
     }
 }
 
@@ -20,7 +23,7 @@ impl Handler<Disconnect> for Dispatcher {
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
         self.remove(msg.id);
-        self.release_memory_later(ctx);
+        self.note_churn(ctx);
     }
 }
 
@@ -50,7 +53,7 @@ impl Handler<SubscribeAssignments> for Dispatcher {
     fn handle(&mut self, msg: SubscribeAssignments, _: &mut Context<Self>) {
         if let Some(conn) = self.connections.get_mut(&msg.id) {
             conn.subscribed = true;
-            conn.last_ping = Some(now_ms());
+            conn.last_ping.touch();
         }
     }
 }
@@ -73,17 +76,6 @@ impl Handler<SubscribeEvents> for Dispatcher {
     fn handle(&mut self, msg: SubscribeEvents, _: &mut Context<Self>) {
         if self.connections.contains_key(&msg.id) {
             self.event_listeners.insert(msg.id);
-        }
-    }
-}
-
-/// Records a ping, which keeps a subscription alive and active.
-impl Handler<Pinged> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, msg: Pinged, _: &mut Context<Self>) {
-        if let Some(conn) = self.connections.get_mut(&msg.id) {
-            conn.last_ping = Some(now_ms());
         }
     }
 }
@@ -150,7 +142,7 @@ impl Handler<GetStats> for Dispatcher {
                     user_id: user.user_id,
                     master_id: user.master()?,
                     subscribed: c.subscribed,
-                    last_ping: c.last_ping,
+                    last_ping: c.last_ping.get(),
                 })
             })
             .collect();

@@ -16,13 +16,31 @@ use crate::{
 /// Opaque per-process connection id; shown to clients as hex.
 pub type ConnId = u64;
 
-/// A new WebSocket connection registers its queue and a way to close it.
+/// A new WebSocket connection registers its queue, a way to close it, and its ping clock.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connect {
     pub id: ConnId,
     pub outbox: Outbox,
     pub control: Recipient<CloseConnection>,
+    pub last_ping: PingClock,
+}
+
+/// When a connection last pinged (ms since the epoch, 0 for never). The session writes it on
+/// every ping; the Dispatcher reads it for stats and cleanup. Pings are frequent and idempotent,
+/// so they need no message, and no thread is woken for them.
+#[derive(Debug, Clone, Default)]
+pub struct PingClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl PingClock {
+    pub fn touch(&self) {
+        self.0
+            .store(crate::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|&t| t > 0)
+    }
 }
 
 #[derive(Message)]
@@ -55,12 +73,6 @@ pub struct UnsubscribeAssignments {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SubscribeEvents {
-    pub id: ConnId,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Pinged {
     pub id: ConnId,
 }
 

@@ -17,7 +17,7 @@ use actix_ws::CloseCode;
 use bytestring::ByteString;
 
 pub use expiry::ExpiryQueue;
-use messages::{CloseConnection, ConnId, DomainEvent};
+use messages::{CloseConnection, ConnId, DomainEvent, PingClock};
 
 use crate::{
     auth::AuthUser,
@@ -33,8 +33,10 @@ use crate::{
 const MAILBOX_CAPACITY: usize = 65_536;
 /// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
-/// After this many disconnects, freed memory is handed back to the OS (see [`Dispatcher::release_memory`]).
-const DISCONNECTS_BEFORE_TRIM: u32 = 512;
+/// After this many connects and disconnects, once they have stopped for `CHURN_QUIET`, freed
+/// memory is handed back to the OS.
+const CHURN_BEFORE_TRIM: u32 = 512;
+const CHURN_QUIET: Duration = Duration::from_millis(500);
 /// When the database refuses an expiry write, try again this much later.
 const EXPIRY_RETRY_MS: i64 = 1_000;
 
@@ -50,19 +52,19 @@ struct Connection {
     control: Recipient<CloseConnection>,
     user: Option<AuthUser>,
     subscribed: bool,
-    last_ping: Option<i64>,
+    last_ping: PingClock,
     /// Open offers this connection has been sent since it subscribed.
     offered: HashSet<i64>,
 }
 
 impl Connection {
-    pub fn new(outbox: Outbox, control: Recipient<CloseConnection>) -> Self {
+    pub fn new(outbox: Outbox, control: Recipient<CloseConnection>, last_ping: PingClock) -> Self {
         Connection {
             outbox,
             control,
             user: None,
             subscribed: false,
-            last_ping: None,
+            last_ping,
             offered: HashSet::new(),
         }
     }
@@ -95,7 +97,9 @@ pub struct Dispatcher {
     event_listeners: HashSet<ConnId>,
     expiry: ExpiryQueue,
     expiry_timer: Option<(i64, SpawnHandle)>,
-    disconnects_since_trim: u32,
+    churn_since_trim: u32,
+    last_churn: std::time::Instant,
+    trim_scheduled: bool,
 }
 
 impl Dispatcher {
@@ -109,7 +113,9 @@ impl Dispatcher {
             event_listeners: HashSet::new(),
             expiry: ExpiryQueue::default(),
             expiry_timer: None,
-            disconnects_since_trim: 0,
+            churn_since_trim: 0,
+            last_churn: std::time::Instant::now(),
+            trim_scheduled: false,
         }
     }
 
@@ -202,17 +208,27 @@ impl Dispatcher {
         }
     }
 
-    /// glibc keeps the memory of closed connections resident; after a wave of disconnects (a
-    /// reconnect storm) ask it to give free pages back, on a blocking thread, once things settle.
-    fn release_memory_later(&mut self, ctx: &mut Context<Self>) {
-        self.disconnects_since_trim += 1;
-        if self.disconnects_since_trim != DISCONNECTS_BEFORE_TRIM {
+    /// glibc keeps the memory of closed connections resident. After a wave of connects and
+    /// disconnects (a reconnect storm) has settled, ask it to give free pages back, on a blocking
+    /// thread.
+    fn note_churn(&mut self, ctx: &mut Context<Self>) {
+        self.churn_since_trim += 1;
+        self.last_churn = std::time::Instant::now();
+        if self.churn_since_trim >= CHURN_BEFORE_TRIM && !self.trim_scheduled {
+            self.trim_scheduled = true;
+            ctx.run_later(CHURN_QUIET, Self::trim_when_quiet);
+        }
+    }
+
+    fn trim_when_quiet(&mut self, ctx: &mut Context<Self>) {
+        let quiet_for = self.last_churn.elapsed();
+        if quiet_for < CHURN_QUIET {
+            ctx.run_later(CHURN_QUIET - quiet_for, Self::trim_when_quiet);
             return;
         }
-        ctx.run_later(Duration::from_secs(1), |act, _| {
-            act.disconnects_since_trim = 0;
-            actix_web::rt::task::spawn_blocking(release_memory);
-        });
+        self.trim_scheduled = false;
+        self.churn_since_trim = 0;
+        actix_web::rt::task::spawn_blocking(release_memory);
     }
 
     fn on_event(&mut self, ctx: &mut Context<Self>, event: DomainEvent) {
@@ -324,7 +340,7 @@ impl Dispatcher {
         let idle: Vec<ConnId> = self
             .connections
             .iter_mut()
-            .filter(|(_, c)| c.subscribed && c.last_ping.unwrap_or(i64::MIN) < cutoff)
+            .filter(|(_, c)| c.subscribed && c.last_ping.get().unwrap_or(i64::MIN) < cutoff)
             .map(|(&id, c)| {
                 c.unsubscribe();
                 id

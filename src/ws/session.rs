@@ -21,7 +21,7 @@ use crate::{
     dispatcher::{
         Dispatcher,
         messages::{
-            Authenticated, CloseConnection, ConnId, Connect, Disconnect, Pinged, ReplayOffers,
+            Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock, ReplayOffers,
             SubscribeAssignments, SubscribeEvents, UnsubscribeAssignments,
         },
     },
@@ -69,6 +69,7 @@ pub struct WsSession {
     upgrade_auth: Option<Result<AuthUser, AuthError>>,
     limiter: RateLimiter,
     last_heard: Instant,
+    last_ping: PingClock,
 }
 
 impl WsSession {
@@ -93,6 +94,7 @@ impl WsSession {
                 upgrade_auth,
                 limiter,
                 last_heard: Instant::now(),
+                last_ping: PingClock::default(),
             }
         });
     }
@@ -207,8 +209,7 @@ impl WsSession {
         let rid = request_id.as_ref();
         let user = match (self.user, message) {
             (_, ClientMessage::Ping) => {
-                // Only a timestamp: if the Dispatcher's mailbox is full, losing it is harmless.
-                let _ = self.app.dispatcher.try_send(Pinged { id: self.id });
+                self.last_ping.touch();
                 return self.send(
                     ctx,
                     &ServerMessage::Pong {
@@ -349,6 +350,7 @@ impl Actor for WsSession {
             id: self.id,
             outbox: self.outbox.clone(),
             control: ctx.address().recipient(),
+            last_ping: self.last_ping.clone(),
         };
         self.tell(ctx, connect);
         let connected = ServerMessage::Connected {
