@@ -132,10 +132,7 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
         .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
         .await;
     client.recv_type("auth_success").await;
-    let mut service = app.ws(&format!("/ws?token={}", app.service_token())).await;
-    service.recv_type("auth_success").await;
-    service.send(json!({"type": "subscribe_events"})).await;
-    service.recv_type("subscribed_events").await;
+    let mut service = app.event_listener(&app.service_token()).await;
 
     let (mine, _) = app.offer_ok(10, 3, None).await;
     let (theirs, _) = app.offer_ok(10, 4, None).await;
@@ -202,10 +199,7 @@ async fn rejecting_stores_the_reason_and_emits_an_event(db: Db) {
     let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut master = app.subscribed_master(3).await;
-    let mut admin = app.ws(&format!("/ws?token={}", app.admin_token())).await;
-    admin.recv_type("auth_success").await;
-    admin.send(json!({"type": "subscribe_events"})).await;
-    admin.recv_type("subscribed_events").await;
+    let mut admin = app.event_listener(&app.admin_token()).await;
     let (id, _) = app.offer_ok(10, 3, None).await;
     master.recv_type("new_assignment").await;
 

@@ -19,10 +19,7 @@ async fn an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late(
     }
     let mut subscribed = app.subscribed_master(3).await;
     let mut unsubscribed = app.master_ws(3).await;
-    let mut service = app.ws(&format!("/ws?token={}", app.service_token())).await;
-    service.recv_type("auth_success").await;
-    service.send(json!({"type": "subscribe_events"})).await;
-    service.recv_type("subscribed_events").await;
+    let mut service = app.event_listener(&app.service_token()).await;
 
     let mut deadlines = Vec::new();
     for (order, ttl) in [(1, 2), (2, 1), (3, 3)] {

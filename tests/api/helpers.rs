@@ -344,6 +344,15 @@ impl TestApp {
         client
     }
 
+    /// A connection with `token` that has subscribed to `assignment_event`s.
+    pub async fn event_listener(&self, token: &str) -> WsClient {
+        let mut client = self.ws(&format!("/ws?token={token}")).await;
+        client.recv_type("auth_success").await;
+        client.send(json!({"type": "subscribe_events"})).await;
+        client.recv_type("subscribed_events").await;
+        client
+    }
+
     /// A master connection authenticated by query token.
     pub async fn master_ws(&self, master_id: i64) -> WsClient {
         let mut client = self

@@ -159,7 +159,7 @@ async fn two_processes_on_one_database_decide_and_expire_each_assignment_once() 
 async fn an_accept_racing_the_deadline_either_wins_or_finds_it_expired() {
     let Some(db) = Db::postgres() else { return };
     let app = spawn_app(db).await;
-    let mut listener = event_listener(app.port, &app.service_token()).await;
+    let mut listener = app.event_listener(&app.service_token()).await;
     let mut offers = Vec::new();
     for order in 0..12 {
         app.put_order(order, 7).await;
