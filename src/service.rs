@@ -165,25 +165,25 @@ pub async fn reject(
     id: i64,
     reason: Option<String>,
 ) -> Result<Assignment, AppError> {
-    decide(app, user, id, assignment_status::REJECTED, reason).await
+    decide(app, user, id, AssignmentEventKind::Rejected, reason).await
 }
 
 pub async fn cancel(app: &AppState, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
-    decide(app, user, id, assignment_status::CANCELLED, None).await
+    decide(app, user, id, AssignmentEventKind::Cancelled, None).await
 }
 
 async fn decide(
     app: &AppState,
     user: AuthUser,
     id: i64,
-    to: &'static str,
+    kind: AssignmentEventKind,
     reason: Option<String>,
 ) -> Result<Assignment, AppError> {
     let now = now_ms();
-    let deadline = if to == assignment_status::CANCELLED {
-        Deadline::Ignored
-    } else {
-        Deadline::Before(now)
+    // Staff may cancel at any time; a master must reject before the deadline.
+    let (to, deadline) = match kind {
+        AssignmentEventKind::Cancelled => (assignment_status::CANCELLED, Deadline::Ignored),
+        _ => (assignment_status::REJECTED, Deadline::Before(now)),
     };
     let assignment = with_db(app, move |conn| {
         visible(conn, &user, id)?;
@@ -191,11 +191,6 @@ async fn decide(
             .ok_or(AppError::NotPending(id))
     })
     .await?;
-    let kind = if to == assignment_status::CANCELLED {
-        AssignmentEventKind::Cancelled
-    } else {
-        AssignmentEventKind::Rejected
-    };
     publish(app, vec![decided(assignment.clone(), kind)]).await;
     Ok(assignment)
 }

@@ -207,7 +207,7 @@ impl WsSession {
         request_id: Option<Value>,
     ) {
         let rid = request_id.as_ref();
-        let user = match (self.user, message) {
+        let (user, message) = match (self.user, message) {
             (_, ClientMessage::Ping) => {
                 self.last_ping.touch();
                 return self.send(
@@ -232,9 +232,9 @@ impl WsSession {
             }
             (Some(user), message) => (user, message),
         };
-        match user {
-            (user, ClientMessage::SubscribeAssignments) => self.subscribe(ctx, user, request_id),
-            (_, ClientMessage::UnsubscribeAssignments) => {
+        match message {
+            ClientMessage::SubscribeAssignments => self.subscribe(ctx, user, request_id),
+            ClientMessage::UnsubscribeAssignments => {
                 self.tell(ctx, UnsubscribeAssignments { id: self.id });
                 self.send(
                     ctx,
@@ -242,7 +242,7 @@ impl WsSession {
                     rid,
                 );
             }
-            (user, ClientMessage::SubscribeEvents) => {
+            ClientMessage::SubscribeEvents => {
                 if !user.role.is_staff() {
                     let e =
                         AppError::Forbidden("only service and admin connections get events".into());
@@ -251,55 +251,56 @@ impl WsSession {
                 self.tell(ctx, SubscribeEvents { id: self.id });
                 self.send(ctx, &ServerMessage::SubscribedEvents, rid);
             }
-            (user, ClientMessage::AcceptAssignment { assignment_id }) => {
+            ClientMessage::AcceptAssignment { assignment_id } => {
                 let Some(user) = self.require_master(ctx, user, rid) else {
                     return;
                 };
                 let app = self.app.clone();
-                let work = async move { service::accept(&app, user, assignment_id).await };
-                ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-                    let reply = result.map(|accepted| ServerMessage::AssignmentAccepted {
+                let work = async move {
+                    let accepted = service::accept(&app, user, assignment_id).await?;
+                    Ok(ServerMessage::AssignmentAccepted {
                         assignment_id,
                         order_id: accepted.order.id,
                         order: OrderView::from(&accepted.order),
-                    });
-                    act.send_result(ctx, reply, request_id.as_ref());
-                }));
+                    })
+                };
+                self.reply_when_done(ctx, work, request_id);
             }
-            (
-                user,
-                ClientMessage::RejectAssignment {
-                    assignment_id,
-                    reason,
-                },
-            ) => {
+            ClientMessage::RejectAssignment {
+                assignment_id,
+                reason,
+            } => {
                 let Some(user) = self.require_master(ctx, user, rid) else {
                     return;
                 };
                 let app = self.app.clone();
-                let work = async move { service::reject(&app, user, assignment_id, reason).await };
-                ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-                    let reply = result.map(|a| ServerMessage::AssignmentRejected {
+                let work = async move {
+                    let rejected = service::reject(&app, user, assignment_id, reason).await?;
+                    Ok(ServerMessage::AssignmentRejected {
                         assignment_id,
-                        order_id: a.order_id,
-                    });
-                    act.send_result(ctx, reply, request_id.as_ref());
-                }));
+                        order_id: rejected.order_id,
+                    })
+                };
+                self.reply_when_done(ctx, work, request_id);
             }
-            (_, ClientMessage::Ping | ClientMessage::Auth { .. }) => unreachable!("handled above"),
+            ClientMessage::Ping | ClientMessage::Auth { .. } => unreachable!("handled above"),
         }
     }
 
-    fn send_result(
+    /// Runs database work off the actor and answers with its outcome, echoing `request_id`.
+    fn reply_when_done(
         &mut self,
         ctx: &mut Context<Self>,
-        reply: Result<ServerMessage, AppError>,
-        request_id: Option<&Value>,
+        work: impl Future<Output = Result<ServerMessage, AppError>> + 'static,
+        request_id: Option<Value>,
     ) {
-        match reply {
-            Ok(message) => self.send(ctx, &message, request_id),
-            Err(e) => self.send_error(ctx, &e, request_id),
-        }
+        ctx.spawn(work.into_actor(self).map(move |reply, act, ctx| {
+            let request_id = request_id.as_ref();
+            match reply {
+                Ok(message) => act.send(ctx, &message, request_id),
+                Err(e) => act.send_error(ctx, &e, request_id),
+            }
+        }));
     }
 
     fn require_master(
