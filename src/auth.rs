@@ -7,7 +7,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
-use crate::{error::AppError, startup::AppState};
+use crate::{
+    domain::{MasterId, UserId},
+    error::AppError,
+};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum AuthError {
@@ -57,9 +60,9 @@ pub struct Claims {
 /// The authenticated caller of a request or a WebSocket connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub role: Role,
-    pub master_id: Option<i64>,
+    pub master_id: Option<MasterId>,
 }
 
 impl AuthUser {
@@ -76,7 +79,7 @@ impl AuthUser {
     }
 
     /// The master id of a master caller.
-    pub fn master(&self) -> Option<i64> {
+    pub fn master(&self) -> Option<MasterId> {
         match self.role {
             Role::Master => self.master_id,
             _ => None,
@@ -137,9 +140,9 @@ impl JwtKeys {
             return Err(AuthError::Invalid("a master token needs master_id".into()));
         }
         Ok(AuthUser {
-            user_id: claims.sub,
+            user_id: UserId(claims.sub),
             role: claims.role,
-            master_id: claims.master_id,
+            master_id: claims.master_id.map(MasterId),
         })
     }
 
@@ -170,12 +173,18 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        AppError::Unauthorized(e.to_string())
+    }
+}
+
 fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| AppError::Internal("application state is missing".into()))?;
+    let keys = req
+        .app_data::<web::Data<JwtKeys>>()
+        .ok_or_else(|| AppError::Internal("the JWT keys are not registered".into()))?;
     let token = bearer_token(req).ok_or(AuthError::Missing)?;
-    Ok(state.jwt.decode(token)?)
+    Ok(keys.decode(token)?)
 }
 
 impl FromRequest for AuthUser {

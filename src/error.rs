@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::{auth::AuthError, db::DbError};
+use crate::db::DbError;
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -59,12 +59,6 @@ impl AppError {
             code: self.code(),
             message: self.to_string(),
         }
-    }
-}
-
-impl From<AuthError> for AppError {
-    fn from(e: AuthError) -> Self {
-        AppError::Unauthorized(e.to_string())
     }
 }
 

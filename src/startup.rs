@@ -1,4 +1,5 @@
-//! Builds the application on a listener: database, start-up recovery, the one Dispatcher, the HTTP server.
+//! Builds the application on a listener: database, the Dispatcher, the expiry actor and the
+//! event bus between them, start-up recovery, the HTTP server.
 
 use std::{
     net::TcpListener,
@@ -6,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, AsyncContext};
 use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -14,24 +15,14 @@ use tokio::sync::Notify;
 use crate::{
     auth::JwtKeys,
     config::{Config, ConfigError},
-    db::{self, Backend, DbError, DbPool, models::Assignment},
-    dispatcher::{
-        Dispatcher, DispatcherSettings,
-        messages::{ArmExpiry, Shutdown},
-    },
+    db::{self, Backend, DbError, DbPool},
+    dispatcher::{Dispatcher, DispatcherSettings, messages::Shutdown},
+    events::EventBus,
+    expiry::{Expiry, Recover},
     routes,
-    time::now_ms,
+    service::Service,
+    state::AppState,
 };
-
-/// What every request handler and connection shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: DbPool,
-    pub dispatcher: Addr<Dispatcher>,
-    pub jwt: JwtKeys,
-    pub config: Arc<Config>,
-    pub started_at: Instant,
-}
 
 #[derive(Debug, Error)]
 pub enum StartupError {
@@ -73,19 +64,20 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout);
-        let dispatcher = Dispatcher::new(
-            pool.clone(),
-            DispatcherSettings {
-                subscription_timeout: config.subscription_timeout,
-                cleanup_interval: config.cleanup_interval,
-            },
-        )
+        let dispatcher = Dispatcher::new(DispatcherSettings {
+            subscription_timeout: config.subscription_timeout,
+            cleanup_interval: config.cleanup_interval,
+        })
         .start();
-        match prepare_database(&config.database_url, &pool).await {
-            Ok(pending) => dispatcher
-                .send(ArmExpiry(pending))
-                .await
-                .map_err(|_| StartupError::Dispatcher)?,
+        let mut bus = None;
+        let expiry = Expiry::create(|ctx| {
+            let local = EventBus::new(dispatcher.clone().recipient(), ctx.address().recipient());
+            bus = Some(local.clone());
+            Expiry::new(pool.clone(), local)
+        });
+        let bus = bus.expect("the bus is built with the expiry actor");
+        match prepare_database(&config.database_url, &pool, &expiry).await {
+            Ok(()) => {}
             Err(e)
                 if e.is_unavailable() && Backend::of(&config.database_url) == Backend::Postgres =>
             {
@@ -93,16 +85,17 @@ impl Application {
                 actix_web::rt::spawn(retry_prepare(
                     config.database_url.clone(),
                     pool.clone(),
-                    dispatcher.clone(),
+                    expiry.clone(),
                 ));
             }
             Err(e) => return Err(e.into()),
         }
 
+        let jwt = web::Data::new(JwtKeys::new(&config.jwt_secret));
         let state = web::Data::new(AppState {
-            pool,
+            service: Service::new(pool, bus, config.assignment_ttl),
             dispatcher: dispatcher.clone(),
-            jwt: JwtKeys::new(&config.jwt_secret),
+            jwt: jwt.get_ref().clone(),
             config: Arc::new(config),
             started_at: Instant::now(),
         });
@@ -113,6 +106,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(jwt.clone())
                 // %U is the path alone: tokens in query strings never reach the log.
                 .wrap(
                     // WebSockets are logged by their session (accept, auth, close); the access
@@ -185,27 +179,33 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Migrates, expires what fell due while the service was down, and returns the rest to re-arm.
-async fn prepare_database(database_url: &str, pool: &DbPool) -> Result<Vec<(i64, i64)>, DbError> {
-    let (url, pool) = (database_url.to_string(), pool.clone());
-    actix_web::web::block(move || {
-        db::migrate(&url, &pool)?;
-        recover_pending(&pool)
-    })
-    .await
-    .map_err(|_| DbError::Cancelled)?
+/// Migrates, then has the expiry actor expire what fell due while the service was down and arm
+/// the rest.
+async fn prepare_database(
+    database_url: &str,
+    pool: &DbPool,
+    expiry: &Addr<Expiry>,
+) -> Result<(), DbError> {
+    let (url, migrate_pool) = (database_url.to_string(), pool.clone());
+    actix_web::web::block(move || db::migrate(&url, &migrate_pool))
+        .await
+        .map_err(|_| DbError::Cancelled)??;
+    expiry
+        .send(Recover)
+        .await
+        .map_err(|_| DbError::Cancelled)?
+        .map(|_| ())
 }
 
 /// Keeps trying to reach a database that was down at start, backing off up to `MAX_BACKOFF`.
-async fn retry_prepare(database_url: String, pool: DbPool, dispatcher: Addr<Dispatcher>) {
+async fn retry_prepare(database_url: String, pool: DbPool, expiry: Addr<Expiry>) {
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     let mut backoff = Duration::from_millis(500);
     loop {
         tokio::time::sleep(backoff).await;
-        match prepare_database(&database_url, &pool).await {
-            Ok(pending) => {
+        match prepare_database(&database_url, &pool, &expiry).await {
+            Ok(()) => {
                 log::info!("database reachable again");
-                let _ = dispatcher.send(ArmExpiry(pending)).await;
                 return;
             }
             Err(e) => {
@@ -214,21 +214,4 @@ async fn retry_prepare(database_url: String, pool: DbPool, dispatcher: Addr<Disp
             }
         }
     }
-}
-
-/// Expires what fell due while the service was down and returns the rest to re-arm.
-fn recover_pending(pool: &DbPool) -> Result<Vec<(i64, i64)>, DbError> {
-    let mut conn = pool.get()?;
-    let now = now_ms();
-    let (overdue, open): (Vec<Assignment>, Vec<Assignment>) = Assignment::all_pending(&mut conn)?
-        .into_iter()
-        .partition(|a| a.expires_at <= now);
-    let overdue: Vec<i64> = overdue.iter().map(|a| a.id).collect();
-    let expired = Assignment::expire_due(&mut conn, &overdue, now)?;
-    log::info!(
-        "start-up recovery: {} pending assignments re-armed, {} overdue expired",
-        open.len(),
-        expired.len()
-    );
-    Ok(open.into_iter().map(|a| (a.id, a.expires_at)).collect())
 }

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::{
     db::models::{Assignment, Master, Order},
+    domain::{AssignmentStatus, OrderStatus},
     time::iso,
 };
 
@@ -17,7 +18,7 @@ pub struct OrderView {
     pub problem: String,
     pub client_name: Option<String>,
     pub client_phone: Option<String>,
-    pub status: String,
+    pub status: OrderStatus,
     pub master_id: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
@@ -33,7 +34,7 @@ impl From<&Order> for OrderView {
             problem: o.problem.clone(),
             client_name: o.client_name.clone(),
             client_phone: o.client_phone.clone(),
-            status: o.status.clone(),
+            status: o.status,
             master_id: o.master_id,
             created_at: iso(o.created_at),
             updated_at: iso(o.updated_at),
@@ -47,7 +48,7 @@ pub struct AssignmentView {
     pub id: i64,
     pub order_id: i64,
     pub master_id: i64,
-    pub status: String,
+    pub status: AssignmentStatus,
     pub created_at: String,
     pub expires_at: String,
     pub decided_at: Option<String>,
@@ -61,38 +62,11 @@ impl From<&Assignment> for AssignmentView {
             id: a.id,
             order_id: a.order_id,
             master_id: a.master_id,
-            status: a.status.clone(),
+            status: a.status,
             created_at: iso(a.created_at),
             expires_at: iso(a.expires_at),
             decided_at: a.decided_at.map(iso),
             reject_reason: a.reject_reason.clone(),
-        }
-    }
-}
-
-/// What a master sees of an offer before accepting it: never the client's name or phone.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OfferView {
-    pub id: i64,
-    pub order_id: i64,
-    pub address: String,
-    pub device_type: String,
-    pub problem: String,
-    pub created_at: String,
-    pub expires_at: String,
-}
-
-impl OfferView {
-    pub fn new(a: &Assignment, o: &Order) -> Self {
-        OfferView {
-            id: a.id,
-            order_id: a.order_id,
-            address: o.address.clone(),
-            device_type: o.device_type.clone(),
-            problem: o.problem.clone(),
-            created_at: iso(a.created_at),
-            expires_at: iso(a.expires_at),
         }
     }
 }

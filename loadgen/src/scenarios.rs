@@ -12,8 +12,8 @@ use std::{
 use dispatcher::{
     auth::{JwtKeys, Role},
     config::Config,
-    db::models::Order,
-    dispatcher::messages::{DomainEvent, Publish},
+    domain::{DomainEvent, MasterId, OrderId, OrderStatus, OrderStatusChange, UserId},
+    events::Deliver,
     startup::Application,
 };
 use serde_json::json;
@@ -596,22 +596,16 @@ async fn route_dispatcher(opts: &Opts) -> f64 {
         let events = batch
             .into_iter()
             .map(|(seq, master)| {
-                DomainEvent::OrderStatusChanged(Order {
-                    id: seq as i64,
-                    client_user_id: -1,
-                    address: String::new(),
-                    device_type: String::new(),
-                    problem: String::new(),
-                    client_name: None,
-                    client_phone: None,
-                    status: "in_progress".into(),
-                    master_id: Some(master),
-                    created_at: 0,
+                DomainEvent::OrderStatusChanged(OrderStatusChange {
+                    order_id: OrderId(seq as i64),
+                    client_user_id: UserId(-1),
+                    master_id: Some(MasterId(master)),
+                    status: OrderStatus::InProgress,
                     updated_at: 0,
                 })
             })
             .collect();
-        addr.try_send(Publish(events)).is_ok()
+        addr.try_send(Deliver(events)).is_ok()
     };
     let best = route(opts, server, send, "dispatcher").await;
     stop.stop();

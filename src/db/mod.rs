@@ -1,5 +1,6 @@
 //! Database connection, pool, embedded migrations and the blocking-thread bridge.
 
+mod columns;
 pub mod models;
 pub mod schema;
 

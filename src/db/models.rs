@@ -9,23 +9,10 @@ use super::{
     schema::{assignments, masters, orders},
     write_tx,
 };
-
-pub mod order_status {
-    pub const NEW: &str = "new";
-    pub const ASSIGNED: &str = "assigned";
-    pub const IN_PROGRESS: &str = "in_progress";
-    pub const COMPLETED: &str = "completed";
-    pub const CANCELLED: &str = "cancelled";
-    pub const ALL: [&str; 5] = [NEW, ASSIGNED, IN_PROGRESS, COMPLETED, CANCELLED];
-}
-
-pub mod assignment_status {
-    pub const PENDING: &str = "pending";
-    pub const ACCEPTED: &str = "accepted";
-    pub const REJECTED: &str = "rejected";
-    pub const EXPIRED: &str = "expired";
-    pub const CANCELLED: &str = "cancelled";
-}
+use crate::domain::{
+    AssignmentId, AssignmentStatus, Decision, MasterId, Offer, OrderId, OrderStatus,
+    OrderStatusChange, Outcome, UserId,
+};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = orders)]
@@ -37,7 +24,7 @@ pub struct Order {
     pub problem: String,
     pub client_name: Option<String>,
     pub client_phone: Option<String>,
-    pub status: String,
+    pub status: OrderStatus,
     pub master_id: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -56,16 +43,19 @@ pub struct OrderFields {
 }
 
 impl Order {
-    pub fn is_closed(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            order_status::COMPLETED | order_status::CANCELLED
-        )
-    }
-
     /// An order may be offered until a master accepts it or it is closed.
     pub fn takes_offers(&self) -> bool {
-        self.master_id.is_none() && !self.is_closed()
+        self.master_id.is_none() && !self.status.is_closed()
+    }
+
+    pub fn status_change(&self) -> OrderStatusChange {
+        OrderStatusChange {
+            order_id: OrderId(self.id),
+            client_user_id: UserId(self.client_user_id),
+            master_id: self.master_id.map(MasterId),
+            status: self.status,
+            updated_at: self.updated_at,
+        }
     }
 
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Order>> {
@@ -92,7 +82,7 @@ impl Order {
                         orders::problem.eq(&fields.problem),
                         orders::client_name.eq(&fields.client_name),
                         orders::client_phone.eq(&fields.client_phone),
-                        orders::status.eq(order_status::NEW),
+                        orders::status.eq(OrderStatus::New),
                         orders::created_at.eq(now),
                         orders::updated_at.eq(now),
                     ))
@@ -106,7 +96,7 @@ impl Order {
     pub fn set_status(
         conn: &mut DbConn,
         id: i64,
-        status: &str,
+        status: OrderStatus,
         now: i64,
     ) -> QueryResult<Option<(Order, Vec<Assignment>)>> {
         write_tx(conn, |conn| {
@@ -117,7 +107,7 @@ impl Order {
                 return Ok(None);
             }
             let order: Order = orders::table.find(id).first(conn)?;
-            let cancelled = if order.is_closed() {
+            let cancelled = if order.status.is_closed() {
                 Assignment::cancel_pending_of_order(conn, id, None, now)?
             } else {
                 Vec::new()
@@ -133,7 +123,7 @@ pub struct Assignment {
     pub id: i64,
     pub order_id: i64,
     pub master_id: i64,
-    pub status: String,
+    pub status: AssignmentStatus,
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
@@ -178,14 +168,43 @@ impl Deadline {
 
 impl Assignment {
     pub fn is_pending(&self) -> bool {
-        self.status == assignment_status::PENDING
+        self.status == AssignmentStatus::Pending
+    }
+
+    pub fn id(&self) -> AssignmentId {
+        AssignmentId(self.id)
+    }
+
+    /// The offer as its master sees it.
+    pub fn offer(&self, order: &Order) -> Offer {
+        Offer {
+            assignment_id: self.id(),
+            order_id: OrderId(self.order_id),
+            master_id: MasterId(self.master_id),
+            address: order.address.clone(),
+            device_type: order.device_type.clone(),
+            problem: order.problem.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// How this (just decided) assignment ended.
+    pub fn decision(&self, outcome: Outcome) -> Decision {
+        Decision {
+            assignment_id: self.id(),
+            order_id: OrderId(self.order_id),
+            master_id: MasterId(self.master_id),
+            outcome,
+            at: self.decided_at.unwrap_or(self.created_at),
+        }
     }
 
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Assignment>> {
         assignments::table.find(id).first(conn).optional()
     }
 
-    pub fn offer(
+    pub fn insert_offer(
         conn: &mut DbConn,
         order_id: i64,
         master_id: i64,
@@ -203,7 +222,7 @@ impl Assignment {
                 .values((
                     assignments::order_id.eq(order_id),
                     assignments::master_id.eq(master_id),
-                    assignments::status.eq(assignment_status::PENDING),
+                    assignments::status.eq(AssignmentStatus::Pending),
                     assignments::created_at.eq(now),
                     assignments::expires_at.eq(expires_at),
                 ))
@@ -221,7 +240,7 @@ impl Assignment {
     fn decide(
         conn: &mut DbConn,
         id: i64,
-        to: &str,
+        to: AssignmentStatus,
         deadline: Deadline,
         now: i64,
         reason: Option<&str>,
@@ -230,7 +249,7 @@ impl Assignment {
         let changed = diesel::update(
             assignments::table
                 .find(id)
-                .filter(assignments::status.eq(assignment_status::PENDING))
+                .filter(assignments::status.eq(AssignmentStatus::Pending))
                 .filter(assignments::expires_at.gt(after))
                 .filter(assignments::expires_at.le(until)),
         )
@@ -247,7 +266,7 @@ impl Assignment {
     pub fn decide_one(
         conn: &mut DbConn,
         id: i64,
-        to: &str,
+        to: AssignmentStatus,
         deadline: Deadline,
         now: i64,
         reason: Option<&str>,
@@ -267,7 +286,7 @@ impl Assignment {
             if !Self::decide(
                 conn,
                 id,
-                assignment_status::ACCEPTED,
+                AssignmentStatus::Accepted,
                 Deadline::Before(now),
                 now,
                 None,
@@ -280,11 +299,11 @@ impl Assignment {
                     .find(assignment.order_id)
                     .filter(orders::master_id.is_null())
                     .filter(
-                        orders::status.ne_all([order_status::COMPLETED, order_status::CANCELLED]),
+                        orders::status.ne_all([OrderStatus::Completed, OrderStatus::Cancelled]),
                     ),
             )
             .set((
-                orders::status.eq(order_status::ASSIGNED),
+                orders::status.eq(OrderStatus::Assigned),
                 orders::master_id.eq(assignment.master_id),
                 orders::updated_at.eq(now),
             ))
@@ -317,7 +336,7 @@ impl Assignment {
     ) -> QueryResult<Vec<Assignment>> {
         let pending: Vec<i64> = assignments::table
             .filter(assignments::order_id.eq(order_id))
-            .filter(assignments::status.eq(assignment_status::PENDING))
+            .filter(assignments::status.eq(AssignmentStatus::Pending))
             .filter(assignments::id.ne(except.unwrap_or(-1)))
             .select(assignments::id)
             .load(conn)?;
@@ -326,7 +345,7 @@ impl Assignment {
             if Self::decide(
                 conn,
                 id,
-                assignment_status::CANCELLED,
+                AssignmentStatus::Cancelled,
                 Deadline::Ignored,
                 now,
                 None,
@@ -345,7 +364,7 @@ impl Assignment {
                 if Self::decide(
                     conn,
                     id,
-                    assignment_status::EXPIRED,
+                    AssignmentStatus::Expired,
                     Deadline::Reached(now),
                     now,
                     None,
@@ -366,7 +385,7 @@ impl Assignment {
         assignments::table
             .inner_join(orders::table)
             .filter(assignments::master_id.eq(master_id))
-            .filter(assignments::status.eq(assignment_status::PENDING))
+            .filter(assignments::status.eq(AssignmentStatus::Pending))
             .filter(assignments::expires_at.gt(now))
             .order(assignments::id.asc())
             .select((Assignment::as_select(), Order::as_select()))
@@ -376,7 +395,7 @@ impl Assignment {
     /// Every pending assignment, for re-arming the expiry timers at start.
     pub fn all_pending(conn: &mut DbConn) -> QueryResult<Vec<Assignment>> {
         assignments::table
-            .filter(assignments::status.eq(assignment_status::PENDING))
+            .filter(assignments::status.eq(AssignmentStatus::Pending))
             .load(conn)
     }
 }

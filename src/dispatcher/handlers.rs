@@ -1,8 +1,11 @@
 use actix::{Context, Handler, MessageResult};
-use actix_ws::CloseCode;
 
-use super::{Connection, Dispatcher, messages::*};
-use crate::ws::protocol::ServerMessage;
+use super::{Audience, Connection, Dispatcher, messages::*, route};
+use crate::{
+    domain::DomainEvent,
+    events::Deliver,
+    wire::{CloseCode, OfferView, ServerMessage},
+};
 
 /// Registers a new connection, not yet authenticated.
 impl Handler<Connect> for Dispatcher {
@@ -80,15 +83,24 @@ impl Handler<SubscribeEvents> for Dispatcher {
     }
 }
 
-/// Arms a new offer's deadline and pushes it to the master's subscribed connections.
-impl Handler<Offer> for Dispatcher {
+/// Routes events to this node's connections; answers how many connections offers reached.
+impl Handler<Deliver> for Dispatcher {
     type Result = usize;
 
-    fn handle(&mut self, msg: Offer, ctx: &mut Context<Self>) -> usize {
-        let a = &msg.assignment;
-        self.expiry.arm(a.id, a.expires_at);
-        self.schedule_expiry(ctx);
-        self.offer(a.master_id, a.id, msg.message.encode(None))
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> usize {
+        let mut offered = 0;
+        for event in &msg.0 {
+            if let DomainEvent::Decided(d) = event {
+                self.forget_offer(d.master_id, d.assignment_id);
+            }
+            for (audience, message) in route(event) {
+                let reached = self.deliver(audience, message.encode(None));
+                if matches!(audience, Audience::Offer(..)) {
+                    offered += reached;
+                }
+            }
+        }
+        offered
     }
 }
 
@@ -97,33 +109,12 @@ impl Handler<ReplayOffers> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ReplayOffers, _: &mut Context<Self>) {
-        for assignment in msg.offers {
-            let id = assignment.id;
-            let text = ServerMessage::NewAssignment { assignment }.encode(None);
-            self.offer_to(msg.id, id, text);
-        }
-    }
-}
-
-/// Arms the deadlines of assignments that were pending at start.
-impl Handler<ArmExpiry> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, msg: ArmExpiry, ctx: &mut Context<Self>) {
-        for (id, deadline) in msg.0 {
-            self.expiry.arm(id, deadline);
-        }
-        self.schedule_expiry(ctx);
-    }
-}
-
-/// Tells connections about stored changes.
-impl Handler<Publish> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
-        for event in msg.0 {
-            self.on_event(ctx, event);
+        for offer in &msg.offers {
+            let text = ServerMessage::NewAssignment {
+                assignment: OfferView::from(offer),
+            }
+            .encode(None);
+            self.offer_to(msg.id, offer.assignment_id, text);
         }
     }
 }

@@ -1,16 +1,13 @@
-//! Every message the Dispatcher takes, and the one it sends back to connections.
+//! Every message the Dispatcher takes (besides the bus's `Deliver`), and the one it sends back
+//! to connections.
 
 use actix::{Message, Recipient};
-use actix_ws::CloseCode;
 
 use crate::{
     auth::AuthUser,
-    db::models::{Assignment, Order},
-    views::OfferView,
-    ws::{
-        outbox::Outbox,
-        protocol::{AssignmentEventKind, ServerMessage},
-    },
+    domain::{MasterId, Offer, UserId},
+    outbox::Outbox,
+    wire::CloseCode,
 };
 
 /// Opaque per-process connection id; shown to clients as hex.
@@ -76,46 +73,19 @@ pub struct SubscribeEvents {
     pub id: ConnId,
 }
 
-/// A stored offer: arm its deadline and push it; answers how many connections it was sent to.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Offer {
-    pub assignment: Assignment,
-    pub message: ServerMessage,
-}
-
 /// Open offers read for a connection that just subscribed; any it was already pushed are skipped.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReplayOffers {
     pub id: ConnId,
-    pub offers: Vec<OfferView>,
+    pub offers: Vec<Offer>,
 }
-
-/// Pending deadlines loaded at start.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ArmExpiry(pub Vec<(i64, i64)>);
-
-/// Something stored changed; tell whoever must know.
-#[derive(Debug, Clone)]
-pub enum DomainEvent {
-    Decided {
-        assignment: Assignment,
-        kind: AssignmentEventKind,
-    },
-    OrderStatusChanged(Order),
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Publish(pub Vec<DomainEvent>);
 
 /// A master's connection as the admin stats show it.
 #[derive(Debug, Clone)]
 pub struct MasterConnection {
-    pub user_id: i64,
-    pub master_id: i64,
+    pub user_id: UserId,
+    pub master_id: MasterId,
     pub subscribed: bool,
     pub last_ping: Option<i64>,
 }

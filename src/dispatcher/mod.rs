@@ -1,32 +1,29 @@
-//! The Dispatcher actor: who is connected and subscribed, the cleanup and expiry timers, and routing.
+//! The Dispatcher actor: the registry of connections, subscriptions and ping times, and the
+//! router that turns each event into (audience, frame) and queues the frame for its connections.
 //!
-//! It never touches the database on its own thread: expiry writes run on blocking threads and
-//! their results come back as messages.
+//! It never touches the database and never waits: frames go into each connection's bounded queue.
 
-mod expiry;
 mod handlers;
 pub mod messages;
+mod route;
 
 use std::{
     collections::{HashMap, HashSet},
     time::Duration,
 };
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, SpawnHandle, WrapFuture};
-use actix_ws::CloseCode;
+use actix::{Actor, AsyncContext, Context, Recipient};
 use bytestring::ByteString;
 
-pub use expiry::ExpiryQueue;
-use messages::{CloseConnection, ConnId, DomainEvent, PingClock};
+use messages::{CloseConnection, ConnId, PingClock};
+pub use route::{Audience, route};
 
 use crate::{
     auth::AuthUser,
-    db::{self, DbError, DbPool, models::Assignment},
-    time::{iso, now_ms},
-    ws::{
-        outbox::{Outbox, QueueError},
-        protocol::{AssignmentEventKind, ServerMessage},
-    },
+    domain::{AssignmentId, MasterId, UserId},
+    outbox::{Outbox, QueueError},
+    time::now_ms,
+    wire::{CloseCode, ServerMessage},
 };
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
@@ -37,8 +34,6 @@ const MAX_REMEMBERED_OFFERS: usize = 1024;
 /// memory is handed back to the OS.
 const CHURN_BEFORE_TRIM: u32 = 512;
 const CHURN_QUIET: Duration = Duration::from_millis(500);
-/// When the database refuses an expiry write, try again this much later.
-const EXPIRY_RETRY_MS: i64 = 1_000;
 
 /// The timing settings the Dispatcher needs.
 #[derive(Debug, Clone)]
@@ -54,7 +49,7 @@ struct Connection {
     subscribed: bool,
     last_ping: PingClock,
     /// Open offers this connection has been sent since it subscribed.
-    offered: HashSet<i64>,
+    offered: HashSet<AssignmentId>,
 }
 
 impl Connection {
@@ -75,60 +70,75 @@ impl Connection {
     }
 }
 
-/// Who a message is for. A multi-node backplane would carry `(Audience, message)` pairs, and
-/// offers as `(master, assignment, message)`, to every node; each node would deliver them to its
-/// own connections with [`Dispatcher::deliver_local`] and [`Dispatcher::offer`].
-#[derive(Debug, Clone, Copy)]
-pub enum Audience {
-    /// All of a master's connections.
-    Master(i64),
-    /// All connections of a user.
-    User(i64),
-    /// Service and admin connections that subscribed to events.
-    EventListeners,
-}
-
 pub struct Dispatcher {
-    pool: DbPool,
     settings: DispatcherSettings,
     connections: HashMap<ConnId, Connection>,
-    by_master: HashMap<i64, Vec<ConnId>>,
-    by_user: HashMap<i64, Vec<ConnId>>,
+    by_master: HashMap<MasterId, Vec<ConnId>>,
+    by_user: HashMap<UserId, Vec<ConnId>>,
     event_listeners: HashSet<ConnId>,
-    expiry: ExpiryQueue,
-    expiry_timer: Option<(i64, SpawnHandle)>,
     churn_since_trim: u32,
     last_churn: std::time::Instant,
     trim_scheduled: bool,
 }
 
 impl Dispatcher {
-    pub fn new(pool: DbPool, settings: DispatcherSettings) -> Self {
+    pub fn new(settings: DispatcherSettings) -> Self {
         Dispatcher {
-            pool,
             settings,
             connections: HashMap::new(),
             by_master: HashMap::new(),
             by_user: HashMap::new(),
             event_listeners: HashSet::new(),
-            expiry: ExpiryQueue::default(),
-            expiry_timer: None,
             churn_since_trim: 0,
             last_churn: std::time::Instant::now(),
             trim_scheduled: false,
         }
     }
 
-    /// Sends an offer to a master's subscribed connections that have not had it yet.
-    pub fn offer(&mut self, master_id: i64, assignment_id: i64, text: ByteString) -> usize {
-        let targets = self.by_master.get(&master_id).cloned().unwrap_or_default();
+    /// Queues a frame for an audience; answers how many connections took it.
+    fn deliver(&mut self, audience: Audience, text: ByteString) -> usize {
+        match audience {
+            Audience::Offer(master_id, assignment_id) => {
+                let targets = self.by_master.get(&master_id).cloned().unwrap_or_default();
+                targets
+                    .into_iter()
+                    .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
+                    .count()
+            }
+            Audience::Master(master_id) => {
+                let targets = self
+                    .by_master
+                    .get(&master_id)
+                    .map_or(&[][..], Vec::as_slice);
+                // Most masters have one connection: send without copying the list.
+                if let [only] = *targets {
+                    return usize::from(self.send_to(only, text));
+                }
+                self.deliver_each(targets.to_vec(), text)
+            }
+            Audience::User(user_id) => {
+                let targets = self.by_user.get(&user_id).map_or(&[][..], Vec::as_slice);
+                if let [only] = *targets {
+                    return usize::from(self.send_to(only, text));
+                }
+                self.deliver_each(targets.to_vec(), text)
+            }
+            Audience::EventListeners => {
+                let targets = self.event_listeners.iter().copied().collect();
+                self.deliver_each(targets, text)
+            }
+        }
+    }
+
+    fn deliver_each(&mut self, targets: Vec<ConnId>, text: ByteString) -> usize {
         targets
             .into_iter()
-            .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
+            .filter(|&id| self.send_to(id, text.clone()))
             .count()
     }
 
-    fn offer_to(&mut self, id: ConnId, assignment_id: i64, text: ByteString) -> bool {
+    /// Sends an offer to one subscribed connection unless it has had it already.
+    fn offer_to(&mut self, id: ConnId, assignment_id: AssignmentId, text: ByteString) -> bool {
         let Some(conn) = self.connections.get_mut(&id) else {
             return false;
         };
@@ -142,34 +152,13 @@ impl Dispatcher {
         self.send_to(id, text)
     }
 
-    /// The one place notifications leave the Dispatcher; answers how many connections got it.
-    fn publish(&mut self, audience: Audience, message: &ServerMessage) -> usize {
-        self.deliver_local(audience, message.encode(None))
-    }
-
-    pub fn deliver_local(&mut self, audience: Audience, text: ByteString) -> usize {
-        let targets: &[ConnId] = match audience {
-            Audience::Master(master_id) => {
-                self.by_master.get(&master_id).map_or(&[], Vec::as_slice)
+    /// A decided offer is no longer open, so it need not be remembered.
+    fn forget_offer(&mut self, master_id: MasterId, assignment_id: AssignmentId) {
+        for id in self.by_master.get(&master_id).into_iter().flatten() {
+            if let Some(conn) = self.connections.get_mut(id) {
+                conn.offered.remove(&assignment_id);
             }
-            Audience::User(user_id) => self.by_user.get(&user_id).map_or(&[], Vec::as_slice),
-            Audience::EventListeners => {
-                let listeners: Vec<ConnId> = self.event_listeners.iter().copied().collect();
-                return self.deliver_each(&listeners, text);
-            }
-        };
-        if let [only] = *targets {
-            return usize::from(self.send_to(only, text));
         }
-        let targets = targets.to_vec();
-        self.deliver_each(&targets, text)
-    }
-
-    fn deliver_each(&mut self, targets: &[ConnId], text: ByteString) -> usize {
-        targets
-            .iter()
-            .filter(|&&id| self.send_to(id, text.clone()))
-            .count()
     }
 
     /// Queues a frame for one connection; a full queue marks a slow consumer, which is closed.
@@ -231,110 +220,6 @@ impl Dispatcher {
         actix_web::rt::task::spawn_blocking(release_memory);
     }
 
-    fn on_event(&mut self, ctx: &mut Context<Self>, event: DomainEvent) {
-        match event {
-            DomainEvent::Decided { assignment, kind } => self.on_decided(ctx, &assignment, kind),
-            DomainEvent::OrderStatusChanged(order) => {
-                let message = ServerMessage::OrderStatusUpdate {
-                    order_id: order.id,
-                    status: order.status.clone(),
-                    updated_at: iso(order.updated_at),
-                };
-                let mut audiences = vec![Audience::User(order.client_user_id)];
-                audiences.extend(order.master_id.map(Audience::Master));
-                let text = message.encode(None);
-                for audience in audiences {
-                    self.deliver_local(audience, text.clone());
-                }
-            }
-        }
-    }
-
-    fn on_decided(&mut self, ctx: &mut Context<Self>, a: &Assignment, kind: AssignmentEventKind) {
-        self.expiry.disarm(a.id);
-        self.schedule_expiry(ctx);
-        for id in self.by_master.get(&a.master_id).into_iter().flatten() {
-            if let Some(conn) = self.connections.get_mut(id) {
-                conn.offered.remove(&a.id);
-            }
-        }
-        let (assignment_id, order_id) = (a.id, a.order_id);
-        let to_master = match kind {
-            AssignmentEventKind::Expired => Some(ServerMessage::AssignmentExpired {
-                assignment_id,
-                order_id,
-            }),
-            AssignmentEventKind::Cancelled => Some(ServerMessage::AssignmentCancelled {
-                assignment_id,
-                order_id,
-            }),
-            AssignmentEventKind::Accepted | AssignmentEventKind::Rejected => None,
-        };
-        if let Some(message) = to_master {
-            self.publish(Audience::Master(a.master_id), &message);
-        }
-        let event = ServerMessage::AssignmentEvent {
-            event: kind,
-            assignment_id,
-            order_id,
-            master_id: a.master_id,
-            at: iso(a.decided_at.unwrap_or_else(now_ms)),
-        };
-        self.publish(Audience::EventListeners, &event);
-    }
-
-    /// Keeps exactly one timer, set for the earliest pending deadline.
-    fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
-        let next = self.expiry.next_deadline();
-        if let Some((armed_for, handle)) = self.expiry_timer {
-            if Some(armed_for) == next {
-                return;
-            }
-            ctx.cancel_future(handle);
-            self.expiry_timer = None;
-        }
-        if let Some(deadline) = next {
-            let delay = Duration::from_millis((deadline - now_ms()).max(0) as u64);
-            let handle = ctx.run_later(delay, |act, ctx| {
-                act.expiry_timer = None;
-                act.expire_due(ctx);
-            });
-            self.expiry_timer = Some((deadline, handle));
-        }
-    }
-
-    fn expire_due(&mut self, ctx: &mut Context<Self>) {
-        let now = now_ms();
-        let due = self.expiry.pop_due(now);
-        if !due.is_empty() {
-            let pool = self.pool.clone();
-            let ids = due.clone();
-            let write = async move {
-                db::run(&pool, move |conn| {
-                    Assignment::expire_due(conn, &ids, now).map_err(DbError::from)
-                })
-                .await
-            };
-            ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-                match result {
-                    Ok(expired) => {
-                        for a in &expired {
-                            act.on_decided(ctx, a, AssignmentEventKind::Expired);
-                        }
-                    }
-                    Err(e) => {
-                        log::warn!("could not expire {} assignments, retrying: {e}", due.len());
-                        for id in due {
-                            act.expiry.arm(id, now_ms() + EXPIRY_RETRY_MS);
-                        }
-                    }
-                }
-                act.schedule_expiry(ctx);
-            }));
-        }
-        self.schedule_expiry(ctx);
-    }
-
     fn drop_idle_subscriptions(&mut self) {
         let cutoff = now_ms() - self.settings.subscription_timeout.as_millis() as i64;
         let idle: Vec<ConnId> = self
@@ -371,7 +256,7 @@ fn release_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_memory() {}
 
-fn unindex(index: &mut HashMap<i64, Vec<ConnId>>, key: i64, id: ConnId) {
+fn unindex<K: std::hash::Hash + Eq>(index: &mut HashMap<K, Vec<ConnId>>, key: K, id: ConnId) {
     if let Some(ids) = index.get_mut(&key) {
         ids.retain(|&c| c != id);
         if ids.is_empty() {

@@ -3,19 +3,18 @@ use serde::Serialize;
 
 use crate::{
     auth::AdminUser,
-    db::models::Master,
     dispatcher::messages::GetStats,
+    domain::{MasterId, UserId},
     error::AppError,
-    service,
-    startup::AppState,
+    state::AppState,
     time::{iso, now_ms},
 };
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SubscriptionRow {
-    user_id: i64,
-    master_id: i64,
+    user_id: UserId,
+    master_id: MasterId,
     subscribed: bool,
     on_shift: bool,
     last_ping: Option<String>,
@@ -42,13 +41,10 @@ pub async fn websocket_stats(
         .send(GetStats)
         .await
         .map_err(|e| AppError::Internal(format!("dispatcher unreachable: {e}")))?;
-    let mut master_ids: Vec<i64> = stats.masters.iter().map(|m| m.master_id).collect();
+    let mut master_ids: Vec<MasterId> = stats.masters.iter().map(|m| m.master_id).collect();
     master_ids.sort_unstable();
     master_ids.dedup();
-    let on_shift = service::with_db(&app, move |conn| {
-        Ok(Master::on_shift_of(conn, &master_ids)?)
-    })
-    .await?;
+    let on_shift = app.service.on_shift_of(master_ids).await?;
 
     let active_since = now_ms() - app.config.active_window.as_millis() as i64;
     let subscriptions: Vec<SubscriptionRow> = stats

@@ -7,8 +7,7 @@ use serde_json::json;
 use crate::{
     auth::{AuthUser, MasterUser, Staff},
     error::AppError,
-    service,
-    startup::AppState,
+    state::AppState,
     views::AssignmentView,
 };
 
@@ -32,7 +31,10 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let ttl = body.ttl_seconds.map(Duration::from_secs);
-    let (assignment, delivered) = service::offer(&app, body.order_id, body.master_id, ttl).await?;
+    let (assignment, delivered) = app
+        .service
+        .offer(body.order_id, body.master_id, ttl)
+        .await?;
     Ok(HttpResponse::Created().json(json!({
         "assignment": AssignmentView::from(&assignment),
         "delivered": delivered,
@@ -49,7 +51,7 @@ pub async fn get(
             "only staff and masters see assignments".into(),
         ));
     }
-    let assignment = service::get_assignment(&app, user, id.into_inner()).await?;
+    let assignment = app.service.get_assignment(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
@@ -58,7 +60,7 @@ pub async fn accept(
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let accepted = service::accept(&app, user, id.into_inner()).await?;
+    let accepted = app.service.accept(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&accepted.assignment)))
 }
 
@@ -74,7 +76,10 @@ pub async fn reject(
         serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
     };
-    let assignment = service::reject(&app, user, id.into_inner(), body.reason).await?;
+    let assignment = app
+        .service
+        .reject(user, id.into_inner(), body.reason)
+        .await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
@@ -83,6 +88,6 @@ pub async fn cancel(
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let assignment = service::cancel(&app, user, id.into_inner()).await?;
+    let assignment = app.service.cancel(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }

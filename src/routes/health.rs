@@ -1,17 +1,10 @@
 use actix_web::{HttpResponse, web};
-use diesel::RunQueryDsl;
 use serde_json::json;
 
-use crate::{dispatcher::messages::CountConnections, service, startup::AppState};
+use crate::{dispatcher::messages::CountConnections, state::AppState};
 
 pub async fn health(app: web::Data<AppState>) -> HttpResponse {
-    let database_ok =
-        service::with_db(
-            &app,
-            |conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?),
-        )
-        .await
-        .is_ok();
+    let database_ok = app.service.database_ok().await;
     let connections = app.dispatcher.send(CountConnections).await.unwrap_or(0);
     let body = json!({
         "status": if database_ok { "ok" } else { "unavailable" },

@@ -4,10 +4,11 @@ use serde_json::json;
 
 use crate::{
     auth::{MasterUser, StaffOrMaster},
+    domain::MasterId,
     error::AppError,
-    service,
-    startup::AppState,
+    state::AppState,
     views::MasterView,
+    wire::OfferView,
 };
 
 #[derive(Deserialize)]
@@ -22,7 +23,8 @@ pub async fn my_assignments(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let master_id = user.master().expect("MasterUser has a master id");
-    let assignments = service::pending_offers(&app, master_id).await?;
+    let offers = app.service.pending_offers(master_id).await?;
+    let assignments: Vec<OfferView> = offers.iter().map(OfferView::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "assignments": assignments })))
 }
 
@@ -33,11 +35,11 @@ pub async fn set_shift(
     body: web::Json<ShiftBody>,
 ) -> Result<HttpResponse, AppError> {
     let master_id = id.into_inner();
-    if !user.role.is_staff() && user.master() != Some(master_id) {
+    if !user.role.is_staff() && user.master() != Some(MasterId(master_id)) {
         return Err(AppError::Forbidden(
             "a master may only change his own shift".into(),
         ));
     }
-    let master = service::set_shift(&app, master_id, body.on_shift).await?;
+    let master = app.service.set_shift(master_id, body.on_shift).await?;
     Ok(HttpResponse::Ok().json(MasterView::from(&master)))
 }

@@ -3,11 +3,7 @@ use serde::Deserialize;
 
 use super::required;
 use crate::{
-    auth::Staff,
-    db::models::{OrderFields, order_status},
-    error::AppError,
-    service,
-    startup::AppState,
+    auth::Staff, db::models::OrderFields, domain::OrderStatus, error::AppError, state::AppState,
     views::OrderView,
 };
 
@@ -42,7 +38,7 @@ pub async fn upsert(
         client_name: body.client_name,
         client_phone: body.client_phone,
     };
-    let order = service::upsert_order(&app, id.into_inner(), fields).await?;
+    let order = app.service.upsert_order(id.into_inner(), fields).await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }
 
@@ -52,13 +48,12 @@ pub async fn set_status(
     id: web::Path<i64>,
     body: web::Json<StatusBody>,
 ) -> Result<HttpResponse, AppError> {
-    let status = body.into_inner().status;
-    if !order_status::ALL.contains(&status.as_str()) {
-        return Err(AppError::BadRequest(format!(
-            "status must be one of {}",
-            order_status::ALL.join(", ")
-        )));
-    }
-    let order = service::set_order_status(&app, id.into_inner(), status).await?;
+    let status: OrderStatus = body.into_inner().status.parse().map_err(|_| {
+        AppError::BadRequest(format!("status must be one of {}", OrderStatus::list()))
+    })?;
+    let order = app
+        .service
+        .set_order_status(id.into_inner(), status)
+        .await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }

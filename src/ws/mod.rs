@@ -1,7 +1,6 @@
-//! WebSocket connections: the upgrade route, the session actor and the wire protocol.
+//! WebSocket connections: the upgrade route, the session actor and the task that writes frames.
 
-pub mod outbox;
-pub mod protocol;
 mod rate_limit;
 pub mod route;
 pub mod session;
+mod writer;

@@ -5,7 +5,7 @@ use actix_ws::{CloseCode, CloseReason};
 use serde::Deserialize;
 
 use super::session::{Peer, WsSession};
-use crate::{auth::bearer_token, startup::AppState};
+use crate::{auth::bearer_token, state::AppState};
 
 #[derive(Deserialize)]
 struct TokenQuery {

@@ -8,13 +8,12 @@ use actix::{
     WrapFuture,
 };
 use actix_web::web;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use serde_json::Value;
 
 use super::{
-    outbox::{Outbound, Outbox, QueueError},
-    protocol::{ClientMessage, ServerMessage, parse},
     rate_limit::{RateLimiter, Verdict},
+    writer,
 };
 use crate::{
     auth::{AuthError, AuthUser},
@@ -26,10 +25,11 @@ use crate::{
         },
     },
     error::AppError,
-    service,
-    startup::AppState,
+    outbox::{Outbound, Outbox, QueueError},
+    state::AppState,
     time::now_iso,
     views::OrderView,
+    wire::{ClientMessage, CloseCode, ServerMessage, parse},
 };
 
 /// How often the server checks that a peer is still there.
@@ -80,7 +80,8 @@ impl WsSession {
         peer: Peer,
         upgrade_auth: Option<Result<AuthUser, AuthError>>,
     ) {
-        let (outbox, writer) = Outbox::spawn(session, app.config.max_queued_messages);
+        let (outbox, frames) = Outbox::channel(app.config.max_queued_messages);
+        let writer = writer::spawn(session, frames);
         let limiter = RateLimiter::new(app.config.rate_limit_per_sec, app.config.rate_limit_burst);
         WsSession::create(move |ctx| {
             ctx.add_stream(stream);
@@ -257,7 +258,7 @@ impl WsSession {
                 };
                 let app = self.app.clone();
                 let work = async move {
-                    let accepted = service::accept(&app, user, assignment_id).await?;
+                    let accepted = app.service.accept(user, assignment_id).await?;
                     Ok(ServerMessage::AssignmentAccepted {
                         assignment_id,
                         order_id: accepted.order.id,
@@ -275,7 +276,7 @@ impl WsSession {
                 };
                 let app = self.app.clone();
                 let work = async move {
-                    let rejected = service::reject(&app, user, assignment_id, reason).await?;
+                    let rejected = app.service.reject(user, assignment_id, reason).await?;
                     Ok(ServerMessage::AssignmentRejected {
                         assignment_id,
                         order_id: rejected.order_id,
@@ -332,7 +333,7 @@ impl WsSession {
             request_id.as_ref(),
         );
         let app = self.app.clone();
-        let work = async move { service::pending_offers(&app, master_id).await };
+        let work = async move { app.service.pending_offers(master_id).await };
         ctx.spawn(
             work.into_actor(self)
                 .map(move |result, act, ctx| match result {

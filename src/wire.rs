@@ -1,4 +1,5 @@
-//! The WebSocket wire protocol: JSON text frames tagged by `type`, camelCase fields.
+//! The WebSocket wire protocol as plain data: JSON text frames tagged by `type`, camelCase
+//! fields, and the close codes. The Dispatcher builds pushes with it, the sessions replies.
 
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
@@ -6,8 +7,10 @@ use serde_json::Value;
 
 use crate::{
     auth::Role,
+    domain::{MasterId, Offer, OrderStatus, Outcome, UserId},
     error::{AppError, ErrorBody},
-    views::{OfferView, OrderView},
+    time::iso,
+    views::OrderView,
 };
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -44,14 +47,43 @@ const CLIENT_TYPES: [&str; 7] = [
     "subscribe_events",
 ];
 
-/// A decision about an assignment, as `assignment_event` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AssignmentEventKind {
-    Accepted,
-    Rejected,
-    Expired,
-    Cancelled,
+/// The close codes this service sends (RFC 6455, section 7.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    Normal = 1000,
+    Away = 1001,
+    Protocol = 1002,
+    Unsupported = 1003,
+    Policy = 1008,
+    Size = 1009,
+    Error = 1011,
+}
+
+/// What a master sees of an offer before accepting it: never the client's name or phone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferView {
+    pub id: i64,
+    pub order_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<&Offer> for OfferView {
+    fn from(o: &Offer) -> Self {
+        OfferView {
+            id: o.assignment_id.0,
+            order_id: o.order_id.0,
+            address: o.address.clone(),
+            device_type: o.device_type.clone(),
+            problem: o.problem.clone(),
+            created_at: iso(o.created_at),
+            expires_at: iso(o.expires_at),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,9 +98,9 @@ pub enum ServerMessage {
         server_time: String,
     },
     AuthSuccess {
-        user_id: i64,
+        user_id: UserId,
         role: Role,
-        master_id: Option<i64>,
+        master_id: Option<MasterId>,
     },
     AuthError {
         message: String,
@@ -104,11 +136,11 @@ pub enum ServerMessage {
     },
     OrderStatusUpdate {
         order_id: i64,
-        status: String,
+        status: OrderStatus,
         updated_at: String,
     },
     AssignmentEvent {
-        event: AssignmentEventKind,
+        event: Outcome,
         assignment_id: i64,
         order_id: i64,
         master_id: i64,

@@ -2,21 +2,23 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::domain::AssignmentId;
+
 #[derive(Debug, Default)]
 pub struct ExpiryQueue {
-    by_deadline: BTreeSet<(i64, i64)>,
-    deadline_of: HashMap<i64, i64>,
+    by_deadline: BTreeSet<(i64, AssignmentId)>,
+    deadline_of: HashMap<AssignmentId, i64>,
 }
 
 impl ExpiryQueue {
-    pub fn arm(&mut self, assignment_id: i64, deadline_ms: i64) {
+    pub fn arm(&mut self, assignment_id: AssignmentId, deadline_ms: i64) {
         if let Some(old) = self.deadline_of.insert(assignment_id, deadline_ms) {
             self.by_deadline.remove(&(old, assignment_id));
         }
         self.by_deadline.insert((deadline_ms, assignment_id));
     }
 
-    pub fn disarm(&mut self, assignment_id: i64) {
+    pub fn disarm(&mut self, assignment_id: AssignmentId) {
         if let Some(deadline) = self.deadline_of.remove(&assignment_id) {
             self.by_deadline.remove(&(deadline, assignment_id));
         }
@@ -27,7 +29,7 @@ impl ExpiryQueue {
     }
 
     /// Removes and returns the assignments whose deadline is at or before `now_ms`.
-    pub fn pop_due(&mut self, now_ms: i64) -> Vec<i64> {
+    pub fn pop_due(&mut self, now_ms: i64) -> Vec<AssignmentId> {
         let mut due = Vec::new();
         while let Some(&(deadline, id)) = self.by_deadline.first() {
             if deadline > now_ms {
@@ -55,16 +57,17 @@ mod tests {
 
     #[test]
     fn pops_only_due_deadlines_in_order_and_honours_disarm_and_rearm() {
+        let id = AssignmentId;
         let mut q = ExpiryQueue::default();
-        q.arm(1, 300);
-        q.arm(2, 100);
-        q.arm(3, 200);
-        q.arm(4, 100);
-        q.disarm(3);
-        q.arm(1, 150);
+        q.arm(id(1), 300);
+        q.arm(id(2), 100);
+        q.arm(id(3), 200);
+        q.arm(id(4), 100);
+        q.disarm(id(3));
+        q.arm(id(1), 150);
         assert_eq!(q.next_deadline(), Some(100));
-        assert_eq!(q.pop_due(99), Vec::<i64>::new());
-        assert_eq!(q.pop_due(150), vec![2, 4, 1]);
+        assert_eq!(q.pop_due(99), vec![]);
+        assert_eq!(q.pop_due(150), vec![id(2), id(4), id(1)]);
         assert!(q.is_empty());
     }
 }

@@ -1,0 +1,69 @@
+//! The one place that decides who hears of an event, and in which frame.
+
+use crate::{
+    domain::{AssignmentId, DomainEvent, MasterId, Outcome, UserId},
+    time::iso,
+    wire::{OfferView, ServerMessage},
+};
+
+/// Who a frame is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A master's subscribed connections that have not been sent this offer yet.
+    Offer(MasterId, AssignmentId),
+    /// All of a master's connections.
+    Master(MasterId),
+    /// All connections of a user.
+    User(UserId),
+    /// Service and admin connections that subscribed to events.
+    EventListeners,
+}
+
+/// The frames an event becomes, each with its audience.
+pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
+    match event {
+        DomainEvent::Offered(offer) => vec![(
+            Audience::Offer(offer.master_id, offer.assignment_id),
+            ServerMessage::NewAssignment {
+                assignment: OfferView::from(offer),
+            },
+        )],
+        DomainEvent::Decided(d) => {
+            let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);
+            let to_master = match d.outcome {
+                Outcome::Expired => Some(ServerMessage::AssignmentExpired {
+                    assignment_id,
+                    order_id,
+                }),
+                Outcome::Cancelled => Some(ServerMessage::AssignmentCancelled {
+                    assignment_id,
+                    order_id,
+                }),
+                // The master who decided was answered directly.
+                Outcome::Accepted | Outcome::Rejected => None,
+            };
+            let event = ServerMessage::AssignmentEvent {
+                event: d.outcome,
+                assignment_id,
+                order_id,
+                master_id: d.master_id.0,
+                at: iso(d.at),
+            };
+            to_master
+                .map(|m| (Audience::Master(d.master_id), m))
+                .into_iter()
+                .chain([(Audience::EventListeners, event)])
+                .collect()
+        }
+        DomainEvent::OrderStatusChanged(change) => {
+            let message = ServerMessage::OrderStatusUpdate {
+                order_id: change.order_id.0,
+                status: change.status,
+                updated_at: iso(change.updated_at),
+            };
+            let mut frames = vec![(Audience::User(change.client_user_id), message.clone())];
+            frames.extend(change.master_id.map(|m| (Audience::Master(m), message)));
+            frames
+        }
+    }
+}

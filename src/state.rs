@@ -1,0 +1,16 @@
+//! What every request handler and connection shares.
+
+use std::{sync::Arc, time::Instant};
+
+use actix::Addr;
+
+use crate::{auth::JwtKeys, config::Config, dispatcher::Dispatcher, service::Service};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub dispatcher: Addr<Dispatcher>,
+    pub jwt: JwtKeys,
+    pub config: Arc<Config>,
+    pub started_at: Instant,
+}
