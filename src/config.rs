@@ -4,6 +4,8 @@ use std::{env, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
+use crate::db::Backend;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{name} is not valid: {value:?} ({reason})")]
@@ -12,6 +14,16 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error(
+        "REDIS_URL is set (cluster mode) but DATABASE_URL is not PostgreSQL: nodes share their \
+         decisions through one PostgreSQL database; set DATABASE_URL=postgres://… or unset REDIS_URL"
+    )]
+    ClusterNeedsPostgres,
+    #[error(
+        "REDIS_URL is set (cluster mode) but JWT_SECRET is not: every node must check tokens with \
+         the same secret, so set JWT_SECRET on each"
+    )]
+    ClusterNeedsSecret,
     #[error("cannot keep the generated JWT secret at {path}: {source}")]
     Secret {
         path: PathBuf,
@@ -52,6 +64,10 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `DB_TIMEOUT_SECS`: how long a request waits for a database connection.
     pub db_timeout: Duration,
+    /// `REDIS_URL`: when set, this process is one node of a cluster that shares events over Redis.
+    pub redis_url: Option<String>,
+    /// `NODE_ID`: this node's name in logs, stats and `/health`; unique per process by default.
+    pub node_id: String,
 }
 
 impl Config {
@@ -68,6 +84,15 @@ impl Config {
             parse(name, get(name), default).map(Duration::from_secs)
         };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "data/dispatcher.db".into());
+        let redis_url = get("REDIS_URL");
+        if redis_url.is_some() {
+            if Backend::of(&database_url) != Backend::Postgres {
+                return Err(ConfigError::ClusterNeedsPostgres);
+            }
+            if get("JWT_SECRET").is_none() {
+                return Err(ConfigError::ClusterNeedsSecret);
+            }
+        }
         let jwt_secret = match get("JWT_SECRET") {
             Some(secret) => secret,
             None => generated_secret(&database_url)?,
@@ -99,8 +124,23 @@ impl Config {
                 .max(1),
             db_pool_size: parse("DB_POOL_SIZE", get("DB_POOL_SIZE"), 8)?.max(1),
             db_timeout: secs("DB_TIMEOUT_SECS", 5)?,
+            redis_url,
+            node_id: get("NODE_ID")
+                .map(|id| id.trim().to_string())
+                .unwrap_or_else(default_node_id),
         })
     }
+}
+
+/// The host name and a random suffix: unique per process, and readable in logs.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 fn parse<T: FromStr>(

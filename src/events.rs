@@ -2,11 +2,17 @@
 //!
 //! The service publishes [`DomainEvent`]s here after committing them. Each goes to the local
 //! router (the Dispatcher, which pushes frames to connections) and to the local expiry actor
-//! (which arms and disarms deadlines).
+//! (which arms and disarms deadlines). In cluster mode it also goes to the other nodes, whose
+//! buses deliver it to their own actors.
 
 use actix::{Message, Recipient};
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::domain::DomainEvent;
+
+/// Batches waiting for the link to the other nodes; past this the link is stuck and batches are
+/// dropped (the other nodes' gap recovery re-reads open offers).
+pub const REMOTE_QUEUE: usize = 16_384;
 
 /// Events for an actor of this node; answers how many connections they reached.
 #[derive(Message, Debug, Clone)]
@@ -18,18 +24,38 @@ pub struct Deliver(pub Vec<DomainEvent>);
 pub struct EventBus {
     router: Recipient<Deliver>,
     expiry: Recipient<Deliver>,
+    remote: Option<mpsc::Sender<Vec<DomainEvent>>>,
 }
 
 impl EventBus {
-    pub fn new(router: Recipient<Deliver>, expiry: Recipient<Deliver>) -> Self {
-        EventBus { router, expiry }
+    /// A bus for one process; `remote`, in cluster mode, carries batches to the other nodes.
+    pub fn new(
+        router: Recipient<Deliver>,
+        expiry: Recipient<Deliver>,
+        remote: Option<mpsc::Sender<Vec<DomainEvent>>>,
+    ) -> Self {
+        EventBus {
+            router,
+            expiry,
+            remote,
+        }
     }
 
-    /// Publishes committed events in order; answers how many of this node's connections an
-    /// offer among them reached.
+    /// Publishes committed events in order, to this node and the others; answers how many of
+    /// this node's connections an offer among them reached.
     pub async fn publish(&self, events: Vec<DomainEvent>) -> usize {
         if events.is_empty() {
             return 0;
+        }
+        if let Some(remote) = &self.remote {
+            match remote.try_send(events.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(lost)) => log::warn!(
+                    "the link to the other nodes is stuck; {} events not sent to them",
+                    lost.len()
+                ),
+                Err(TrySendError::Closed(_)) => log::error!("the link to the other nodes is gone"),
+            }
         }
         self.deliver_local(events).await
     }

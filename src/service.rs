@@ -190,9 +190,26 @@ impl Service {
 
     /// A master's offers still open, as `new_assignment` shows them.
     pub async fn pending_offers(&self, master_id: MasterId) -> Result<Vec<Offer>, AppError> {
+        self.pending_offers_of(vec![master_id]).await
+    }
+
+    /// The open offers of several masters, oldest first.
+    pub async fn pending_offers_of(
+        &self,
+        master_ids: Vec<MasterId>,
+    ) -> Result<Vec<Offer>, AppError> {
+        /// Keeps each query well under the backends' limits on bound parameters.
+        const CHUNK: usize = 1000;
         let now = now_ms();
+        let ids: Vec<i64> = master_ids.iter().map(|m| m.0).collect();
         let rows = self
-            .with_db(move |conn| Ok(Assignment::pending_for_master(conn, master_id.0, now)?))
+            .with_db(move |conn| {
+                let mut rows = Vec::new();
+                for chunk in ids.chunks(CHUNK) {
+                    rows.extend(Assignment::pending_for_masters(conn, chunk, now)?);
+                }
+                Ok(rows)
+            })
             .await?;
         Ok(rows.iter().map(|(a, o)| a.offer(o)).collect())
     }

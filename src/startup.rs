@@ -10,14 +10,15 @@ use std::{
 use actix::{Actor, Addr, AsyncContext};
 use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
 use thiserror::Error;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::{
     auth::JwtKeys,
+    cluster::{Node, Parts},
     config::{Config, ConfigError},
     db::{self, Backend, DbError, DbPool},
     dispatcher::{Dispatcher, DispatcherSettings, messages::Shutdown},
-    events::EventBus,
+    events::{EventBus, REMOTE_QUEUE},
     expiry::{Expiry, Recover},
     routes,
     service::Service,
@@ -30,15 +31,16 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Database(#[from] DbError),
+    #[error("REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the dispatcher did not start")]
-    Dispatcher,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
+    node: Node,
     dispatcher: Addr<Dispatcher>,
     stop: Arc<Notify>,
 }
@@ -69,13 +71,37 @@ impl Application {
             cleanup_interval: config.cleanup_interval,
         })
         .start();
+        let node = match &config.redis_url {
+            Some(url) => Node::clustered(&config.node_id, url)?,
+            None => Node::single(&config.node_id),
+        };
+        let (to_other_nodes, outgoing) = match config.redis_url {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(REMOTE_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let mut bus = None;
         let expiry = Expiry::create(|ctx| {
-            let local = EventBus::new(dispatcher.clone().recipient(), ctx.address().recipient());
-            bus = Some(local.clone());
-            Expiry::new(pool.clone(), local)
+            let built = EventBus::new(
+                dispatcher.clone().recipient(),
+                ctx.address().recipient(),
+                to_other_nodes,
+            );
+            bus = Some(built.clone());
+            Expiry::new(pool.clone(), built)
         });
         let bus = bus.expect("the bus is built with the expiry actor");
+        log::info!(
+            "node {} starting ({})",
+            config.node_id,
+            if config.redis_url.is_some() {
+                "cluster mode, Redis"
+            } else {
+                "single process"
+            }
+        );
         match prepare_database(&config.database_url, &pool, &expiry).await {
             Ok(()) => {}
             Err(e)
@@ -91,9 +117,20 @@ impl Application {
             Err(e) => return Err(e.into()),
         }
 
+        let service = Service::new(pool, bus.clone(), config.assignment_ttl);
+        if let Some(outgoing) = outgoing {
+            let parts = Parts {
+                bus,
+                dispatcher: dispatcher.clone(),
+                expiry,
+                service: service.clone(),
+            };
+            node.start(outgoing, parts);
+        }
         let jwt = web::Data::new(JwtKeys::new(&config.jwt_secret));
         let state = web::Data::new(AppState {
-            service: Service::new(pool, bus, config.assignment_ttl),
+            service,
+            node: node.clone(),
             dispatcher: dispatcher.clone(),
             jwt: jwt.get_ref().clone(),
             config: Arc::new(config),
@@ -127,6 +164,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            node,
             dispatcher,
             stop: Arc::new(Notify::new()),
         })
@@ -156,6 +194,7 @@ impl Application {
         }
         let closed = self.dispatcher.send(Shutdown).await.unwrap_or(0);
         log::info!("closing {closed} WebSocket connections with 1001");
+        self.node.leave().await;
         handle.stop(true).await;
         let _ = server.await;
         Ok(())

@@ -4,11 +4,14 @@ use std::{sync::Arc, time::Instant};
 
 use actix::Addr;
 
-use crate::{auth::JwtKeys, config::Config, dispatcher::Dispatcher, service::Service};
+use crate::{
+    auth::JwtKeys, cluster::Node, config::Config, dispatcher::Dispatcher, service::Service,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
+    pub node: Node,
     pub dispatcher: Addr<Dispatcher>,
     pub jwt: JwtKeys,
     pub config: Arc<Config>,

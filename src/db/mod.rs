@@ -172,12 +172,22 @@ pub fn migrate(database_url: &str, pool: &DbPool) -> Result<(), DbError> {
             .map_err(|e| DbError::Connect(e.to_string()))?
             .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")?;
     }
-    let migrations = match backend {
-        Backend::Postgres => POSTGRES_MIGRATIONS,
-        Backend::Sqlite => SQLITE_MIGRATIONS,
-    };
-    pool.get()?
-        .run_pending_migrations(migrations)
+    let mut conn = pool.get()?;
+    match backend {
+        Backend::Sqlite => run_migrations(&mut conn, SQLITE_MIGRATIONS),
+        Backend::Postgres => {
+            // Nodes of a cluster start together: one migrates while the others wait for it.
+            const MIGRATION_LOCK: i64 = 0x6469_7370_6d69_67; // "dispmig"
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let migrated = run_migrations(&mut conn, POSTGRES_MIGRATIONS);
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            migrated
+        }
+    }
+}
+
+fn run_migrations(conn: &mut DbConn, migrations: EmbeddedMigrations) -> Result<(), DbError> {
+    conn.run_pending_migrations(migrations)
         .map_err(|e| DbError::Migration(e.to_string()))?;
     Ok(())
 }

@@ -376,15 +376,15 @@ impl Assignment {
         })
     }
 
-    /// A master's pending, unexpired offers with their orders, oldest first.
-    pub fn pending_for_master(
+    /// These masters' pending, unexpired offers with their orders, oldest first.
+    pub fn pending_for_masters(
         conn: &mut DbConn,
-        master_id: i64,
+        master_ids: &[i64],
         now: i64,
     ) -> QueryResult<Vec<(Assignment, Order)>> {
         assignments::table
             .inner_join(orders::table)
-            .filter(assignments::master_id.eq(master_id))
+            .filter(assignments::master_id.eq_any(master_ids))
             .filter(assignments::status.eq(AssignmentStatus::Pending))
             .filter(assignments::expires_at.gt(now))
             .order(assignments::id.asc())

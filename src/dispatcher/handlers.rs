@@ -144,6 +144,21 @@ impl Handler<GetStats> for Dispatcher {
     }
 }
 
+/// Which connections are subscribed to offers, and whose.
+impl Handler<SubscribedMasters> for Dispatcher {
+    type Result = MessageResult<SubscribedMasters>;
+
+    fn handle(&mut self, _: SubscribedMasters, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.connections
+                .iter()
+                .filter(|(_, c)| c.subscribed)
+                .filter_map(|(&id, c)| Some((id, c.user?.master()?)))
+                .collect(),
+        )
+    }
+}
+
 /// How many connections are open.
 impl Handler<CountConnections> for Dispatcher {
     type Result = usize;

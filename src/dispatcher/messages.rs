@@ -81,8 +81,9 @@ pub struct ReplayOffers {
     pub offers: Vec<Offer>,
 }
 
-/// A master's connection as the admin stats show it.
-#[derive(Debug, Clone)]
+/// A master's connection as the admin stats show it; nodes share these through Redis.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MasterConnection {
     pub user_id: UserId,
     pub master_id: MasterId,
@@ -99,6 +100,11 @@ pub struct Stats {
 #[derive(Message)]
 #[rtype(result = "Stats")]
 pub struct GetStats;
+
+/// The subscribed master connections, for re-sending open offers after a gap.
+#[derive(Message)]
+#[rtype(result = "Vec<(ConnId, MasterId)>")]
+pub struct SubscribedMasters;
 
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -2,6 +2,7 @@
 mod helpers;
 
 mod assignments;
+mod cluster;
 mod concurrency;
 mod expiry;
 mod http_errors;

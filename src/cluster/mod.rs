@@ -1,0 +1,365 @@
+//! Several nodes as one, over Redis.
+//!
+//! - Events: every node publishes the events it produces on one pub/sub channel and hands what
+//!   the others publish to its own bus, so its connections hear of every change and its expiry
+//!   actor arms every offer.
+//! - Gaps: the subscription is a loop of its own. Each time it (re)subscribes, the node re-arms
+//!   deadlines from the database and re-sends subscribed masters the open offers they have not
+//!   been sent, so nothing published while Redis was away is lost.
+//! - Presence: a heartbeat keeps this node's connections in Redis with a TTL, so any node can
+//!   answer the stats for all of them.
+
+mod envelope;
+mod presence;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use actix::Addr;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+pub use presence::NodePresence;
+
+use crate::{
+    dispatcher::{
+        Dispatcher,
+        messages::{GetStats, ReplayOffers, SubscribedMasters},
+    },
+    domain::{DomainEvent, MasterId, Offer},
+    events::EventBus,
+    expiry::{Expiry, Recover},
+    service::Service,
+};
+
+/// The one channel every node publishes on and listens to.
+const CHANNEL: &str = "dispatcher:events";
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const PRESENCE_TTL_SECS: u64 = 15;
+/// How long a Redis call may take before the node treats Redis as down.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// A quiet subscription is checked this often, so a dead link is noticed without traffic.
+const SUBSCRIPTION_CHECK: Duration = Duration::from_secs(3);
+/// How long a batch that failed to publish is tried again before Redis counts as down.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(3);
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// Short, so offers made while Redis was away arrive soon after it is back.
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// This node: its name and, in cluster mode, its link to Redis.
+#[derive(Clone)]
+pub struct Node {
+    pub id: Arc<str>,
+    redis: Option<Link>,
+}
+
+#[derive(Clone)]
+struct Link {
+    client: redis::Client,
+    conn: ConnectionManager,
+    subscribed: Arc<AtomicBool>,
+}
+
+/// What a gap recovery needs to reach.
+#[derive(Clone)]
+pub struct Parts {
+    pub bus: EventBus,
+    pub dispatcher: Addr<Dispatcher>,
+    pub expiry: Addr<Expiry>,
+    pub service: Service,
+}
+
+impl Node {
+    /// A process on its own.
+    pub fn single(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            redis: None,
+        }
+    }
+
+    /// A node of a cluster. Connects lazily, so a Redis that is down does not stop the node.
+    pub fn clustered(id: &str, redis_url: &str) -> redis::RedisResult<Node> {
+        let client = redis::Client::open(redis_url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(RECONNECT_MAX);
+        let conn = client.get_connection_manager_lazy(config)?;
+        Ok(Node {
+            id: id.into(),
+            redis: Some(Link {
+                client,
+                conn,
+                subscribed: Arc::new(AtomicBool::new(false)),
+            }),
+        })
+    }
+
+    /// In cluster mode, whether this node is listening to the others now.
+    pub fn redis_up(&self) -> Option<bool> {
+        self.redis
+            .as_ref()
+            .map(|link| link.subscribed.load(Ordering::Relaxed))
+    }
+
+    /// Starts the tasks that carry events between nodes and keep presence; a single process has none.
+    pub fn start(&self, outgoing: mpsc::Receiver<Vec<DomainEvent>>, parts: Parts) {
+        let Some(link) = &self.redis else {
+            return;
+        };
+        actix_web::rt::spawn(publish_loop(outgoing, link.conn.clone(), self.id.clone()));
+        actix_web::rt::spawn(subscribe_loop(link.clone(), self.id.clone(), parts.clone()));
+        actix_web::rt::spawn(heartbeat_loop(
+            link.conn.clone(),
+            self.id.clone(),
+            parts.dispatcher,
+        ));
+    }
+
+    /// Every live node's presence, this node's (`own`) fresh; only `own` when Redis is away.
+    pub async fn presence(&self, own: NodePresence) -> Vec<NodePresence> {
+        let Some(link) = &self.redis else {
+            return vec![own];
+        };
+        let mut conn = link.conn.clone();
+        let read = async {
+            presence::write(&mut conn, &own, PRESENCE_TTL_SECS).await?;
+            presence::read_all(&mut conn).await
+        };
+        let mut nodes = match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+            Ok(Ok(nodes)) => nodes,
+            Ok(Err(e)) => {
+                log::warn!("cannot read cluster presence ({e}); showing this node only");
+                Vec::new()
+            }
+            Err(_) => {
+                log::warn!("cluster presence timed out; showing this node only");
+                Vec::new()
+            }
+        };
+        nodes.retain(|n| n.id != own.id);
+        nodes.push(own);
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes
+    }
+
+    /// Takes this node out of the stats at once, as it shuts down.
+    pub async fn leave(&self) {
+        if let Some(link) = &self.redis {
+            let mut conn = link.conn.clone();
+            let _ =
+                tokio::time::timeout(REDIS_TIMEOUT, presence::remove(&mut conn, &self.id)).await;
+        }
+    }
+}
+
+/// Sends this node's events to the others, in order.
+///
+/// The connection manager reconnects after a failed command, so a batch that fails is tried
+/// again for a short while: a Redis that blinked loses nothing. While Redis stays down batches
+/// are dropped after one try each; the other nodes lost their subscriptions too, and re-read open
+/// offers from the database when it is back.
+async fn publish_loop(
+    mut outgoing: mpsc::Receiver<Vec<DomainEvent>>,
+    mut conn: ConnectionManager,
+    node_id: Arc<str>,
+) {
+    let mut down = false;
+    while let Some(events) = outgoing.recv().await {
+        let count = events.len();
+        let payload = envelope::encode(&node_id, events);
+        let mut wait = Duration::from_millis(50);
+        let give_up = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+        loop {
+            match publish(&mut conn, &payload).await {
+                Ok(()) => {
+                    if down {
+                        down = false;
+                        log::info!("node {node_id} publishing events to Redis again");
+                    }
+                    break;
+                }
+                Err(e) if down || tokio::time::Instant::now() + wait > give_up => {
+                    if !down {
+                        down = true;
+                        log::warn!(
+                            "node {node_id} cannot publish {count} events to Redis ({e}); \
+                             dropping events until it is back"
+                        );
+                    }
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+async fn publish(conn: &mut ConnectionManager, payload: &str) -> redis::RedisResult<()> {
+    redis::cmd("PUBLISH")
+        .arg(CHANNEL)
+        .arg(payload)
+        .query_async::<i64>(conn)
+        .await
+        .map(drop)
+}
+
+/// Listens to the other nodes for as long as the node lives, resubscribing after any loss.
+async fn subscribe_loop(link: Link, node_id: Arc<str>, parts: Parts) {
+    let mut backoff = RECONNECT_MIN;
+    let mut reported = false;
+    loop {
+        match subscribe(&link.client).await {
+            Ok(pubsub) => {
+                link.subscribed.store(true, Ordering::Relaxed);
+                log::info!("node {node_id} subscribed to cluster events");
+                backoff = RECONNECT_MIN;
+                reported = false;
+                actix_web::rt::spawn(recover_gap(parts.clone()));
+                listen(pubsub, &node_id, &parts.bus).await;
+                link.subscribed.store(false, Ordering::Relaxed);
+                log::warn!("node {node_id} lost its Redis subscription; reconnecting");
+            }
+            Err(e) if !reported => {
+                reported = true;
+                log::warn!("node {node_id} cannot subscribe on Redis ({e}); retrying");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(CHANNEL).await?;
+        Ok(pubsub)
+    };
+    tokio::time::timeout(REDIS_TIMEOUT, connect)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer in time",
+    ))
+}
+
+/// Delivers the other nodes' events to this node until the subscription ends or stops answering.
+async fn listen(pubsub: redis::aio::PubSub, node_id: &str, bus: &EventBus) {
+    let (mut sink, mut stream) = pubsub.split();
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = tokio::time::sleep(SUBSCRIPTION_CHECK) => {
+                let ping = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                if matches!(ping, Ok(Ok(_))) {
+                    continue;
+                }
+                return;
+            }
+        };
+        let Some(message) = message else {
+            return;
+        };
+        match envelope::decode(message.get_payload_bytes()) {
+            Ok(envelope) if envelope.node == node_id => {}
+            Ok(envelope) => {
+                bus.deliver_local(envelope.events).await;
+            }
+            Err(e) => log::warn!("skipped a cluster message: {e}"),
+        }
+    }
+}
+
+/// After (re)subscribing: arm every pending deadline again and send subscribed masters the open
+/// offers they missed. The Dispatcher skips offers a connection has already been sent.
+async fn recover_gap(parts: Parts) {
+    match parts.expiry.send(Recover).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::warn!("gap recovery could not re-arm deadlines: {e}"),
+        Err(e) => log::error!("gap recovery: expiry actor unreachable: {e}"),
+    }
+    let Ok(subscribed) = parts.dispatcher.send(SubscribedMasters).await else {
+        return;
+    };
+    if subscribed.is_empty() {
+        return;
+    }
+    let mut masters: Vec<MasterId> = subscribed.iter().map(|&(_, m)| m).collect();
+    masters.sort_unstable();
+    masters.dedup();
+    let offers = match parts.service.pending_offers_of(masters).await {
+        Ok(offers) => offers,
+        Err(e) => {
+            log::warn!("gap recovery could not read open offers: {e}");
+            return;
+        }
+    };
+    let mut by_master: HashMap<MasterId, Vec<Offer>> = HashMap::new();
+    for offer in offers {
+        by_master.entry(offer.master_id).or_default().push(offer);
+    }
+    for (id, master) in subscribed {
+        if let Some(offers) = by_master.get(&master) {
+            let replay = ReplayOffers {
+                id,
+                offers: offers.clone(),
+            };
+            if parts.dispatcher.send(replay).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps this node's presence fresh in Redis.
+async fn heartbeat_loop(
+    mut conn: ConnectionManager,
+    node_id: Arc<str>,
+    dispatcher: Addr<Dispatcher>,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Ok(stats) = dispatcher.send(GetStats).await else {
+            return;
+        };
+        let own = NodePresence::new(&node_id, stats);
+        let written = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            presence::write(&mut conn, &own, PRESENCE_TTL_SECS),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+        match written {
+            Ok(()) if failing => {
+                failing = false;
+                log::info!("node {node_id} presence written to Redis again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                log::warn!("node {node_id} cannot write its presence to Redis: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}

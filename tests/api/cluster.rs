@@ -1,0 +1,368 @@
+//! Cluster mode: `dispatcher` processes on one PostgreSQL database and a Redis of the test's own.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn cluster(nodes: usize) -> Option<Cluster> {
+    if !redis_available() {
+        return None;
+    }
+    let db = Db::postgres()?;
+    Some(Cluster::start(Storage::new(db), nodes).await)
+}
+
+/// Messages of one type until `quiet` passes with none.
+async fn collect(ws: &mut WsClient, kind: &str, quiet: Duration) -> Vec<Value> {
+    let mut found = Vec::new();
+    while let Some(message) = ws.recv_within(quiet).await {
+        if message["type"] == kind {
+            found.push(message);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_offer_made_through_one_node_reaches_a_master_on_another() {
+    let Some(c) = cluster(3).await else { return };
+    let mut on_a = c.subscribed_master(0, 3).await;
+    let mut on_c = c.subscribed_master(2, 3).await;
+    c.put_order(1, 10, 7).await;
+
+    let (id, delivered) = c.offer(1, 10, 3, 60).await;
+
+    assert_eq!(
+        delivered, 0,
+        "delivered counts the connections of the node that was asked"
+    );
+    for ws in [&mut on_a, &mut on_c] {
+        let offer = ws.recv_type("new_assignment").await;
+        assert_eq!(offer["assignment"]["id"], id);
+        assert_eq!(offer["assignment"]["address"], "Lenina 10");
+        assert!(offer["assignment"].get("clientName").is_none());
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+    // An offer made on the master's own node counts him.
+    c.put_order(0, 11, 7).await;
+    let (_, delivered) = c.offer(0, 11, 3, 60).await;
+    assert_eq!(delivered, 1);
+    on_a.recv_type("new_assignment").await;
+    on_c.recv_type("new_assignment").await;
+}
+
+#[tokio::test]
+async fn an_accept_on_one_node_cancels_the_rival_offer_on_another_and_tells_the_client_on_a_third()
+{
+    let Some(c) = cluster(3).await else { return };
+    let mut winner = c.subscribed_master(0, 3).await;
+    let mut rival = c.subscribed_master(2, 4).await;
+    let mut client =
+        WsClient::connect(&c.ws_url(1, &format!("/ws?token={}", client_token(7))), &[]).await;
+    client.recv_type("connected").await;
+    client.recv_type("auth_success").await;
+    let mut listeners = vec![
+        c.event_listener(0).await,
+        c.event_listener(1).await,
+        c.event_listener(2).await,
+    ];
+    c.put_order(1, 10, 7).await;
+    let (won, _) = c.offer(1, 10, 3, 60).await;
+    let (lost, _) = c.offer(2, 10, 4, 60).await;
+    winner.recv_type("new_assignment").await;
+    rival.recv_type("new_assignment").await;
+
+    winner
+        .send(json!({"type": "accept_assignment", "assignmentId": won}))
+        .await;
+    let mut replies = vec![winner.recv().await, winner.recv().await];
+    replies.sort_by_key(|m| m["type"].as_str().unwrap().to_string());
+    assert_eq!(replies[0]["type"], "assignment_accepted", "{replies:?}");
+    assert_eq!(replies[0]["order"]["clientPhone"], Value::Null);
+    assert_eq!(replies[1]["type"], "order_status_update");
+
+    let cancelled = rival.recv_type("assignment_cancelled").await;
+    assert_eq!(
+        (
+            cancelled["assignmentId"].clone(),
+            cancelled["orderId"].clone()
+        ),
+        (json!(lost), json!(10))
+    );
+    let update = client.recv_type("order_status_update").await;
+    assert_eq!(
+        (update["orderId"].clone(), update["status"].clone()),
+        (json!(10), json!("assigned"))
+    );
+
+    for listener in &mut listeners {
+        let events = collect(listener, "assignment_event", Duration::from_millis(800)).await;
+        let seen: Vec<(Value, Value)> = events
+            .iter()
+            .map(|e| (e["assignmentId"].clone(), e["event"].clone()))
+            .collect();
+        assert_eq!(seen.len(), 2, "each decision once: {seen:?}");
+        assert!(seen.contains(&(json!(won), json!("accepted"))), "{seen:?}");
+        assert!(
+            seen.contains(&(json!(lost), json!("cancelled"))),
+            "{seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stats_are_equal_on_every_node_and_list_every_connection_with_its_node() {
+    let Some(c) = cluster(3).await else { return };
+    let _three = c.subscribed_master(0, 3).await;
+    let _four = c.subscribed_master(1, 4).await;
+    let _five = c.subscribed_master(2, 5).await;
+    let _anonymous = WsClient::connect(&c.ws_url(2, "/ws"), &[]).await;
+
+    // Each node's presence reaches Redis with its next heartbeat (every 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    let all = loop {
+        let all = join_all((0..3).map(|i| c.stats(i))).await;
+        if all
+            .iter()
+            .all(|s| s["subscriptions"].as_array().unwrap().len() == 3 && s["totalConnected"] == 4)
+        {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats never converged: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let rows: Vec<(Value, Value)> = all[0]["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["masterId"].clone(), r["node"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (json!(3), json!("a")),
+            (json!(4), json!("b")),
+            (json!(5), json!("c"))
+        ]
+    );
+    for stats in &all {
+        assert_eq!(stats["subscriptions"], all[0]["subscriptions"]);
+        assert_eq!(stats["totalSubscribed"], 3);
+        assert_eq!(stats["activeSubscriptions"], 3);
+        let nodes: Vec<(Value, Value)> = stats["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["id"].clone(), n["connections"].clone()))
+            .collect();
+        assert_eq!(
+            nodes,
+            vec![
+                (json!("a"), json!(1)),
+                (json!("b"), json!(1)),
+                (json!("c"), json!(2))
+            ]
+        );
+        for node in stats["nodes"].as_array().unwrap() {
+            assert!(node["lastSeen"].as_str().unwrap().ends_with('Z'), "{node}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_loses_no_expiry_and_leaves_the_stats() {
+    let Some(mut c) = cluster(3).await else {
+        return;
+    };
+    let mut master = c.subscribed_master(1, 3).await;
+    c.put_order(0, 10, 7).await;
+    let (id, _) = c.offer(0, 10, 3, 3).await;
+    let offer = master.recv_type("new_assignment").await;
+    let expires_at: DateTime<Utc> = offer["assignment"]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        c.stats(1).await["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "a")
+    );
+
+    // kill -9 of the node that made the offer.
+    let mut dead = c.nodes.remove(0);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+
+    let expired = master
+        .recv_within(Duration::from_secs(6))
+        .await
+        .unwrap_or_else(|| panic!("the offer expires although its node died; b: {}", c.log(0)));
+    let late = Utc::now() - expires_at;
+    assert_eq!(expired["type"], "assignment_expired", "{expired}");
+    assert_eq!(expired["assignmentId"], id);
+    assert!(
+        late <= chrono::Duration::milliseconds(1000),
+        "{late} after expiresAt"
+    );
+    let stored = c
+        .call(
+            0,
+            Method::GET,
+            &format!("/api/v1/assignments/{id}"),
+            &admin_token(),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(stored["status"], "expired");
+
+    // The dead node's presence lapses within its 15 s TTL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(17);
+    loop {
+        let stats = c.stats(0).await;
+        if !stats["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "a")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node a never left the stats: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_redis_restarts_delivery_resumes_and_offers_made_in_the_gap_arrive() {
+    let Some(mut c) = cluster(2).await else {
+        return;
+    };
+    let mut master = c.subscribed_master(0, 3).await;
+    c.put_order(1, 10, 7).await;
+    c.put_order(1, 11, 7).await;
+    c.put_order(1, 12, 7).await;
+    let (before, _) = c.offer(1, 10, 3, 60).await;
+    assert_eq!(
+        master.recv_type("new_assignment").await["assignment"]["id"],
+        before
+    );
+
+    c.redis.kill();
+    c.wait_redis(0, "down").await;
+    let (status, health) = c.health(0).await;
+    assert_eq!(
+        (status, health["status"].clone()),
+        (StatusCode::OK, json!("degraded"))
+    );
+    let (during, _) = c.offer(1, 11, 3, 60).await;
+    // Longer than a node keeps retrying a publish: the offer now lives only in the database.
+    master.expect_silence(Duration::from_secs(4)).await;
+
+    c.redis.restart();
+    let arrived = master
+        .recv_within(Duration::from_secs(5))
+        .await
+        .expect("the offer made in the gap arrives within 5 s of Redis coming back");
+    assert_eq!(arrived["type"], "new_assignment");
+    assert_eq!(arrived["assignment"]["id"], during);
+    c.wait_redis(1, "ok").await;
+    let (after, _) = c.offer(1, 12, 3, 60).await;
+    let next = master.recv_type("new_assignment").await;
+    assert_eq!(next["assignment"]["id"], after, "{}", c.log(0));
+    master.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn concurrent_accepts_through_all_nodes_decide_exactly_once() {
+    let Some(c) = cluster(3).await else { return };
+    let mut listeners = vec![
+        c.event_listener(0).await,
+        c.event_listener(1).await,
+        c.event_listener(2).await,
+    ];
+    let mut assignments = Vec::new();
+    for order in 0..5 {
+        c.put_order(order % 3, 100 + order as i64, 7).await;
+        assignments.push(c.offer(order % 3, 100 + order as i64, 3, 60).await.0);
+    }
+    let token = master_token(3);
+    for &id in &assignments {
+        let path = format!("/api/v1/assignments/{id}/accept");
+        let tries = (0..6).map(|i| c.call(i % 3, Method::POST, &path, &token, None));
+        let statuses: Vec<StatusCode> = join_all(tries).await.into_iter().map(|(s, _)| s).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT)
+        );
+    }
+    for listener in &mut listeners {
+        let events = collect(listener, "assignment_event", Duration::from_millis(800)).await;
+        let mut accepted: Vec<i64> = events
+            .iter()
+            .filter(|e| e["event"] == "accepted")
+            .map(|e| e["assignmentId"].as_i64().unwrap())
+            .collect();
+        accepted.sort_unstable();
+        assert_eq!(
+            accepted, assignments,
+            "every accept seen once on every node"
+        );
+    }
+}
+
+#[test]
+fn cluster_mode_refuses_sqlite_and_a_missing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dispatcher"))
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(vars.iter().copied())
+            .output()
+            .expect("the binary runs")
+    };
+    let sqlite = run(&[
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("DATABASE_URL", "x.db"),
+        ("JWT_SECRET", "s"),
+    ]);
+    let said = String::from_utf8_lossy(&sqlite.stderr);
+    assert!(!sqlite.status.success());
+    assert!(
+        said.contains("REDIS_URL") && said.contains("DATABASE_URL"),
+        "{said}"
+    );
+
+    let no_secret = run(&[
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("DATABASE_URL", "postgres://u@127.0.0.1:1/d"),
+    ]);
+    let said = String::from_utf8_lossy(&no_secret.stderr);
+    assert!(!no_secret.status.success());
+    assert!(
+        said.contains("REDIS_URL") && said.contains("JWT_SECRET"),
+        "{said}"
+    );
+    assert!(!dir.path().join("data").exists(), "no secret was generated");
+}

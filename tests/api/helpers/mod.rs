@@ -1,0 +1,44 @@
+//! Test harness: a real server on a free port with its own database, real WebSocket and HTTP
+//! clients, real `dispatcher` processes, and the outages tests play on PostgreSQL and Redis.
+
+mod app;
+mod cluster;
+mod process;
+mod storage;
+mod ws;
+
+use std::time::Duration;
+
+pub use app::*;
+pub use cluster::*;
+pub use process::*;
+pub use storage::*;
+pub use ws::*;
+
+pub const SECRET: &str = "integration-test-secret";
+/// How long a test waits for a message it expects.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs each listed `async fn(Db)` as a test on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::helpers::Db::postgres() {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,95 @@
+//! A database of each test's own, on SQLite or PostgreSQL.
+
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+/// Environment-style overrides for one test server.
+pub type Vars = Vec<(&'static str, String)>;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// PostgreSQL when `TEST_DATABASE_URL` is set; outside CI its absence skips the test, in CI it fails.
+    pub fn postgres() -> Option<Db> {
+        if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+            return Some(Db::Postgres);
+        }
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but TEST_DATABASE_URL is not: the PostgreSQL tests must run"
+        );
+        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        None
+    }
+}
+
+/// A database of a test's own: a SQLite file in a temporary folder, or a fresh PostgreSQL database
+/// that is dropped afterwards.
+pub struct Storage {
+    pub url: String,
+    pub dir: TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl Storage {
+    pub fn new(db: Db) -> Arc<Storage> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, postgres) = match db {
+            Db::Sqlite => (
+                dir.path()
+                    .join("dispatcher.db")
+                    .to_string_lossy()
+                    .to_string(),
+                None,
+            ),
+            Db::Postgres => {
+                let base = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+                let name = format!("dispatcher_test_{:016x}", rand::random::<u64>());
+                admin_sql(&base, &format!("CREATE DATABASE {name}"));
+                (database_url(&base, &name), Some((base, name)))
+            }
+        };
+        Arc::new(Storage { url, dir, postgres })
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some((base, name)) = &self.postgres {
+            admin_sql(
+                base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// `base` with its database name replaced by `name`.
+pub fn database_url(base: &str, name: &str) -> String {
+    let (server, query) = base
+        .split_once('?')
+        .map_or((base, None), |(s, q)| (s, Some(q)));
+    let scheme_end = server.find("://").map_or(0, |i| i + 3);
+    let server = match server[scheme_end..].find('/') {
+        Some(slash) => &server[..scheme_end + slash],
+        None => server,
+    };
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+fn admin_sql(base: &str, sql: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::PgConnection::establish(base).expect("TEST_DATABASE_URL reachable");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

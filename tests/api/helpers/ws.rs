@@ -1,0 +1,120 @@
+//! A real WebSocket client.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+use super::PATIENCE;
+
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> WsClient {
+        let mut request = url.into_client_request().expect("ws url");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (stream, _) = connect_async(request).await.expect("websocket connects");
+        WsClient { stream }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(&message.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("send");
+    }
+
+    /// The next JSON message; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        self.recv_within(PATIENCE).await.expect("a message in time")
+    }
+
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(wait, self.stream.next()).await.ok()?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message, which must have this `type`.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let message = self.recv().await;
+        assert_eq!(message["type"], json!(kind), "unexpected message {message}");
+        message
+    }
+
+    /// The next `error`, which must carry this code.
+    pub async fn recv_error(&mut self, code: &str) -> Value {
+        let message = self.recv_type("error").await;
+        assert_eq!(message["code"], json!(code), "{message}");
+        assert!(
+            message["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{message}"
+        );
+        message
+    }
+
+    /// Asserts that nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Some(message) = self.recv_within(wait).await {
+            panic!("expected no message, got {message}");
+        }
+    }
+
+    /// Reads until the server's close frame, skipping other messages.
+    pub async fn closed(&mut self) -> Closed {
+        self.closed_after(&mut Vec::new()).await
+    }
+
+    /// Like [`closed`], keeping the messages that came before the close.
+    pub async fn closed_after(&mut self, before: &mut Vec<Value>) -> Closed {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the server closes in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Closed {
+                        code: u16::from(frame.code),
+                        reason: frame.reason.to_string(),
+                    };
+                }
+                Some(Ok(Message::Text(text))) => before.push(serde_json::from_str(&text).unwrap()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+}
