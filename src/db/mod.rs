@@ -177,7 +177,7 @@ pub fn migrate(database_url: &str, pool: &DbPool) -> Result<(), DbError> {
         Backend::Sqlite => run_migrations(&mut conn, SQLITE_MIGRATIONS),
         Backend::Postgres => {
             // Nodes of a cluster start together: one migrates while the others wait for it.
-            const MIGRATION_LOCK: i64 = 0x6469_7370_6d69_67; // "dispmig"
+            const MIGRATION_LOCK: i64 = 0x0064_6973_706d_6967; // "dispmig"
             conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
             let migrated = run_migrations(&mut conn, POSTGRES_MIGRATIONS);
             conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
