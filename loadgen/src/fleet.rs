@@ -97,8 +97,10 @@ pub fn unix_us() -> u64 {
 /// How a pushed message maps to a recorder key.
 #[derive(Clone, Copy)]
 pub struct KeyScheme {
-    /// Number of masters: an offer's key is `orderId * masters + master index`.
+    /// Number of masters: an offer's key is `orderId * masters + first + master index`.
     pub masters: usize,
+    /// The index of this fleet's first master among all masters of the run.
+    pub first: usize,
 }
 
 pub struct MasterConn {
@@ -154,11 +156,24 @@ impl Fleet {
             conns: Vec::new(),
             recorder,
             closed: Arc::new(AtomicU64::new(0)),
-            scheme: KeyScheme { masters: count },
+            scheme: KeyScheme {
+                masters: count,
+                first: 0,
+            },
             tokens,
             offset,
             source_ips: source_ips.max(1),
         }
+    }
+
+    /// Makes this fleet one part of `total` masters, its first being master `offset`, so that
+    /// offers keyed over all masters are recognised.
+    pub fn part_of(mut self, total: usize) -> Fleet {
+        self.scheme = KeyScheme {
+            masters: total,
+            first: self.offset as usize,
+        };
+        self
     }
 
     /// Connects, authenticates and subscribes every master; answers the failures.
@@ -309,7 +324,7 @@ async fn expect_type(ws: &mut WebSocketStream<TcpStream>, kind: &str) -> Result<
 fn key_of(text: &str, index: usize, scheme: KeyScheme) -> Option<usize> {
     let order_id = number_after(text, "\"orderId\":")?;
     if text.contains("\"type\":\"new_assignment\"") {
-        Some(order_id * scheme.masters + index)
+        Some(order_id * scheme.masters + scheme.first + index)
     } else if text.contains("\"type\":\"order_status_update\"") {
         Some(order_id)
     } else {

@@ -1,6 +1,7 @@
 //! `loadgen`: measures how many masters one dispatcher node holds, how fast an offer reaches the
 //! phone, and what a reconnect storm does. See BENCHMARKS.md.
 
+mod cluster;
 mod fleet;
 mod floor;
 mod holder;
@@ -32,6 +33,9 @@ enum Scenario {
     Storm,
     Expiry,
     Slow,
+    /// Three nodes on PostgreSQL and Redis; not part of `all`, since it needs both.
+    Cluster,
+    /// Every scenario but `cluster`.
     All,
 }
 
@@ -119,6 +123,9 @@ struct RunArgs {
     /// The JWT secret of that dispatcher (tokens are minted here).
     #[arg(long, default_value = "loadgen-secret")]
     jwt_secret: String,
+    /// PostgreSQL for the cluster scenario, which creates (and drops) a database of its own there.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
     /// Where the results go as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: String,
@@ -169,6 +176,7 @@ fn main() -> ExitCode {
                 addr,
                 server_pid,
                 jwt_secret,
+                postgres_url,
                 json,
             } = *args;
             let opts = Opts {
@@ -186,6 +194,7 @@ fn main() -> ExitCode {
                 addr,
                 server_pid,
                 concurrency,
+                postgres_url,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -227,6 +236,9 @@ async fn run(scenarios: &[Scenario], opts: &Opts) -> Report {
             None => scenarios::end_to_end(opts, &mut Report::default(), 0.0).await,
         };
         scenarios::slow_consumers(opts, &mut report, baseline).await;
+    }
+    if scenarios.contains(&Scenario::Cluster) {
+        cluster::cluster(opts, &mut report).await;
     }
     report
 }

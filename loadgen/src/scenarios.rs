@@ -43,11 +43,13 @@ pub struct Opts {
     pub addr: Option<SocketAddr>,
     pub server_pid: Option<u32>,
     pub concurrency: usize,
+    /// A PostgreSQL server's URL; the cluster scenario creates a database of its own there.
+    pub postgres_url: String,
 }
 
 /// Orders created up front; an offer's order and master follow from its sequence number, so
 /// every (order, master) pair is offered once.
-const ORDERS: usize = 200;
+pub(crate) const ORDERS: usize = 200;
 const MB: f64 = 1024.0 * 1024.0;
 
 async fn start_dispatcher(opts: &Opts, dir: &std::path::Path, env: &[(&str, String)]) -> Target {
@@ -57,11 +59,11 @@ async fn start_dispatcher(opts: &Opts, dir: &std::path::Path, env: &[(&str, Stri
     }
 }
 
-fn service_token(opts: &Opts) -> String {
+pub(crate) fn service_token(opts: &Opts) -> String {
     JwtKeys::new(&opts.jwt_secret).mint(1, Role::Service, None, 24 * 3600)
 }
 
-async fn create_orders(target: &Target, token: &str) {
+pub(crate) async fn create_orders(target: &Target, token: &str) {
     let http = reqwest::Client::new();
     let puts = (0..ORDERS).map(|id| {
         let (http, url) = (http.clone(), target.http(&format!("/api/v1/orders/{id}")));
@@ -141,18 +143,30 @@ async fn hold_idle(opts: &Opts, target: &Target) -> (f64, f64, usize) {
 }
 
 /// One open-loop burst of offers.
-struct Load {
-    rate: u64,
-    duration: Duration,
+pub(crate) struct Load {
+    pub rate: u64,
+    pub duration: Duration,
     /// The first sequence number; an offer's order and master follow from it.
-    first: usize,
+    pub first: usize,
     /// Offers to masters below this index go to stalled clients and are not expected back.
-    stalled_masters: usize,
+    pub stalled_masters: usize,
 }
 
-/// Sends offers open-loop; answers (offers expected to arrive, HTTP errors, next free sequence).
+/// Sends offers open-loop to one server; answers (offers expected to arrive, HTTP errors, next
+/// free sequence).
 async fn offer_load(
     target: &Target,
+    token: &str,
+    masters: usize,
+    recorder: &Arc<Recorder>,
+    load: Load,
+) -> (usize, usize, usize) {
+    offer_load_via(|_, _| target.addr, token, masters, recorder, load).await
+}
+
+/// Sends offers open-loop, each to the server `via(sequence, master)` names.
+pub(crate) async fn offer_load_via(
+    via: impl Fn(usize, usize) -> SocketAddr,
     token: &str,
     masters: usize,
     recorder: &Arc<Recorder>,
@@ -183,7 +197,7 @@ async fn offer_load(
         recorder.mark_sent(seq);
         let (http, url, errors) = (
             http.clone(),
-            target.http("/api/v1/assignments"),
+            format!("http://{}/api/v1/assignments", via(seq, master)),
             errors.clone(),
         );
         let body = json!({"orderId": order % ORDERS, "masterId": master, "ttlSeconds": 600});

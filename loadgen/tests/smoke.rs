@@ -74,3 +74,58 @@ fn every_scenario_runs_small_and_loses_nothing() {
     assert!(value("routing", "deliveries/s with p99 < 50 ms") > 0.0);
     assert!(value("idle", "server memory per connection") > 0.0);
 }
+
+#[test]
+fn the_cluster_scenario_runs_small_and_loses_nothing() {
+    let (Ok(postgres), Ok(_)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the cluster scenario: set TEST_DATABASE_URL and TEST_REDIS_URL"
+        );
+        eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the cluster scenario");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("results.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "cluster", "--connections", "90", "--rate", "50"])
+        .args([
+            "--duration",
+            "2",
+            "--e2e-steps",
+            "100",
+            "--e2e-step-secs",
+            "1",
+        ])
+        .arg("--postgres-url")
+        .arg(&postgres)
+        .arg("--json")
+        .arg(&json)
+        .current_dir(dir.path())
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let value = |metric: &str| -> f64 {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["scenario"] == "cluster" && r["metric"] == metric)
+            .unwrap_or_else(|| panic!("no cluster/{metric} in {report}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(value("connect failures"), 0.0);
+    assert_eq!(value("same node offers lost"), 0.0);
+    assert_eq!(value("cross node offers lost"), 0.0);
+    assert_eq!(value("cross node HTTP errors"), 0.0);
+}

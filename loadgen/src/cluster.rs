@@ -1,0 +1,291 @@
+//! Scenario 7: several nodes as one. Three `dispatcher` nodes on this machine share one
+//! PostgreSQL database and a Redis of their own; masters are spread over the nodes.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use diesel::{Connection, RunQueryDsl};
+
+use crate::{
+    fleet::{Fleet, Recorder},
+    report::{Goal, Report},
+    scenarios::{Load, ORDERS, Opts, create_orders, offer_load_via, service_token},
+    target::{Target, free_port},
+};
+
+/// A PostgreSQL database of the run's own, dropped afterwards.
+struct Database {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(base: &str) -> Database {
+        let name = format!("loadgen_{:016x}", rand_u64());
+        sql(base, &format!("CREATE DATABASE {name}"));
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        Database {
+            base: base.to_string(),
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        sql(
+            &self.base,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn sql(base: &str, statement: &str) {
+    let mut conn = diesel::PgConnection::establish(base)
+        .unwrap_or_else(|e| panic!("the cluster scenario needs PostgreSQL at {base}: {e}"));
+    diesel::sql_query(statement)
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// A `redis-server` of the run's own on a free port.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the cluster scenario needs redis-server installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `count` nodes on `database` and `redis`, each listening to the others before this returns.
+async fn start_nodes(opts: &Opts, database: &Database, redis: &Redis, count: usize) -> Vec<Target> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..count {
+        let env = [
+            ("DATABASE_URL", database.url.clone()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{}", redis.port)),
+            ("NODE_ID", format!("node-{i}")),
+        ];
+        nodes.push(Target::dispatcher(dir.path(), &opts.jwt_secret, &env).await);
+    }
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let health: serde_json::Value = reqwest::get(node.http("/health"))
+                .await
+                .expect("health")
+                .json()
+                .await
+                .unwrap_or_default();
+            if health["redis"] == "ok" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node never reached Redis: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    nodes
+}
+
+/// Connects the masters, spread evenly over `nodes` in blocks (`per_node` = total ÷ nodes,
+/// rounded up); answers the fleets and the connect failures.
+async fn spread_masters(
+    opts: &Opts,
+    nodes: &[Target],
+    recorder: &Arc<Recorder>,
+) -> (Vec<Fleet>, usize) {
+    let total = opts.connections;
+    let per_node = total.div_ceil(nodes.len());
+    let mut fleets = Vec::new();
+    let mut failures = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let first = i * per_node;
+        let count = per_node.min(total.saturating_sub(first));
+        let mut fleet = Fleet::new(
+            &opts.jwt_secret,
+            count,
+            first as i64,
+            opts.source_ips,
+            recorder.clone(),
+        )
+        .part_of(total);
+        failures += fleet.connect_all(node.addr, opts.concurrency).await;
+        fleets.push(fleet);
+    }
+    (fleets, failures)
+}
+
+pub async fn cluster(opts: &Opts, report: &mut Report) {
+    let database = Database::create(&opts.postgres_url);
+    let redis = Redis::start();
+    let nodes = start_nodes(opts, &database, &redis, 3).await;
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let token = service_token(opts);
+    create_orders(&nodes[0], &token).await;
+    let masters = opts.connections;
+    let per_node = masters.div_ceil(nodes.len());
+    let node_of = move |master: usize| master / per_node;
+    let recorder = Recorder::new(ORDERS * masters);
+    let (fleets, failures) = spread_masters(opts, &nodes, &recorder).await;
+    report.add(
+        "cluster",
+        "connect failures",
+        failures as f64,
+        "",
+        Goal::AtMost(0.0),
+    );
+
+    // The same load twice: offers made on the master's own node, then on another node.
+    let mut next = 0;
+    let mut p99 = [0.0; 2];
+    for (phase, cross) in [("same node", false), ("cross node", true)] {
+        let load = Load {
+            rate: opts.rate,
+            duration: opts.duration,
+            first: next,
+            stalled_masters: 0,
+        };
+        let via = |seq: usize, master: usize| {
+            let home = node_of(master);
+            let other = (home + 1 + seq % 2) % addrs.len();
+            addrs[if cross { other } else { home }]
+        };
+        let (expected, errors, after) = offer_load_via(via, &token, masters, &recorder, load).await;
+        next = after;
+        let (hist, received) = recorder.take();
+        let rate = opts.rate;
+        report.add(
+            "cluster",
+            &format!("{phase} p50 at {rate}/s"),
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            "ms",
+            Goal::None,
+        );
+        p99[usize::from(cross)] = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        report.add(
+            "cluster",
+            &format!("{phase} p99 at {rate}/s"),
+            p99[usize::from(cross)],
+            "ms",
+            Goal::None,
+        );
+        report.add(
+            "cluster",
+            &format!("{phase} offers lost"),
+            expected.saturating_sub(received as usize) as f64,
+            "",
+            Goal::AtMost(0.0),
+        );
+        report.add(
+            "cluster",
+            &format!("{phase} HTTP errors"),
+            errors as f64,
+            "",
+            Goal::AtMost(0.0),
+        );
+    }
+    report.add(
+        "cluster",
+        "cross-node p99 − same-node p99",
+        p99[1] - p99[0],
+        "ms",
+        Goal::AtMost(5.0),
+    );
+
+    // Throughput: offers made round robin over 3 nodes, against the same on 1 node.
+    let three = highest_rate(opts, &addrs, &token, &recorder, next).await;
+    drop(fleets);
+    drop(nodes);
+    let database_one = Database::create(&opts.postgres_url);
+    let one_node = start_nodes(opts, &database_one, &redis, 1).await;
+    create_orders(&one_node[0], &token).await;
+    let recorder = Recorder::new(ORDERS * masters);
+    let (_one_fleets, _) = spread_masters(opts, &one_node, &recorder).await;
+    let one = highest_rate(opts, &[one_node[0].addr], &token, &recorder, 0).await;
+    report.add(
+        "cluster",
+        "highest offers/s, 3 nodes (p99 <= 10 ms, none lost)",
+        three as f64,
+        "offers/s",
+        Goal::None,
+    );
+    report.add(
+        "cluster",
+        "highest offers/s, 1 node (p99 <= 10 ms, none lost)",
+        one as f64,
+        "offers/s",
+        Goal::None,
+    );
+}
+
+/// Steps the offer rate up (round robin over `addrs`); answers the highest with p99 <= 10 ms and
+/// nothing lost.
+async fn highest_rate(
+    opts: &Opts,
+    addrs: &[SocketAddr],
+    token: &str,
+    recorder: &Arc<Recorder>,
+    mut next: usize,
+) -> u64 {
+    let mut sustained = 0;
+    for &step in &opts.e2e_steps {
+        let load = Load {
+            rate: step,
+            duration: opts.e2e_step,
+            first: next,
+            stalled_masters: 0,
+        };
+        let via = |seq: usize, _| addrs[seq % addrs.len()];
+        let (expected, errors, after) =
+            offer_load_via(via, token, opts.connections, recorder, load).await;
+        next = after;
+        let (hist, received) = recorder.take();
+        let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "cluster of {} at {step}/s: p99 {p99:.2} ms, {received}/{expected} delivered, {errors} errors",
+            addrs.len()
+        );
+        if p99 > 10.0 || (received as usize) < expected || errors > 0 {
+            break;
+        }
+        sustained = step;
+    }
+    sustained
+}
