@@ -9,6 +9,7 @@ use std::{
 };
 
 use diesel::{Connection, RunQueryDsl};
+use hdrhistogram::Histogram;
 
 use crate::{
     fleet::{Fleet, Recorder},
@@ -16,6 +17,28 @@ use crate::{
     scenarios::{Load, ORDERS, Opts, create_orders, offer_load_via, service_token},
     target::{Target, free_port},
 };
+
+/// Offers sent, and discarded, before measuring.
+const WARM_UP: Duration = Duration::from_secs(3);
+/// The latency phases alternate in slices this long.
+const SLICE: Duration = Duration::from_secs(5);
+
+/// What one latency phase measured over its slices.
+struct Phase {
+    hist: Histogram<u64>,
+    lost: usize,
+    errors: usize,
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase {
+            hist: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+            lost: 0,
+            errors: 0,
+        }
+    }
+}
 
 /// A PostgreSQL database of the run's own, dropped afterwards.
 struct Database {
@@ -172,59 +195,79 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         Goal::AtMost(0.0),
     );
 
-    // The same load twice: offers made on the master's own node, then on another node.
-    let mut next = 0;
-    let mut p99 = [0.0; 2];
-    for (phase, cross) in [("same node", false), ("cross node", true)] {
-        let load = Load {
-            rate: opts.rate,
-            duration: opts.duration,
-            first: next,
-            stalled_masters: 0,
-        };
-        let via = |seq: usize, master: usize| {
+    // Offers made on the master's own node against offers made on another node, in alternating
+    // slices after a warm-up, so that drift on this shared machine affects both alike.
+    let via = |cross: bool| {
+        let addrs = addrs.clone();
+        move |seq: usize, master: usize| {
             let home = node_of(master);
             let other = (home + 1 + seq % 2) % addrs.len();
             addrs[if cross { other } else { home }]
-        };
-        let (expected, errors, after) = offer_load_via(via, &token, masters, &recorder, load).await;
-        next = after;
-        let (hist, received) = recorder.take();
-        let rate = opts.rate;
+        }
+    };
+    let mut next = 0;
+    let warm_up = Load {
+        rate: opts.rate,
+        duration: WARM_UP,
+        first: next,
+        stalled_masters: 0,
+    };
+    next = offer_load_via(via(false), &token, masters, &recorder, warm_up)
+        .await
+        .2;
+    recorder.take();
+    let mut phases = [Phase::default(), Phase::default()];
+    let slice = SLICE.min(opts.duration);
+    let slices = (opts.duration.as_secs_f64() / slice.as_secs_f64()).ceil() as usize;
+    for _ in 0..slices {
+        for cross in [false, true] {
+            let load = Load {
+                rate: opts.rate,
+                duration: slice,
+                first: next,
+                stalled_masters: 0,
+            };
+            let (expected, errors, after) =
+                offer_load_via(via(cross), &token, masters, &recorder, load).await;
+            next = after;
+            let (hist, received) = recorder.take();
+            let phase = &mut phases[usize::from(cross)];
+            phase.hist.add(&hist).expect("same bounds");
+            phase.lost += expected.saturating_sub(received as usize);
+            phase.errors += errors;
+        }
+    }
+    let rate = opts.rate;
+    for (name, phase) in [("same node", &phases[0]), ("cross node", &phases[1])] {
+        for (quantile, label) in [(0.5, "p50"), (0.99, "p99")] {
+            report.add(
+                "cluster",
+                &format!("{name} {label} at {rate}/s"),
+                phase.hist.value_at_quantile(quantile) as f64 / 1000.0,
+                "ms",
+                Goal::None,
+            );
+        }
         report.add(
             "cluster",
-            &format!("{phase} p50 at {rate}/s"),
-            hist.value_at_quantile(0.5) as f64 / 1000.0,
-            "ms",
-            Goal::None,
-        );
-        p99[usize::from(cross)] = hist.value_at_quantile(0.99) as f64 / 1000.0;
-        report.add(
-            "cluster",
-            &format!("{phase} p99 at {rate}/s"),
-            p99[usize::from(cross)],
-            "ms",
-            Goal::None,
-        );
-        report.add(
-            "cluster",
-            &format!("{phase} offers lost"),
-            expected.saturating_sub(received as usize) as f64,
+            &format!("{name} offers lost"),
+            phase.lost as f64,
             "",
             Goal::AtMost(0.0),
         );
         report.add(
             "cluster",
-            &format!("{phase} HTTP errors"),
-            errors as f64,
+            &format!("{name} HTTP errors"),
+            phase.errors as f64,
             "",
             Goal::AtMost(0.0),
         );
     }
+    let p99 = |phase: &Phase| phase.hist.value_at_quantile(0.99) as f64 / 1000.0;
     report.add(
         "cluster",
         "cross-node p99 − same-node p99",
-        p99[1] - p99[0],
+        p99(&phases[1]) - p99(&phases[0]),
         "ms",
         Goal::AtMost(5.0),
     );
@@ -265,7 +308,7 @@ async fn highest_rate(
     mut next: usize,
 ) -> u64 {
     let mut sustained = 0;
-    for &step in &opts.e2e_steps {
+    for &step in &opts.cluster_steps {
         let load = Load {
             rate: step,
             duration: opts.e2e_step,

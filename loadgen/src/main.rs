@@ -123,6 +123,13 @@ struct RunArgs {
     /// The JWT secret of that dispatcher (tokens are minted here).
     #[arg(long, default_value = "loadgen-secret")]
     jwt_secret: String,
+    /// Offer rates tried in the cluster scenario to find the highest sustained, lowest first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,750,1000,1500,2000"
+    )]
+    cluster_steps: Vec<u64>,
     /// PostgreSQL for the cluster scenario, which creates (and drops) a database of its own there.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
@@ -177,6 +184,7 @@ fn main() -> ExitCode {
                 server_pid,
                 jwt_secret,
                 postgres_url,
+                cluster_steps,
                 json,
             } = *args;
             let opts = Opts {
@@ -195,6 +203,7 @@ fn main() -> ExitCode {
                 server_pid,
                 concurrency,
                 postgres_url,
+                cluster_steps,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -45,6 +45,8 @@ pub struct Opts {
     pub concurrency: usize,
     /// A PostgreSQL server's URL; the cluster scenario creates a database of its own there.
     pub postgres_url: String,
+    /// Offer rates tried in the cluster scenario's throughput step, lowest first.
+    pub cluster_steps: Vec<u64>,
 }
 
 /// Orders created up front; an offer's order and master follow from its sequence number, so
