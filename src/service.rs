@@ -14,7 +14,7 @@ use crate::{
         self, DbPool,
         models::{Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields},
     },
-    domain::{DomainEvent, MasterId, Offer, OrderStatus, Outcome},
+    domain::{AssignmentId, Decision, DomainEvent, MasterId, Offer, OrderStatus, Outcome},
     error::AppError,
     events::EventBus,
     time::now_ms,
@@ -212,6 +212,18 @@ impl Service {
             })
             .await?;
         Ok(rows.iter().map(|(a, o)| a.offer(o)).collect())
+    }
+
+    /// How those of these offers that are no longer pending ended.
+    pub async fn decisions_among(&self, ids: Vec<AssignmentId>) -> Result<Vec<Decision>, AppError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let decided = self
+            .with_db(move |conn| Ok(Assignment::decided_among(conn, &ids)?))
+            .await?;
+        Ok(decided
+            .iter()
+            .filter_map(|a| Some(a.decision(a.outcome()?)))
+            .collect())
     }
 
     pub async fn set_shift(&self, master_id: i64, on_shift: bool) -> Result<Master, AppError> {

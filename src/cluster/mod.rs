@@ -31,7 +31,7 @@ pub use presence::NodePresence;
 use crate::{
     dispatcher::{
         Dispatcher,
-        messages::{GetStats, ReplayOffers, SubscribedMasters},
+        messages::{GetStats, Resync, SubscribedMasters, TellMissed},
     },
     domain::{DomainEvent, MasterId, Offer},
     events::EventBus,
@@ -288,8 +288,9 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, bus: &EventBus) {
     }
 }
 
-/// After (re)subscribing: arm every pending deadline again and send subscribed masters the open
-/// offers they missed. The Dispatcher skips offers a connection has already been sent.
+/// After (re)subscribing: arm every pending deadline again, send subscribed masters the open
+/// offers they missed (the Dispatcher skips offers a connection has already been sent), and tell
+/// them of offers they hold that were expired or cancelled meanwhile.
 async fn recover_gap(parts: Parts) {
     match parts.expiry.send(Recover).await {
         Ok(Ok(_)) => {}
@@ -317,14 +318,19 @@ async fn recover_gap(parts: Parts) {
         by_master.entry(offer.master_id).or_default().push(offer);
     }
     for (id, master) in subscribed {
-        if let Some(offers) = by_master.get(&master) {
-            let replay = ReplayOffers {
-                id,
-                offers: offers.clone(),
-            };
-            if parts.dispatcher.send(replay).await.is_err() {
-                return;
+        let open = by_master.get(&master).cloned().unwrap_or_default();
+        let Ok(stale) = parts.dispatcher.send(Resync { id, open }).await else {
+            return;
+        };
+        if stale.is_empty() {
+            continue;
+        }
+        match parts.service.decisions_among(stale).await {
+            Ok(decisions) if !decisions.is_empty() => {
+                let _ = parts.dispatcher.send(TellMissed { id, decisions }).await;
             }
+            Ok(_) => {}
+            Err(e) => log::warn!("gap recovery could not read missed decisions: {e}"),
         }
     }
 }

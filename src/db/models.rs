@@ -189,6 +189,17 @@ impl Assignment {
         }
     }
 
+    /// How this assignment ended, if it has.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.status {
+            AssignmentStatus::Pending => None,
+            AssignmentStatus::Accepted => Some(Outcome::Accepted),
+            AssignmentStatus::Rejected => Some(Outcome::Rejected),
+            AssignmentStatus::Expired => Some(Outcome::Expired),
+            AssignmentStatus::Cancelled => Some(Outcome::Cancelled),
+        }
+    }
+
     /// How this (just decided) assignment ended.
     pub fn decision(&self, outcome: Outcome) -> Decision {
         Decision {
@@ -389,6 +400,14 @@ impl Assignment {
             .filter(assignments::expires_at.gt(now))
             .order(assignments::id.asc())
             .select((Assignment::as_select(), Order::as_select()))
+            .load(conn)
+    }
+
+    /// Those of `ids` that are no longer pending.
+    pub fn decided_among(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Assignment>> {
+        assignments::table
+            .filter(assignments::id.eq_any(ids))
+            .filter(assignments::status.ne(AssignmentStatus::Pending))
             .load(conn)
     }
 

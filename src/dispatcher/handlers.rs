@@ -119,6 +119,52 @@ impl Handler<ReplayOffers> for Dispatcher {
     }
 }
 
+/// Replays a connection's open offers after a gap; answers those it holds that are not open.
+impl Handler<Resync> for Dispatcher {
+    type Result = MessageResult<Resync>;
+
+    fn handle(&mut self, msg: Resync, ctx: &mut Context<Self>) -> Self::Result {
+        let stale = match self.connections.get(&msg.id) {
+            Some(conn) => conn
+                .offered
+                .iter()
+                .filter(|id| !msg.open.iter().any(|o| o.assignment_id == **id))
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        self.handle(
+            ReplayOffers {
+                id: msg.id,
+                offers: msg.open,
+            },
+            ctx,
+        );
+        MessageResult(stale)
+    }
+}
+
+/// Tells one connection the decisions it missed in a gap, with the frames a master gets.
+impl Handler<TellMissed> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: TellMissed, _: &mut Context<Self>) {
+        for decision in msg.decisions {
+            let Some(conn) = self.connections.get_mut(&msg.id) else {
+                return;
+            };
+            if !conn.offered.remove(&decision.assignment_id) {
+                continue;
+            }
+            for (audience, message) in route(&DomainEvent::Decided(decision)) {
+                if matches!(audience, Audience::Master(_)) {
+                    self.send_to(msg.id, message.encode(None));
+                }
+            }
+        }
+    }
+}
+
 /// A snapshot of the connections for the admin stats.
 impl Handler<GetStats> for Dispatcher {
     type Result = MessageResult<GetStats>;

@@ -5,7 +5,7 @@ use actix::{Message, Recipient};
 
 use crate::{
     auth::AuthUser,
-    domain::{MasterId, Offer, UserId},
+    domain::{AssignmentId, Decision, MasterId, Offer, UserId},
     outbox::Outbox,
     wire::CloseCode,
 };
@@ -79,6 +79,24 @@ pub struct SubscribeEvents {
 pub struct ReplayOffers {
     pub id: ConnId,
     pub offers: Vec<Offer>,
+}
+
+/// After a gap: a subscribed connection's open offers, read from the database. The Dispatcher
+/// sends those it has not been sent, and answers the offers it was sent that are not among them
+/// (perhaps decided while this node heard nothing).
+#[derive(Message)]
+#[rtype(result = "Vec<AssignmentId>")]
+pub struct Resync {
+    pub id: ConnId,
+    pub open: Vec<Offer>,
+}
+
+/// After a gap: decisions a connection missed, to tell it as the events would have.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TellMissed {
+    pub id: ConnId,
+    pub decisions: Vec<Decision>,
 }
 
 /// A master's connection as the admin stats show it; nodes share these through Redis.
