@@ -14,7 +14,9 @@ use hdrhistogram::Histogram;
 use crate::{
     fleet::{Fleet, Recorder},
     report::{Goal, Report},
-    scenarios::{Load, ORDERS, Opts, create_orders, offer_load_via, service_token},
+    scenarios::{
+        Load, ORDERS, Opts, Steps, create_orders, highest_rate, offer_load_via, service_token,
+    },
     target::{Target, free_port},
 };
 
@@ -273,7 +275,7 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
     );
 
     // Throughput: offers made round robin over 3 nodes, against the same on 1 node.
-    let three = highest_rate(opts, &addrs, &token, &recorder, next).await;
+    let three = round_robin_rate(opts, &addrs, &token, &recorder, next).await;
     drop(fleets);
     drop(nodes);
     let database_one = Database::create(&opts.postgres_url);
@@ -281,7 +283,7 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
     create_orders(&one_node[0], &token).await;
     let recorder = Recorder::new(ORDERS * masters);
     let (_one_fleets, _) = spread_masters(opts, &one_node, &recorder).await;
-    let one = highest_rate(opts, &[one_node[0].addr], &token, &recorder, 0).await;
+    let one = round_robin_rate(opts, &[one_node[0].addr], &token, &recorder, 0).await;
     report.add(
         "cluster",
         "highest offers/s, 3 nodes (p99 <= 10 ms, none lost)",
@@ -298,37 +300,20 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
     );
 }
 
-/// Steps the offer rate up (round robin over `addrs`); answers the highest with p99 <= 10 ms and
-/// nothing lost.
-async fn highest_rate(
+/// The highest offer rate, made round robin over `addrs`, with p99 <= 10 ms and nothing lost.
+async fn round_robin_rate(
     opts: &Opts,
     addrs: &[SocketAddr],
     token: &str,
     recorder: &Arc<Recorder>,
-    mut next: usize,
+    next: usize,
 ) -> u64 {
-    let mut sustained = 0;
-    for &step in &opts.cluster_steps {
-        let load = Load {
-            rate: step,
-            duration: opts.e2e_step,
-            first: next,
-            stalled_masters: 0,
-        };
-        let via = |seq: usize, _| addrs[seq % addrs.len()];
-        let (expected, errors, after) =
-            offer_load_via(via, token, opts.connections, recorder, load).await;
-        next = after;
-        let (hist, received) = recorder.take();
-        let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
-        eprintln!(
-            "cluster of {} at {step}/s: p99 {p99:.2} ms, {received}/{expected} delivered, {errors} errors",
-            addrs.len()
-        );
-        if p99 > 10.0 || (received as usize) < expected || errors > 0 {
-            break;
-        }
-        sustained = step;
-    }
-    sustained
+    let label = format!("cluster of {}", addrs.len());
+    let steps = Steps {
+        rates: &opts.cluster_steps,
+        each: opts.e2e_step,
+        label: &label,
+    };
+    let via = |seq: usize, _| addrs[seq % addrs.len()];
+    highest_rate(steps, via, token, opts.connections, recorder, next).await
 }

@@ -268,7 +268,7 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
         first: 0,
         stalled_masters: stalled,
     };
-    let (expected, errors, mut next) = offer_load(&target, &token, masters, &recorder, load).await;
+    let (expected, errors, next) = offer_load(&target, &token, masters, &recorder, load).await;
     let (hist, received) = recorder.take();
     let rate = opts.rate;
     report.add(
@@ -319,27 +319,12 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
         return p99;
     }
 
-    // The highest rate whose p99 stays within target with nothing lost.
-    let mut sustained = 0;
-    for &step in &opts.e2e_steps {
-        let load = Load {
-            rate: step,
-            duration: opts.e2e_step,
-            first: next,
-            stalled_masters: 0,
-        };
-        let (expected, errors, after) = offer_load(&target, &token, masters, &recorder, load).await;
-        next = after;
-        let (hist, received) = recorder.take();
-        let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
-        eprintln!(
-            "e2e step {step}/s: p99 {p99:.2} ms, {received}/{expected} delivered, {errors} errors"
-        );
-        if p99 > 10.0 || (received as usize) < expected || errors > 0 {
-            break;
-        }
-        sustained = step;
-    }
+    let steps = Steps {
+        rates: &opts.e2e_steps,
+        each: opts.e2e_step,
+        label: "e2e",
+    };
+    let sustained = highest_rate(steps, |_, _| target.addr, &token, masters, &recorder, next).await;
     report.add(
         name,
         "highest rate with p99 <= 10 ms, none lost",
@@ -348,6 +333,46 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
         Goal::None,
     );
     p99
+}
+
+/// Offer rates to try in turn, each for `each`.
+pub(crate) struct Steps<'a> {
+    pub rates: &'a [u64],
+    pub each: Duration,
+    pub label: &'a str,
+}
+
+/// Steps the offer rate up; answers the highest whose p99 stays within 10 ms with nothing lost.
+pub(crate) async fn highest_rate(
+    steps: Steps<'_>,
+    via: impl Fn(usize, usize) -> SocketAddr + Copy,
+    token: &str,
+    masters: usize,
+    recorder: &Arc<Recorder>,
+    mut next: usize,
+) -> u64 {
+    let mut sustained = 0;
+    for &rate in steps.rates {
+        let load = Load {
+            rate,
+            duration: steps.each,
+            first: next,
+            stalled_masters: 0,
+        };
+        let (expected, errors, after) = offer_load_via(via, token, masters, recorder, load).await;
+        next = after;
+        let (hist, received) = recorder.take();
+        let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "{} at {rate}/s: p99 {p99:.2} ms, {received}/{expected} delivered, {errors} errors",
+            steps.label
+        );
+        if p99 > 10.0 || (received as usize) < expected || errors > 0 {
+            break;
+        }
+        sustained = rate;
+    }
+    sustained
 }
 
 /// Scenario 6: Slow consumers: 1% of clients stop reading during scenario 2's load.

@@ -8,25 +8,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn call(
-    http: &reqwest::Client,
-    address: &str,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = http
-        .request(method, format!("{address}{path}"))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn event_listener(port: u16, token: &str) -> WsClient {
     let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{port}/ws?token={token}"), &[]).await;
     ws.recv_type("connected").await;
@@ -104,16 +85,7 @@ async fn two_processes_on_one_database_decide_and_expire_each_assignment_once() 
             }
         });
         let statuses = join_all(tries).await;
-        assert_eq!(
-            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-            1,
-            "{statuses:?}"
-        );
-        assert!(
-            statuses
-                .iter()
-                .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT)
-        );
+        assert_decided_once(&statuses);
     }
 
     let mut events = Vec::new();

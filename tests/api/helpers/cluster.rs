@@ -13,15 +13,7 @@ use super::{ServerProcess, Storage, WsClient, free_port};
 /// Whether the cluster tests run: when `TEST_REDIS_URL` is set (it tells that Redis and
 /// `redis-server` are installed); outside CI its absence skips them, in CI it fails.
 pub fn redis_available() -> bool {
-    if std::env::var("TEST_REDIS_URL").is_ok_and(|u| !u.is_empty()) {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI is set but TEST_REDIS_URL is not: the cluster tests must run"
-    );
-    eprintln!("skipped: set TEST_REDIS_URL to run the cluster tests");
-    false
+    super::set_or_skipped("TEST_REDIS_URL", "cluster")
 }
 
 /// A `redis-server` of one test's own on a free port, so the test can kill it and start it again
@@ -176,16 +168,15 @@ impl Cluster {
         token: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.nodes[i].address(), path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        super::call(
+            &self.http,
+            &self.nodes[i].address(),
+            method,
+            path,
+            token,
+            body,
+        )
+        .await
     }
 
     pub async fn put_order(&self, i: usize, order_id: i64, client_user_id: i64) {

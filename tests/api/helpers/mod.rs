@@ -19,6 +19,20 @@ pub const SECRET: &str = "integration-test-secret";
 /// How long a test waits for a message it expects.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
+/// Whether `variable` is set, so the `what` tests run; outside CI its absence skips them, in CI
+/// it fails them.
+pub fn set_or_skipped(variable: &str, what: &str) -> bool {
+    if std::env::var(variable).is_ok_and(|v| !v.is_empty()) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI is set but {variable} is not: the {what} tests must run"
+    );
+    eprintln!("skipped: set {variable} to run the {what} tests");
+    false
+}
+
 /// Runs each listed `async fn(Db)` as a test on SQLite and on PostgreSQL.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {

@@ -31,6 +31,41 @@ pub async fn wait_health(port: u16, want: StatusCode, within: Duration) {
     }
 }
 
+/// One HTTP request to a server at `address`; answers the status and the JSON body.
+pub async fn call(
+    http: &reqwest::Client,
+    address: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = http
+        .request(method, format!("{address}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Asserts that of racing decisions exactly one won and the rest were refused with 409.
+pub fn assert_decided_once(statuses: &[StatusCode]) {
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+}
+
 /// The real `dispatcher` binary, serving on a free port; killed when dropped.
 pub struct ServerProcess {
     pub port: u16,

@@ -17,15 +17,7 @@ pub enum Db {
 impl Db {
     /// PostgreSQL when `TEST_DATABASE_URL` is set; outside CI its absence skips the test, in CI it fails.
     pub fn postgres() -> Option<Db> {
-        if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
-            return Some(Db::Postgres);
-        }
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI is set but TEST_DATABASE_URL is not: the PostgreSQL tests must run"
-        );
-        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
-        None
+        super::set_or_skipped("TEST_DATABASE_URL", "PostgreSQL").then_some(Db::Postgres)
     }
 }
 
