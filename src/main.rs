@@ -37,8 +37,29 @@ enum Command {
     },
 }
 
+/// This node's name, put on every log line once the configuration has been read, so that the
+/// logs of several nodes can be told apart when they are gathered in one place.
+static NODE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn init_logging() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            let node = NODE_ID.get().map(String::as_str).unwrap_or("-");
+            writeln!(
+                buf,
+                "[{} {:<5} {} node={node}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
+        .init();
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -47,6 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _ = NODE_ID.set(config.node_id.clone());
     match cli.command {
         Some(Command::Token {
             role,

@@ -65,6 +65,8 @@ struct Link {
     client: redis::Client,
     conn: ConnectionManager,
     subscribed: Arc<AtomicBool>,
+    /// Set as the node shuts down, so the heartbeat does not write back what `leave` removed.
+    leaving: Arc<AtomicBool>,
 }
 
 /// What a gap recovery needs to reach.
@@ -100,6 +102,7 @@ impl Node {
                 client,
                 conn,
                 subscribed: Arc::new(AtomicBool::new(false)),
+                leaving: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -119,7 +122,7 @@ impl Node {
         actix_web::rt::spawn(publish_loop(outgoing, link.conn.clone(), self.id.clone()));
         actix_web::rt::spawn(subscribe_loop(link.clone(), self.id.clone(), parts.clone()));
         actix_web::rt::spawn(heartbeat_loop(
-            link.conn.clone(),
+            link.clone(),
             self.id.clone(),
             parts.dispatcher,
         ));
@@ -336,11 +339,8 @@ async fn recover_gap(parts: Parts) {
 }
 
 /// Keeps this node's presence fresh in Redis.
-async fn heartbeat_loop(
-    mut conn: ConnectionManager,
-    node_id: Arc<str>,
-    dispatcher: Addr<Dispatcher>,
-) {
+async fn heartbeat_loop(link: Link, node_id: Arc<str>, dispatcher: Addr<Dispatcher>) {
+    let mut conn = link.conn;
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut failing = false;
     loop {
@@ -348,6 +348,9 @@ async fn heartbeat_loop(
         let Ok(stats) = dispatcher.send(GetStats).await else {
             return;
         };
+        if link.leaving.load(Ordering::Relaxed) {
+            return;
+        }
         let own = NodePresence::new(&node_id, stats);
         let written = tokio::time::timeout(
             REDIS_TIMEOUT,
