@@ -60,12 +60,17 @@ impl EventBus {
         self.deliver_local(events).await
     }
 
-    /// Hands events to this node's actors, waiting for room in their bounded mailboxes.
+    /// Hands events to this node's actors at once, waiting for room in their bounded mailboxes.
     pub async fn deliver_local(&self, events: Vec<DomainEvent>) -> usize {
-        if self.expiry.send(Deliver(events.clone())).await.is_err() {
+        let (armed, routed) = futures_util::future::join(
+            self.expiry.send(Deliver(events.clone())),
+            self.router.send(Deliver(events)),
+        )
+        .await;
+        if armed.is_err() {
             log::error!("the expiry actor did not take events");
         }
-        self.router.send(Deliver(events)).await.unwrap_or_else(|e| {
+        routed.unwrap_or_else(|e| {
             log::error!("the dispatcher did not take events: {e}");
             0
         })
