@@ -12,6 +12,10 @@ pub struct Envelope {
     pub v: u32,
     pub node: String,
     pub events: Vec<DomainEvent>,
+    /// The node could not publish some events (it lost Redis while others may not have): the
+    /// others catch up from the database.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +27,26 @@ pub enum EnvelopeError {
 }
 
 pub fn encode(node: &str, events: Vec<DomainEvent>) -> String {
-    serde_json::to_string(&Envelope {
+    to_json(Envelope {
         v: VERSION,
         node: node.to_string(),
         events,
+        dropped: false,
     })
-    .expect("events always serialize")
+}
+
+/// Tells the other nodes that `node` dropped events while it could not reach Redis.
+pub fn encode_dropped(node: &str) -> String {
+    to_json(Envelope {
+        v: VERSION,
+        node: node.to_string(),
+        events: Vec::new(),
+        dropped: true,
+    })
+}
+
+fn to_json(envelope: Envelope) -> String {
+    serde_json::to_string(&envelope).expect("events always serialize")
 }
 
 pub fn decode(payload: &[u8]) -> Result<Envelope, EnvelopeError> {
@@ -68,5 +86,7 @@ mod tests {
             Err(EnvelopeError::Version(2))
         ));
         assert!(decode(b"[]").is_err());
+        assert!(!text.contains("dropped"));
+        assert!(decode(encode_dropped("a").as_bytes()).unwrap().dropped);
     }
 }

@@ -67,6 +67,8 @@ struct Link {
     subscribed: Arc<AtomicBool>,
     /// Set as the node shuts down, so the heartbeat does not write back what `leave` removed.
     leaving: Arc<AtomicBool>,
+    /// Set while events this node could not publish have not been announced to the others.
+    dropped: Arc<AtomicBool>,
 }
 
 /// What a gap recovery needs to reach.
@@ -103,6 +105,7 @@ impl Node {
                 conn,
                 subscribed: Arc::new(AtomicBool::new(false)),
                 leaving: Arc::new(AtomicBool::new(false)),
+                dropped: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -119,7 +122,7 @@ impl Node {
         let Some(link) = &self.redis else {
             return;
         };
-        actix_web::rt::spawn(publish_loop(outgoing, link.conn.clone(), self.id.clone()));
+        actix_web::rt::spawn(publish_loop(outgoing, link.clone(), self.id.clone()));
         actix_web::rt::spawn(subscribe_loop(link.clone(), self.id.clone(), parts.clone()));
         actix_web::rt::spawn(heartbeat_loop(
             link.clone(),
@@ -169,44 +172,67 @@ impl Node {
 ///
 /// The connection manager reconnects after a failed command, so a batch that fails is tried
 /// again for a short while: a Redis that blinked loses nothing. While Redis stays down batches
-/// are dropped after one try each; the other nodes lost their subscriptions too, and re-read open
-/// offers from the database when it is back.
+/// are dropped after one try each. When publishing works again the node says so, and every other
+/// node re-reads open offers from the database, as it does after a gap of its own.
 async fn publish_loop(
     mut outgoing: mpsc::Receiver<Vec<DomainEvent>>,
-    mut conn: ConnectionManager,
+    link: Link,
     node_id: Arc<str>,
 ) {
+    let mut conn = link.conn.clone();
     let mut down = false;
     while let Some(events) = outgoing.recv().await {
         let count = events.len();
         let payload = envelope::encode(&node_id, events);
-        let mut wait = Duration::from_millis(50);
-        let give_up = tokio::time::Instant::now() + PUBLISH_PATIENCE;
-        loop {
-            match publish(&mut conn, &payload).await {
-                Ok(()) => {
-                    if down {
-                        down = false;
-                        log::info!("node {node_id} publishing events to Redis again");
-                    }
-                    break;
-                }
-                Err(e) if down || tokio::time::Instant::now() + wait > give_up => {
-                    if !down {
-                        down = true;
-                        log::warn!(
-                            "node {node_id} cannot publish {count} events to Redis ({e}); \
-                             dropping events until it is back"
-                        );
-                    }
-                    break;
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(500));
-                }
+        if publish_patiently(&mut conn, &payload, !down).await.is_ok() {
+            if down {
+                down = false;
+                log::info!("node {node_id} publishing events to Redis again");
+            }
+            announce_dropped(&link, &node_id).await;
+        } else if !down {
+            down = true;
+            link.dropped.store(true, Ordering::Relaxed);
+            log::warn!(
+                "node {node_id} cannot publish {count} events to Redis; dropping events until it \
+                 is back"
+            );
+        } else {
+            link.dropped.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Publishes `payload`; when `patient`, tries again for up to `PUBLISH_PATIENCE`, since the
+/// connection manager reconnects after a failed command.
+async fn publish_patiently(
+    conn: &mut ConnectionManager,
+    payload: &str,
+    patient: bool,
+) -> redis::RedisResult<()> {
+    let give_up = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match publish(conn, payload).await {
+            Ok(()) => return Ok(()),
+            Err(e) if !patient || tokio::time::Instant::now() + wait > give_up => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(500));
             }
         }
+    }
+}
+
+/// If this node dropped events, tells the others, which then catch up from the database.
+async fn announce_dropped(link: &Link, node_id: &str) {
+    if !link.dropped.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let mut conn = link.conn.clone();
+    let notice = envelope::encode_dropped(node_id);
+    if publish_patiently(&mut conn, &notice, true).await.is_err() {
+        link.dropped.store(true, Ordering::Relaxed);
     }
 }
 
@@ -231,7 +257,8 @@ async fn subscribe_loop(link: Link, node_id: Arc<str>, parts: Parts) {
                 backoff = RECONNECT_MIN;
                 reported = false;
                 actix_web::rt::spawn(recover_gap(parts.clone()));
-                listen(pubsub, &node_id, &parts.bus).await;
+                announce_dropped(&link, &node_id).await;
+                listen(pubsub, &node_id, &parts).await;
                 link.subscribed.store(false, Ordering::Relaxed);
                 log::warn!("node {node_id} lost its Redis subscription; reconnecting");
             }
@@ -265,7 +292,7 @@ fn timed_out() -> redis::RedisError {
 }
 
 /// Delivers the other nodes' events to this node until the subscription ends or stops answering.
-async fn listen(pubsub: redis::aio::PubSub, node_id: &str, bus: &EventBus) {
+async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
     let (mut sink, mut stream) = pubsub.split();
     loop {
         let message = tokio::select! {
@@ -284,7 +311,11 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, bus: &EventBus) {
         match envelope::decode(message.get_payload_bytes()) {
             Ok(envelope) if envelope.node == node_id => {}
             Ok(envelope) => {
-                bus.deliver_local(envelope.events).await;
+                if envelope.dropped {
+                    log::info!("node {} dropped events; catching up", envelope.node);
+                    actix_web::rt::spawn(recover_gap(parts.clone()));
+                }
+                parts.bus.deliver_local(envelope.events).await;
             }
             Err(e) => log::warn!("skipped a cluster message: {e}"),
         }

@@ -304,6 +304,42 @@ async fn after_redis_restarts_delivery_resumes_and_what_happened_in_the_gap_arri
 }
 
 #[tokio::test]
+async fn a_node_that_alone_lost_redis_makes_the_others_catch_up() {
+    if !redis_available() {
+        return;
+    }
+    let Some(db) = Db::postgres() else { return };
+    let proxy = std::sync::OnceLock::new();
+    let c = Cluster::start_via(Storage::new(db), 2, |i, url| {
+        if i == 0 {
+            return url.to_string();
+        }
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let cut = proxy.get_or_init(|| FlakyProxy::start(([127, 0, 0, 1], port).into(), true));
+        format!("redis://127.0.0.1:{}", cut.port)
+    })
+    .await;
+    let proxy = proxy.get().unwrap();
+    let mut master = c.subscribed_master(0, 3).await;
+    c.put_order(1, 10, 7).await;
+
+    // Only node b loses Redis; node a's subscription never breaks.
+    proxy.down();
+    c.wait_redis(1, "down").await;
+    let (lost, _) = c.offer(1, 10, 3, 60).await;
+    master.expect_silence(Duration::from_secs(4)).await;
+    assert_eq!(c.health(0).await.1["redis"], "ok");
+
+    proxy.up();
+    let caught_up = master
+        .recv_within(Duration::from_secs(8))
+        .await
+        .expect("node a catches up once node b says it dropped events");
+    assert_eq!(caught_up["type"], "new_assignment");
+    assert_eq!(caught_up["assignment"]["id"], lost);
+}
+
+#[tokio::test]
 async fn concurrent_accepts_through_all_nodes_decide_exactly_once() {
     let Some(c) = cluster(3).await else { return };
     let mut listeners = vec![

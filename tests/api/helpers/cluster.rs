@@ -84,12 +84,21 @@ pub struct Cluster {
 impl Cluster {
     /// `count` nodes named a, b, c…, each subscribed to Redis before this returns.
     pub async fn start(storage: std::sync::Arc<Storage>, count: usize) -> Cluster {
+        Self::start_via(storage, count, |_, url| url.to_string()).await
+    }
+
+    /// Like [`start`], node `i` reaching Redis at `via(i, redis_url)` (through a proxy, say).
+    pub async fn start_via(
+        storage: std::sync::Arc<Storage>,
+        count: usize,
+        via: impl Fn(usize, &str) -> String,
+    ) -> Cluster {
         let redis = RedisServer::start();
         let mut nodes = Vec::new();
         for i in 0..count {
             let name = ((b'a' + i as u8) as char).to_string();
             let vars = [
-                ("REDIS_URL", redis.url()),
+                ("REDIS_URL", via(i, &redis.url())),
                 ("NODE_ID", name),
                 ("RUST_LOG", "info,dispatcher=debug".into()),
             ];
