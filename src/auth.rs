@@ -164,8 +164,8 @@ impl JwtKeys {
 }
 
 /// The bearer token of an `Authorization` header, if any.
-pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -183,7 +183,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     let keys = req
         .app_data::<web::Data<JwtKeys>>()
         .ok_or_else(|| AppError::Internal("the JWT keys are not registered".into()))?;
-    let token = bearer_token(req).ok_or(AuthError::Missing)?;
+    let token = bearer_token(req.headers()).ok_or(AuthError::Missing)?;
     Ok(keys.decode(token)?)
 }
 

@@ -8,7 +8,10 @@ use std::{
 };
 
 use actix::{Actor, Addr, AsyncContext};
-use actix_web::{App, HttpServer, dev::Server, middleware::Logger, web};
+use actix_http::{HttpService, KeepAlive};
+use actix_server::Server;
+use actix_service::{fn_service, map_config};
+use actix_web::{App, dev::AppConfig, middleware::Logger, web};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
@@ -23,6 +26,7 @@ use crate::{
     routes,
     service::Service,
     state::AppState,
+    ws,
 };
 
 #[derive(Debug, Error)]
@@ -140,26 +144,43 @@ impl Application {
         // Database calls run on blocking threads; more of them than pooled connections would
         // only wait (and each costs a stack and allocator arena), so cap them at the pool size.
         let blocking_threads = state.config.db_pool_size.max(2) as usize;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(jwt.clone())
-                // %U is the path alone: tokens in query strings never reach the log.
-                .wrap(
-                    // WebSockets are logged by their session (accept, auth, close); the access
-                    // logger would hold its per-request state for the connection's lifetime.
-                    Logger::new(r#"%{r}a "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
-                        .custom_request_replace("method", |req| req.method().to_string())
-                        .exclude("/ws")
-                        .exclude("/api/v1/ws"),
-                )
-                .configure(routes::config)
-        })
-        .listen(listener)?
-        .worker_max_blocking_threads(blocking_threads)
-        .disable_signals()
-        .shutdown_timeout(3)
-        .run();
+        // actix-web serves the HTTP API; WebSocket upgrades leave actix-http with their socket
+        // (see `ws::route`), so an idle connection keeps no HTTP dispatcher or its buffers.
+        let builder = Server::build();
+        // Idle keep-alive connections close at once on shutdown instead of holding it up.
+        let draining = builder.graceful_shutdown_signal();
+        let server = builder
+            .listen("dispatcher", listener, move || {
+                let app = App::new()
+                    .app_data(state.clone())
+                    .app_data(jwt.clone())
+                    // %U is the path alone: tokens in query strings never reach the log.
+                    .wrap(
+                        Logger::new(r#"%{r}a "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
+                            .custom_request_replace("method", |req| req.method().to_string()),
+                    )
+                    .configure(routes::config);
+                let upgrade_state = state.clone();
+                let draining = draining.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let draining = draining.clone();
+                        async move { draining.notified().await }
+                    })
+                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(Duration::from_secs(5))
+                    // Lets an early error answer reach a client still sending its body.
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .upgrade(fn_service(move |upgrade| {
+                        ws::route::upgrade(upgrade_state.clone(), upgrade)
+                    }))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?
+            .worker_max_blocking_threads(blocking_threads)
+            .disable_signals()
+            .shutdown_timeout(3)
+            .run();
         log::info!("dispatcher listening on port {port}");
         Ok(Application {
             port,

@@ -8,7 +8,7 @@ mod orders;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
-use crate::{error::AppError, ws};
+use crate::error::AppError;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -24,8 +24,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route("/health", web::get().to(health::health))
-    .route("/ws", web::get().to(ws::route::upgrade))
-    .route("/api/v1/ws", web::get().to(ws::route::upgrade))
+    .route("/ws", web::to(not_upgraded))
+    .route("/api/v1/ws", web::to(not_upgraded))
     .route(
         "/api/admin/websocket/stats",
         web::get().to(admin::websocket_stats),
@@ -57,6 +57,13 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(|req: HttpRequest| async move {
         Err::<actix_web::HttpResponse, _>(AppError::NotFound(format!("nothing at {}", req.path())))
     }));
+}
+
+/// A request for a WebSocket path without the upgrade headers (upgrades never reach the routes).
+async fn not_upgraded() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::BadRequest(
+        "this path takes WebSocket upgrades only".into(),
+    ))
 }
 
 /// Rejects blank required text with a message naming the field.

@@ -1,5 +1,7 @@
-//! WebSocket connections: the upgrade route, the session actor and the task that writes frames.
+//! WebSocket connections: the upgrade, the session actor that reads frames, and the task that
+//! writes them.
 
+mod frames;
 mod rate_limit;
 pub mod route;
 pub mod session;

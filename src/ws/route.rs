@@ -1,13 +1,22 @@
-//! The upgrade route: origin policy, token from the query or header, then a session actor.
+//! The upgrade: origin policy, token from the query or header, then a session actor that owns the
+//! socket. actix-http hands over every `Connection: Upgrade` request with its socket; from there
+//! on the connection costs only what the session keeps, not an HTTP dispatcher's buffers.
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
-use actix_ws::{CloseCode, CloseReason};
-use serde::Deserialize;
+use actix_codec::Framed;
+use actix_http::{Request, h1, ws};
+use actix_web::{http::header, web};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-use super::session::{Peer, WsSession};
-use crate::{auth::bearer_token, state::AppState};
+use super::{
+    session::{Peer, WsSession},
+    writer,
+};
+use crate::{auth::bearer_token, state::AppState, wire::CloseCode};
 
-#[derive(Deserialize)]
+/// The paths a WebSocket may open on.
+pub const PATHS: [&str; 2] = ["/ws", "/api/v1/ws"];
+
+#[derive(serde::Deserialize)]
 struct TokenQuery {
     token: Option<String>,
 }
@@ -24,64 +33,122 @@ pub fn origin_allowed(allowed: Option<&[String]>, origin: &str, user_agent: &str
     is_mobile_app || allowed.iter().any(|o| o == origin)
 }
 
-fn header_text(req: &HttpRequest, name: header::HeaderName) -> String {
-    req.headers()
+fn header_text(req: &Request, name: header::HeaderName) -> String {
+    req.head()
+        .headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string()
 }
 
+/// The client's address: the first hop a proxy names, else the peer.
+fn client_addr(req: &Request) -> String {
+    let forwarded = header_text(req, header::X_FORWARDED_FOR);
+    match forwarded.split(',').next().map(str::trim) {
+        Some(first) if !first.is_empty() => first.to_string(),
+        _ => req
+            .peer_addr()
+            .map_or_else(|| "unknown".into(), |a| a.ip().to_string()),
+    }
+}
+
+/// Takes over an upgrade request and its socket.
 pub async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
     app: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
+    (req, framed): (Request, Framed<TcpStream, h1::Codec>),
+) -> Result<(), actix_http::Error> {
+    if let Err(e) = take_over(app, req, framed).await {
+        // The client left during the handshake; nothing is owed to it.
+        log::debug!("WebSocket upgrade ended early: {e}");
+    }
+    Ok(())
+}
+
+async fn take_over(
+    app: web::Data<AppState>,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> std::io::Result<()> {
+    let parts = framed.into_parts();
+    let (mut io, already_read) = (parts.io, parts.read_buf);
+    let path = req.path().to_string();
+    if !PATHS.contains(&path.as_str()) {
+        return refuse(
+            &mut io,
+            "404 Not Found",
+            "not_found",
+            &format!("nothing at {path}"),
+        )
+        .await;
+    }
+    if let Err(e) = ws::verify_handshake(req.head()) {
+        return refuse(&mut io, "400 Bad Request", "bad_request", &e.to_string()).await;
+    }
+    let key = req
+        .head()
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| ws::hash_key(k.as_bytes()))
+        .expect("verified above");
+    let accept = std::str::from_utf8(&key).expect("base64 is ASCII");
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-accept: {accept}\r\n\r\n"
+    );
+    io.write_all(response.as_bytes()).await?;
+
     let peer = Peer {
-        path: req.path().to_string(),
-        addr: req
-            .connection_info()
-            .realip_remote_addr()
-            .unwrap_or("unknown")
-            .to_string(),
+        path,
+        addr: client_addr(&req),
         origin: header_text(&req, header::ORIGIN),
         user_agent: header_text(&req, header::USER_AGENT),
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-
     if !origin_allowed(
         app.config.allowed_origins.as_deref(),
         &peer.origin,
         &peer.user_agent,
     ) {
         log::warn!("WebSocket refused: origin not allowed; {peer}");
-        // Upgrade first and close with 1008, so browsers and apps see why.
-        actix_web::rt::spawn(async move {
-            let reason = CloseReason {
-                code: CloseCode::Policy,
-                description: Some("origin not allowed".into()),
-            };
-            let _ = session.close(Some(reason)).await;
-            drop(stream);
-        });
-        return Ok(response);
+        // Upgraded first and then closed with 1008, so browsers and apps see why.
+        let close = ws::Message::Close(Some(ws::CloseReason {
+            code: writer::close_code(CloseCode::Policy),
+            description: Some("origin not allowed".into()),
+        }));
+        io.write_all(&writer::encode(close)).await?;
+        io.shutdown().await?;
+        return Ok(());
     }
     log::info!("WebSocket accepted; {peer}");
+    let upgrade_auth = token(&req).map(|token| app.jwt.decode(&token));
+    WsSession::start(app, io, &already_read, peer, upgrade_auth);
+    Ok(())
+}
 
-    let query_token = web::Query::<TokenQuery>::from_query(req.query_string())
+/// The token in `?token=` or, failing that, `Authorization: Bearer`.
+fn token(req: &Request) -> Option<String> {
+    let query = req.uri().query().unwrap_or("");
+    web::Query::<TokenQuery>::from_query(query)
         .ok()
         .and_then(|q| q.into_inner().token)
-        .filter(|t| !t.is_empty());
-    let upgrade_auth = query_token
-        .as_deref()
-        .or_else(|| bearer_token(&req))
-        .map(|token| app.jwt.decode(token));
+        .filter(|t| !t.is_empty())
+        .or_else(|| bearer_token(req.head().headers()).map(str::to_string))
+}
 
-    let max = app.config.max_message_bytes;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    WsSession::start(app, session, stream, peer, upgrade_auth);
-    Ok(response)
+/// Answers a request that cannot be upgraded, as the HTTP routes answer errors, and closes.
+async fn refuse(
+    io: &mut TcpStream,
+    status: &str,
+    code: &str,
+    message: &str,
+) -> std::io::Result<()> {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    io.write_all(response.as_bytes()).await?;
+    io.shutdown().await?;
+    Ok(())
 }

@@ -8,10 +8,11 @@ use actix::{
     WrapFuture,
 };
 use actix_web::web;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use serde_json::Value;
+use tokio::net::TcpStream;
 
 use super::{
+    frames::{Frames, Inbound},
     rate_limit::{RateLimiter, Verdict},
     writer,
 };
@@ -73,18 +74,22 @@ pub struct WsSession {
 }
 
 impl WsSession {
+    /// Starts the session on an upgraded socket; `already_read` holds bytes that arrived with
+    /// the handshake.
     pub fn start(
         app: web::Data<AppState>,
-        session: Session,
-        stream: AggregatedMessageStream,
+        io: TcpStream,
+        already_read: &[u8],
         peer: Peer,
         upgrade_auth: Option<Result<AuthUser, AuthError>>,
     ) {
-        let (outbox, frames) = Outbox::channel(app.config.max_queued_messages);
-        let writer = writer::spawn(session, frames);
+        let (read, write) = io.into_split();
+        let (outbox, queued) = Outbox::channel(app.config.max_queued_messages);
+        let writer = writer::spawn(write, queued);
+        let frames = Frames::new(read, already_read, app.config.max_message_bytes);
         let limiter = RateLimiter::new(app.config.rate_limit_per_sec, app.config.rate_limit_burst);
         WsSession::create(move |ctx| {
-            ctx.add_stream(stream);
+            ctx.add_stream(frames);
             WsSession {
                 id: rand::random(),
                 app,
@@ -401,28 +406,25 @@ impl Actor for WsSession {
     }
 }
 
-impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
-    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<Inbound> for WsSession {
+    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
         match item {
-            Ok(AggregatedMessage::Text(text)) => self.on_text(ctx, &text),
-            Ok(AggregatedMessage::Binary(_)) => self.close(
+            Inbound::Text(text) => self.on_text(ctx, &text),
+            Inbound::Binary => self.close(
                 ctx,
                 CloseCode::Unsupported,
                 "binary frames are not supported",
             ),
-            Ok(AggregatedMessage::Ping(payload)) => {
+            Inbound::Ping(payload) => {
                 if self.outbox.push(Outbound::Pong(payload)) == Err(QueueError::Full) {
                     self.close(ctx, CloseCode::Policy, "slow consumer");
                 }
             }
-            Ok(AggregatedMessage::Pong(_)) => {}
-            Ok(AggregatedMessage::Close(_)) => self.close(ctx, CloseCode::Normal, ""),
-            Err(ProtocolError::Overflow) => self.close(ctx, CloseCode::Size, "message too big"),
-            Err(ProtocolError::Io(e)) if e.to_string().contains("maximum continuation size") => {
-                self.close(ctx, CloseCode::Size, "message too big")
-            }
-            Err(e) => {
+            Inbound::Pong => {}
+            Inbound::Close => self.close(ctx, CloseCode::Normal, ""),
+            Inbound::TooBig => self.close(ctx, CloseCode::Size, "message too big"),
+            Inbound::Invalid(e) => {
                 log::info!(
                     "WebSocket {:016x} protocol error: {e}; {}",
                     self.id,

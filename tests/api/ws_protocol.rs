@@ -94,6 +94,47 @@ async fn a_message_over_the_limit_closes_with_1009(db: Db) {
     assert_eq!(ws.closed().await.code, 1009);
 }
 
+async fn a_fragmented_message_is_put_back_together_and_held_to_the_limit(db: Db) {
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    };
+    let app = spawn_app_with(db, vec![("MAX_MESSAGE_BYTES", "1024".into())]).await;
+    let mut ws = app.master_ws(3).await;
+    let fragment = |opcode, last: bool, text: &str| {
+        Message::Frame(Frame::message(text.as_bytes().to_vec(), opcode, last))
+    };
+    ws.send_raw(fragment(OpCode::Data(Data::Text), false, r#"{"type":"pi"#))
+        .await;
+    ws.send_raw(fragment(OpCode::Data(Data::Continue), true, r#"ng"}"#))
+        .await;
+    ws.recv_type("pong").await;
+
+    let half = format!(r#"{{"type":"ping","requestId":"{}"#, "x".repeat(600));
+    ws.send_raw(fragment(OpCode::Data(Data::Text), false, &half))
+        .await;
+    ws.send_raw(fragment(
+        OpCode::Data(Data::Continue),
+        true,
+        &"x".repeat(600),
+    ))
+    .await;
+    assert_eq!(ws.closed().await.code, 1009);
+}
+
+/// RFC 6455 §7.1.1: after the close handshake the server closes the TCP connection first, so a
+/// closing phone is done at once instead of waiting for a timer.
+async fn a_client_close_is_finished_by_the_server_at_once(db: Db) {
+    let app = spawn_app(db).await;
+    let mut ws = app.master_ws(3).await;
+    let started = std::time::Instant::now();
+    let reply = ws.close_handshake().await;
+    let took = started.elapsed();
+    assert_eq!(reply.code, 1000);
+    // The old transport waited out a 1 s timer here.
+    assert!(took < Duration::from_millis(250), "the close took {took:?}");
+}
+
 async fn messages_over_the_rate_are_dropped_with_rate_limited(db: Db) {
     let app = spawn_app_with(
         db,
@@ -159,6 +200,8 @@ on_both_backends!(
     subscribe_and_unsubscribe_are_acknowledged,
     a_binary_frame_closes_with_1003,
     a_message_over_the_limit_closes_with_1009,
+    a_fragmented_message_is_put_back_together_and_held_to_the_limit,
+    a_client_close_is_finished_by_the_server_at_once,
     messages_over_the_rate_are_dropped_with_rate_limited,
     a_client_that_keeps_flooding_is_closed_with_1008,
 );

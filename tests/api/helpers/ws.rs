@@ -92,6 +92,40 @@ impl WsClient {
         }
     }
 
+    /// Closes from the client's side: sends a close frame, then reads until the server has
+    /// answered with its own and closed the TCP connection. Answers the server's close frame.
+    pub async fn close_handshake(&mut self) -> Closed {
+        self.stream.close(None).await.expect("close sent");
+        let mut reply = None;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the server closes the connection in time");
+            match next {
+                Some(Ok(Message::Close(frame))) => {
+                    reply = Some(Closed {
+                        code: frame.as_ref().map_or(1005, |f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    });
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => break,
+            }
+        }
+        // The WebSocket layer is done; wait for the server to close the TCP connection too.
+        if let MaybeTlsStream::Plain(tcp) = self.stream.get_mut() {
+            use tokio::io::AsyncReadExt;
+            let mut rest = [0u8; 64];
+            while tokio::time::timeout_at(deadline, tcp.read(&mut rest))
+                .await
+                .expect("the server closes the TCP connection in time")
+                .is_ok_and(|n| n > 0)
+            {}
+        }
+        reply.expect("the server answered the close")
+    }
+
     /// Reads until the server's close frame, skipping other messages.
     pub async fn closed(&mut self) -> Closed {
         self.closed_after(&mut Vec::new()).await
