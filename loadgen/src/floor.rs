@@ -54,35 +54,38 @@ impl Floor {
                     });
                     Ok(resp)
                 };
+                // As lean as the dispatcher's connections: a small read buffer, nothing kept for
+                // writes, and one task that both reads and writes.
                 let config = WebSocketConfig::default()
-                    .read_buffer_size(4 * 1024)
+                    .read_buffer_size(256)
                     .write_buffer_size(0)
                     .max_write_buffer_size(64 * 1024);
-                let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(config)).await
+                let Ok(mut ws) = accept_hdr_async_with_config(stream, callback, Some(config)).await
                 else {
                     return;
                 };
                 let id = id.unwrap_or(u64::MAX);
-                let (mut sink, mut stream) = ws.split();
                 let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
                 let _ = tx.try_send(Message::text(r#"{"type":"auth_success"}"#));
                 floor.connections.write().unwrap().insert(id, tx.clone());
-                let writer = tokio::spawn(async move {
-                    while let Some(message) = rx.recv().await {
-                        if sink.send(message).await.is_err() {
-                            return;
+                loop {
+                    tokio::select! {
+                        queued = rx.recv() => {
+                            let Some(message) = queued else { break };
+                            if ws.send(message).await.is_err() {
+                                break;
+                            }
                         }
-                    }
-                });
-                while let Some(Ok(message)) = stream.next().await {
-                    if let Message::Text(text) = message
-                        && text.contains("subscribe_assignments")
-                    {
-                        let _ = tx.try_send(Message::text(r#"{"type":"subscribed_assignments"}"#));
+                        received = ws.next() => match received {
+                            Some(Ok(Message::Text(text))) if text.contains("subscribe_assignments") => {
+                                let _ = tx.try_send(Message::text(r#"{"type":"subscribed_assignments"}"#));
+                            }
+                            Some(Ok(_)) => {}
+                            _ => break,
+                        },
                     }
                 }
                 floor.connections.write().unwrap().remove(&id);
-                writer.abort();
             });
         }
     }
