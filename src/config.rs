@@ -24,11 +24,39 @@ pub enum ConfigError {
          the same secret, so set JWT_SECRET on each"
     )]
     ClusterNeedsSecret,
+    #[error("JWT_SECRET is {0} bytes long; it must be at least {MIN_SECRET_BYTES} bytes")]
+    SecretTooShort(usize),
+    #[error(
+        "DATABASE_URL is PostgreSQL but JWT_SECRET is not set: several processes may share that \
+         database, so they must share one secret; set JWT_SECRET (at least {MIN_SECRET_BYTES} bytes)"
+    )]
+    PostgresNeedsSecret,
     #[error("cannot keep the generated JWT secret at {path}: {source}")]
     Secret {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the generated JWT secret file {path} {problem}; fix or remove it, or set JWT_SECRET")]
+    SecretFile { path: PathBuf, problem: String },
+}
+
+/// HS256 keys shorter than the hash output are weak (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A secret that `Debug` never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
 }
 
 /// Every setting of the service; `.env.example` documents each variable.
@@ -39,7 +67,7 @@ pub struct Config {
     /// `DATABASE_URL`: a SQLite file path (created on first run).
     pub database_url: String,
     /// `JWT_SECRET`: HS256 key; generated and kept beside the database when unset.
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     /// `ALLOWED_ORIGINS`: browser origins allowed to open a WebSocket; `None` allows any.
     pub allowed_origins: Option<Vec<String>>,
     /// `ASSIGNMENT_TTL_SECS`: response deadline of an offer when the request names none.
@@ -94,7 +122,13 @@ impl Config {
             }
         }
         let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(ConfigError::SecretTooShort(secret.len()));
+            }
             Some(secret) => secret,
+            None if Backend::of(&database_url) == Backend::Postgres => {
+                return Err(ConfigError::PostgresNeedsSecret);
+            }
             None => generated_secret(&database_url)?,
         };
         let allowed_origins = get("ALLOWED_ORIGINS").map(|list| {
@@ -110,7 +144,7 @@ impl Config {
                 "127.0.0.1:8080".parse().unwrap(),
             )?,
             database_url,
-            jwt_secret,
+            jwt_secret: Secret(jwt_secret),
             allowed_origins,
             assignment_ttl: secs("ASSIGNMENT_TTL_SECS", 300)?,
             subscription_timeout: secs("SUBSCRIPTION_TIMEOUT_SECS", 300)?,
@@ -179,21 +213,17 @@ fn secret_path(database_url: &str) -> PathBuf {
     dir.join("jwt_secret")
 }
 
+/// The secret kept beside the database: read if it exists, else created exclusively, so that two
+/// starts cannot race to different secrets. A file that is there but unusable stops the start
+/// and is never overwritten.
 fn generated_secret(database_url: &str) -> Result<String, ConfigError> {
     let path = secret_path(database_url);
     let err = |source| ConfigError::Secret {
         path: path.clone(),
         source,
     };
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim().to_string();
-        if !existing.is_empty() {
-            log::warn!(
-                "JWT_SECRET is not set; using the generated secret in {}",
-                path.display()
-            );
-            return Ok(existing);
-        }
+    if let Some(existing) = read_secret_file(&path)? {
+        return Ok(existing);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -203,19 +233,92 @@ fn generated_secret(database_url: &str) -> Result<String, ConfigError> {
         let bytes: [u8; 32] = rand::rng().random();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    write_private(&path, &secret).map_err(err)?;
-    log::warn!(
-        "JWT_SECRET is not set; generated one and kept it in {} (mode 0600)",
-        path.display()
-    );
-    Ok(secret)
+    match create_private(&path, &secret) {
+        Ok(()) => {
+            log::warn!(
+                "JWT_SECRET is not set; generated one and kept it in {} (mode 0600)",
+                path.display()
+            );
+            Ok(secret)
+        }
+        // Another start created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret_file(&path)?
+            .ok_or_else(|| ConfigError::SecretFile {
+                path: path.clone(),
+                problem: "is empty".into(),
+            }),
+        Err(e) => Err(err(e)),
+    }
 }
 
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+/// The secret in `path`; `None` when there is no such file.
+fn read_secret_file(path: &std::path::Path) -> Result<Option<String>, ConfigError> {
+    let problem = |problem: String| ConfigError::SecretFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    // A start that has just created the file may not have written it yet.
+    for _ in 0..20 {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(problem(format!("cannot be read ({e})"))),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| problem("is not UTF-8 text".into()))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            continue;
+        }
+        warn_if_exposed(path);
+        log::warn!(
+            "JWT_SECRET is not set; using the generated secret in {}",
+            path.display()
+        );
+        return Ok(Some(secret.to_string()));
+    }
+    Err(problem("is empty".into()))
+}
+
+fn warn_if_exposed(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            log::warn!(
+                "the JWT secret file {} can be read by other users (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+}
+
+fn create_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let secret = "a-secret-that-is-long-enough-for-hs256!";
+        let config = Config::from_lookup(|name| match name {
+            "JWT_SECRET" => Some(secret.into()),
+            "DATABASE_URL" => Some(":memory:".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.jwt_secret.expose(), secret);
+        assert!(!format!("{config:?}").contains(secret));
+    }
 }

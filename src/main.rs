@@ -65,7 +65,8 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             log::error!("{e}");
-            return ExitCode::FAILURE;
+            // 2: the configuration is wrong, as opposed to a failure while running.
+            return ExitCode::from(2);
         }
     };
     let _ = NODE_ID.set(config.node_id.clone());
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
             }
             println!(
                 "{}",
-                JwtKeys::new(&config.jwt_secret).mint(sub, role, master_id, ttl)
+                JwtKeys::new(config.jwt_secret.expose()).mint(sub, role, master_id, ttl)
             );
             ExitCode::SUCCESS
         }

@@ -131,7 +131,7 @@ impl Application {
             };
             node.start(outgoing, parts);
         }
-        let jwt = web::Data::new(JwtKeys::new(&config.jwt_secret));
+        let jwt = web::Data::new(JwtKeys::new(config.jwt_secret.expose()));
         let state = web::Data::new(AppState {
             service,
             node: node.clone(),

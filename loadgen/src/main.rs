@@ -121,7 +121,7 @@ struct RunArgs {
     #[arg(long)]
     server_pid: Option<u32>,
     /// The JWT secret of that dispatcher (tokens are minted here).
-    #[arg(long, default_value = "loadgen-secret")]
+    #[arg(long, default_value = "loadgen-secret-0123456789abcdef0123")]
     jwt_secret: String,
     /// Offer rates tried in the cluster scenario to find the highest sustained, lowest first.
     #[arg(

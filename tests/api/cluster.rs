@@ -388,7 +388,7 @@ fn cluster_mode_refuses_sqlite_and_a_missing_secret() {
     let sqlite = run(&[
         ("REDIS_URL", "redis://127.0.0.1:1"),
         ("DATABASE_URL", "x.db"),
-        ("JWT_SECRET", "s"),
+        ("JWT_SECRET", "a-secret-that-is-long-enough-for-hs256"),
     ]);
     let said = String::from_utf8_lossy(&sqlite.stderr);
     assert!(!sqlite.status.success());

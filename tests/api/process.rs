@@ -166,3 +166,94 @@ async fn stopping_closes_every_client_with_1001() {
     assert_eq!(master.closed().await.code, 1001);
     assert_eq!(anonymous.closed().await.code, 1001);
 }
+
+/// Runs `dispatcher token …` in `dir` with `vars`; answers the exit code and what it printed.
+fn mint(dir: &std::path::Path, vars: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = dispatcher(dir)
+        .envs(vars.iter().copied())
+        .args(["token", "--role", "admin", "--sub", "1"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_short_secret_or_postgres_without_one_stops_the_start_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, said) = mint(dir.path(), &[("JWT_SECRET", "too-short")]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("JWT_SECRET") && said.contains("32"), "{said}");
+
+    let postgres = [("DATABASE_URL", "postgres://u@127.0.0.1:1/d")];
+    let (code, _, said) = mint(dir.path(), &postgres);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("JWT_SECRET") && said.contains("PostgreSQL"),
+        "{said}"
+    );
+    assert!(!dir.path().join("data").exists(), "no secret was generated");
+}
+
+#[test]
+fn a_generated_secret_file_that_is_unusable_stops_the_start_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("jwt_secret")).unwrap();
+    let (code, _, said) = mint(dir.path(), &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("jwt_secret") && said.contains("cannot be read"),
+        "{said}"
+    );
+
+    std::fs::remove_dir(data.join("jwt_secret")).unwrap();
+    std::fs::write(data.join("jwt_secret"), [0xff, 0xfe, 0x00]).unwrap();
+    let (code, _, said) = mint(dir.path(), &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("not UTF-8"), "{said}");
+    assert_eq!(
+        std::fs::read(data.join("jwt_secret")).unwrap(),
+        [0xff, 0xfe, 0x00],
+        "never overwritten"
+    );
+}
+
+#[test]
+fn concurrent_first_starts_agree_on_one_secret_and_an_exposed_file_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let minted: Vec<_> = (0..8)
+        .map(|_| {
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || mint(&dir, &[]))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let file = dir.path().join("data/jwt_secret");
+    let secret = std::fs::read_to_string(&file).unwrap();
+    let keys = dispatcher::auth::JwtKeys::new(secret.trim());
+    for (code, token, said) in &minted {
+        assert_eq!(*code, Some(0), "{said}");
+        assert!(
+            keys.decode(token).is_ok(),
+            "every token is signed with the file's secret"
+        );
+    }
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, _, said) = mint(dir.path(), &[]);
+        assert_eq!(code, Some(0), "{said}");
+        assert!(
+            said.contains("can be read by other users") && said.contains("jwt_secret"),
+            "{said}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ pub use process::*;
 pub use storage::*;
 pub use ws::*;
 
-pub const SECRET: &str = "integration-test-secret";
+pub const SECRET: &str = "integration-test-secret-0123456789";
 /// How long a test waits for a message it expects.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
