@@ -208,6 +208,26 @@ where
     .map_err(|_| DbError::Cancelled)?
 }
 
+/// Locks an order's row and then its pending offers' rows, lowest id first. Every transaction that
+/// touches an order and its offers takes its locks in this one order, so concurrent accepts,
+/// offers, closes and expiries wait for each other instead of deadlocking. On SQLite
+/// `BEGIN IMMEDIATE` already serializes writers, so this is PostgreSQL's alone.
+pub fn lock_order(conn: &mut DbConn, order_id: i64) -> Result<(), QueryError> {
+    use diesel::{RunQueryDsl, sql_types::BigInt};
+    if let DbConn::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+            .bind::<BigInt, _>(order_id)
+            .execute(pg)?;
+        diesel::sql_query(
+            "SELECT id FROM assignments WHERE order_id = $1 AND status = 'pending' \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind::<BigInt, _>(order_id)
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so a
 /// transaction that reads before writing queues for the lock instead of failing on upgrade;
 /// PostgreSQL's row locks need no such help. This is the one place the dialects differ.

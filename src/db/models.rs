@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use diesel::{prelude::*, result::Error as QueryError};
 
 use super::{
-    DbConn, is_unique_violation,
+    DbConn, is_unique_violation, lock_order,
     schema::{assignments, masters, orders},
     write_tx,
 };
@@ -100,6 +100,7 @@ impl Order {
         now: i64,
     ) -> QueryResult<Option<(Order, Vec<Assignment>)>> {
         write_tx(conn, |conn| {
+            lock_order(conn, id)?;
             let updated = diesel::update(orders::table.find(id))
                 .set((orders::status.eq(status), orders::updated_at.eq(now)))
                 .execute(conn)?;
@@ -223,6 +224,7 @@ impl Assignment {
         expires_at: i64,
     ) -> QueryResult<Result<Assignment, OfferRefused>> {
         write_tx(conn, |conn| {
+            lock_order(conn, order_id)?;
             let Some(order) = Order::find(conn, order_id)? else {
                 return Ok(Err(OfferRefused::OrderNotFound));
             };
@@ -294,6 +296,11 @@ impl Assignment {
     /// The first accept of an order wins it: the order becomes `assigned` to the acceptor and its other offers are cancelled.
     pub fn accept(conn: &mut DbConn, id: i64, now: i64) -> QueryResult<Option<Accepted>> {
         let outcome = write_tx(conn, |conn| {
+            let order_id: i64 = assignments::table
+                .find(id)
+                .select(assignments::order_id)
+                .first(conn)?;
+            lock_order(conn, order_id)?;
             if !Self::decide(
                 conn,
                 id,
@@ -349,6 +356,7 @@ impl Assignment {
             .filter(assignments::order_id.eq(order_id))
             .filter(assignments::status.eq(AssignmentStatus::Pending))
             .filter(assignments::id.ne(except.unwrap_or(-1)))
+            .order(assignments::id.asc())
             .select(assignments::id)
             .load(conn)?;
         let mut cancelled = Vec::with_capacity(pending.len());
@@ -369,9 +377,12 @@ impl Assignment {
 
     /// Expires those of `ids` whose deadline has passed and that are still pending.
     pub fn expire_due(conn: &mut DbConn, ids: &[i64], now: i64) -> QueryResult<Vec<Assignment>> {
+        // Lowest id first, the order `lock_order` takes offers in.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
         write_tx(conn, |conn| {
             let mut expired = Vec::new();
-            for &id in ids {
+            for &id in &ids {
                 if Self::decide(
                     conn,
                     id,

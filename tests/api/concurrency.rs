@@ -45,7 +45,7 @@ async fn concurrent_accepts_of_one_offer_decide_it_once(db: Db) {
 
 async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
     let app = &spawn_app(db).await;
-    for round in 0..5 {
+    for round in 0..30 {
         app.put_order(round, 7).await;
         let masters = [3, 4, 5, 6];
         let mut ids = Vec::new();
@@ -74,6 +74,12 @@ async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
             .map(|(m, _)| *m)
             .collect();
         assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        // Losers are told the offer is gone, never an internal error (a deadlock).
+        assert!(
+            results.iter().all(|(_, (s, b))| *s == StatusCode::OK
+                || (*s == StatusCode::CONFLICT && b["code"] == "assignment_not_pending")),
+            "round {round}: {results:?}"
+        );
         let statuses: Vec<String> = join_all(ids.iter().map(|&id| app.get_assignment(id)))
             .await
             .iter()
@@ -101,7 +107,33 @@ async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
     }
 }
 
+/// An offer made while another master accepts the order must not stay pending on a taken order.
+async fn an_offer_racing_an_accept_never_stays_pending_on_a_taken_order(db: Db) {
+    let app = &spawn_app(db).await;
+    for round in 0..200 {
+        app.put_order(round, 7).await;
+        let (first, _) = app.offer_ok(round, 3, None).await;
+        let (path, token) = (
+            format!("/api/v1/assignments/{first}/accept"),
+            app.master_token(3),
+        );
+        let accept = app.request(Method::POST, &path, Some(&token), None);
+        let ((accepted, _), (offered, body)) = tokio::join!(accept, app.offer(round, 4, None));
+        assert_eq!(accepted, StatusCode::OK);
+        match offered {
+            StatusCode::CONFLICT => assert_eq!(body["code"], "conflict"),
+            StatusCode::CREATED => {
+                let late = body["assignment"]["id"].as_i64().unwrap();
+                let stored = app.get_assignment(late).await;
+                assert_eq!(stored["status"], "cancelled", "round {round}: {stored}");
+            }
+            other => panic!("round {round}: offer answered {other}: {body}"),
+        }
+    }
+}
+
 on_both_backends!(
     concurrent_accepts_of_one_offer_decide_it_once,
+    an_offer_racing_an_accept_never_stays_pending_on_a_taken_order,
     when_masters_race_for_one_order_the_first_accept_wins_it,
 );
