@@ -69,10 +69,12 @@ impl Order {
         now: i64,
     ) -> QueryResult<Order> {
         write_tx(conn, |conn| {
-            let updated = diesel::update(orders::table.find(id))
-                .set((fields, orders::updated_at.eq(now)))
-                .execute(conn)?;
-            if updated == 0 {
+            let update = |conn: &mut DbConn| {
+                diesel::update(orders::table.find(id))
+                    .set((fields, orders::updated_at.eq(now)))
+                    .execute(conn)
+            };
+            update_or_insert(conn, update, |conn| {
                 diesel::insert_into(orders::table)
                     .values((
                         orders::id.eq(id),
@@ -86,8 +88,8 @@ impl Order {
                         orders::created_at.eq(now),
                         orders::updated_at.eq(now),
                     ))
-                    .execute(conn)?;
-            }
+                    .execute(conn)
+            })?;
             orders::table.find(id).first(conn)
         })
     }
@@ -441,18 +443,20 @@ pub struct Master {
 impl Master {
     pub fn set_shift(conn: &mut DbConn, id: i64, on_shift: bool, now: i64) -> QueryResult<Master> {
         write_tx(conn, |conn| {
-            let updated = diesel::update(masters::table.find(id))
-                .set((masters::on_shift.eq(on_shift), masters::updated_at.eq(now)))
-                .execute(conn)?;
-            if updated == 0 {
+            let update = |conn: &mut DbConn| {
+                diesel::update(masters::table.find(id))
+                    .set((masters::on_shift.eq(on_shift), masters::updated_at.eq(now)))
+                    .execute(conn)
+            };
+            update_or_insert(conn, update, |conn| {
                 diesel::insert_into(masters::table)
                     .values((
                         masters::id.eq(id),
                         masters::on_shift.eq(on_shift),
                         masters::updated_at.eq(now),
                     ))
-                    .execute(conn)?;
-            }
+                    .execute(conn)
+            })?;
             masters::table.find(id).first(conn)
         })
     }
@@ -464,5 +468,22 @@ impl Master {
             .select((masters::id, masters::on_shift))
             .load(conn)?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+/// Updates a row, or inserts it when there is none. Two first writes of one id may both find no
+/// row; the insert that loses to the unique key is undone to a savepoint and becomes an update.
+fn update_or_insert(
+    conn: &mut DbConn,
+    update: impl Fn(&mut DbConn) -> QueryResult<usize>,
+    insert: impl FnOnce(&mut DbConn) -> QueryResult<usize>,
+) -> QueryResult<()> {
+    if update(conn)? > 0 {
+        return Ok(());
+    }
+    match conn.transaction(insert) {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => update(conn).map(drop),
+        Err(e) => Err(e),
     }
 }

@@ -132,7 +132,31 @@ async fn an_offer_racing_an_accept_never_stays_pending_on_a_taken_order(db: Db) 
     }
 }
 
+/// Twenty first writes of one new order, and of one new master's shift, all succeed.
+async fn concurrent_first_writes_of_one_id_all_succeed(db: Db) {
+    let app = &spawn_app(db).await;
+    let token = app.service_token();
+    let body = json!({"clientUserId": 7, "address": "Lenina 1", "deviceType": "d", "problem": "p"});
+    for id in 500..510 {
+        let (order, shift) = (
+            format!("/api/v1/orders/{id}"),
+            format!("/api/v1/masters/{id}/shift"),
+        );
+        let puts =
+            (0..20).map(|_| app.request(Method::PUT, &order, Some(&token), Some(body.clone())));
+        let shifts = (0..20).map(|i| {
+            let on = json!({"onShift": i % 2 == 0});
+            app.request(Method::PUT, &shift, Some(&token), Some(on))
+        });
+        let (puts, shifts) = tokio::join!(join_all(puts), join_all(shifts));
+        for (status, body) in puts.iter().chain(&shifts) {
+            assert_eq!(*status, StatusCode::OK, "id {id}: {body}");
+        }
+    }
+}
+
 on_both_backends!(
+    concurrent_first_writes_of_one_id_all_succeed,
     concurrent_accepts_of_one_offer_decide_it_once,
     an_offer_racing_an_accept_never_stays_pending_on_a_taken_order,
     when_masters_race_for_one_order_the_first_accept_wins_it,
