@@ -25,6 +25,8 @@ pub enum AppError {
     Conflict(String),
     #[error("too many messages; this one was dropped")]
     RateLimited,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("the database is not answering; try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -49,6 +51,7 @@ impl AppError {
             AppError::NotPending(_) => "assignment_not_pending",
             AppError::Conflict(_) => "conflict",
             AppError::RateLimited => "rate_limited",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::Unavailable => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -89,6 +92,7 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::NotPending(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -2,6 +2,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Id;
 use crate::{
     auth::{MasterUser, StaffOrMaster},
     domain::MasterId,
@@ -31,10 +32,10 @@ pub async fn my_assignments(
 pub async fn set_shift(
     StaffOrMaster(user): StaffOrMaster,
     app: web::Data<AppState>,
-    id: web::Path<i64>,
+    Id(id): Id,
     body: web::Json<ShiftBody>,
 ) -> Result<HttpResponse, AppError> {
-    let master_id = id.into_inner();
+    let master_id = id;
     if !user.role.is_staff() && user.master() != Some(MasterId(master_id)) {
         return Err(AppError::Forbidden(
             "a master may only change his own shift".into(),

@@ -292,7 +292,86 @@ async fn unknown_paths_are_404_in_the_error_shape(db: Db) {
     .await;
 }
 
+async fn bodies_are_bounded_and_ids_and_texts_checked(db: Db) {
+    let app = spawn_app(db).await;
+    let service = app.service_token();
+    let order = |address: String| json!({"clientUserId": 7, "address": address, "deviceType": "d", "problem": "p"});
+    let huge = "x".repeat(70 * 1024);
+    let put = |path: &'static str, body| {
+        expect(
+            &app,
+            Method::PUT,
+            path,
+            Some(&service),
+            Some(body),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        )
+    };
+    put("/api/v1/orders/1", order(huge.clone())).await;
+
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            "/api/v1/orders/1",
+            Some(&service),
+            Some(order("x".repeat(501))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("address"),
+        "{body}"
+    );
+    app.put_order(1, 7).await;
+
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/v1/orders/0",
+            Some(order("Lenina 1".into())),
+        ),
+        (Method::GET, "/api/v1/assignments/-4", None),
+        (
+            Method::POST,
+            "/api/v1/assignments",
+            Some(json!({"orderId": 1, "masterId": -3})),
+        ),
+    ] {
+        let token = if method == Method::GET {
+            app.admin_token()
+        } else {
+            service.clone()
+        };
+        expect(
+            &app,
+            method,
+            path,
+            Some(&token),
+            body,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+    }
+
+    let (id, _) = app.offer_ok(1, 3, None).await;
+    let reject = app
+        .http
+        .post(format!("{}/api/v1/assignments/{id}/reject", app.address))
+        .bearer_auth(app.master_token(3))
+        .body(format!(r#"{{"reason":"{huge}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reject.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = reject.json().await.unwrap();
+    assert_eq!(body["code"], "payload_too_large");
+    assert_eq!(app.get_assignment(id).await["status"], "pending");
+}
+
 on_both_backends!(
+    bodies_are_bounded_and_ids_and_texts_checked,
     checks_run_in_order_401_403_400_404_409,
     the_master_sees_his_own_assignment,
     health_answers_without_a_token,
