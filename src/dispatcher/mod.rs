@@ -19,7 +19,7 @@ use messages::{CloseConnection, ConnId, PingClock};
 pub use route::{Audience, route};
 
 use crate::{
-    auth::AuthUser,
+    auth::{AuthUser, Role},
     domain::{AssignmentId, MasterId, UserId},
     outbox::{Outbox, QueueError},
     time::now_ms,
@@ -116,12 +116,19 @@ impl Dispatcher {
                 }
                 self.deliver_each(targets.to_vec(), text)
             }
-            Audience::User(user_id) => {
+            Audience::Client(user_id) => {
                 let targets = self.by_user.get(&user_id).map_or(&[][..], Vec::as_slice);
-                if let [only] = *targets {
-                    return usize::from(self.send_to(only, text));
-                }
-                self.deliver_each(targets.to_vec(), text)
+                let clients = targets
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        self.connections
+                            .get(id)
+                            .and_then(|c| c.user)
+                            .is_some_and(|u| u.role == Role::Client)
+                    })
+                    .collect();
+                self.deliver_each(clients, text)
             }
             Audience::EventListeners => {
                 let targets = self.event_listeners.iter().copied().collect();

@@ -13,8 +13,8 @@ pub enum Audience {
     Offer(MasterId, AssignmentId),
     /// All of a master's connections.
     Master(MasterId),
-    /// All connections of a user.
-    User(UserId),
+    /// The connections of a client user (role `client`).
+    Client(UserId),
     /// Service and admin connections that subscribed to events.
     EventListeners,
 }
@@ -61,7 +61,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 status: change.status,
                 updated_at: iso(change.updated_at),
             };
-            let mut frames = vec![(Audience::User(change.client_user_id), message.clone())];
+            let mut frames = vec![(Audience::Client(change.client_user_id), message.clone())];
             frames.extend(change.master_id.map(|m| (Audience::Master(m), message)));
             frames
         }

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Id, MAX_BODY_BYTES, at_most, positive};
+use super::{MAX_BODY_BYTES, at_most};
 use crate::{
     auth::{AuthUser, MasterUser, Staff},
     error::AppError,
@@ -31,12 +31,11 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let (order_id, master_id) = (
-        positive("orderId", body.order_id)?,
-        positive("masterId", body.master_id)?,
-    );
     let ttl = body.ttl_seconds.map(Duration::from_secs);
-    let (assignment, delivered) = app.service.offer(order_id, master_id, ttl).await?;
+    let (assignment, delivered) = app
+        .service
+        .offer(body.order_id, body.master_id, ttl)
+        .await?;
     Ok(HttpResponse::Created().json(json!({
         "assignment": AssignmentView::from(&assignment),
         "delivered": delivered,
@@ -46,30 +45,30 @@ pub async fn create(
 pub async fn get(
     user: AuthUser,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     if !user.role.is_staff() && user.master().is_none() {
         return Err(AppError::Forbidden(
             "only staff and masters see assignments".into(),
         ));
     }
-    let assignment = app.service.get_assignment(user, id).await?;
+    let assignment = app.service.get_assignment(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
 pub async fn accept(
     MasterUser(user): MasterUser,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let accepted = app.service.accept(user, id).await?;
+    let accepted = app.service.accept(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&accepted.assignment)))
 }
 
 pub async fn reject(
     MasterUser(user): MasterUser,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
     body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let body = body
@@ -84,15 +83,15 @@ pub async fn reject(
             .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
     };
     let reason = body.reason.map(|r| at_most("reason", 500, r)).transpose()?;
-    let assignment = app.service.reject(user, id, reason).await?;
+    let assignment = app.service.reject(user, id.into_inner(), reason).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
 pub async fn cancel(
     Staff(user): Staff,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let assignment = app.service.cancel(user, id).await?;
+    let assignment = app.service.cancel(user, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }

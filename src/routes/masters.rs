@@ -2,7 +2,6 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Id;
 use crate::{
     auth::{MasterUser, StaffOrMaster},
     domain::MasterId,
@@ -32,10 +31,10 @@ pub async fn my_assignments(
 pub async fn set_shift(
     StaffOrMaster(user): StaffOrMaster,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
     body: web::Json<ShiftBody>,
 ) -> Result<HttpResponse, AppError> {
-    let master_id = id;
+    let master_id = id.into_inner();
     if !user.role.is_staff() && user.master() != Some(MasterId(master_id)) {
         return Err(AppError::Forbidden(
             "a master may only change his own shift".into(),

@@ -6,11 +6,7 @@ mod health;
 mod masters;
 mod orders;
 
-use std::future::{Ready, ready};
-
-use actix_web::{
-    FromRequest, HttpRequest, dev::Payload, error::JsonPayloadError, error::PathError, web,
-};
+use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
 use crate::error::AppError;
 
@@ -77,35 +73,6 @@ async fn not_upgraded() -> Result<actix_web::HttpResponse, AppError> {
 
 /// The largest request body taken, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The `{id}` of a path: 404 when it is not a number, 400 when it is not positive.
-pub struct Id(pub i64);
-
-impl FromRequest for Id {
-    type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parsed = req
-            .match_info()
-            .get("id")
-            .and_then(|id| id.parse::<i64>().ok())
-            .ok_or_else(|| AppError::NotFound(format!("nothing at {}", req.path())))
-            .and_then(|id| positive("id", id).map(Id));
-        ready(parsed)
-    }
-}
-
-/// Refuses an id that is zero or negative, naming the field.
-fn positive(field: &str, id: i64) -> Result<i64, AppError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(AppError::BadRequest(format!(
-            "{field} must be a positive integer"
-        )))
-    }
-}
 
 /// Refuses text longer than `max` characters, naming the field.
 fn at_most(field: &str, max: usize, value: String) -> Result<String, AppError> {

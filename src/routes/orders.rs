@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{Id, at_most, positive, required};
+use super::{at_most, required};
 use crate::{
     auth::Staff, db::models::OrderFields, domain::OrderStatus, error::AppError, state::AppState,
     views::OrderView,
@@ -26,15 +26,15 @@ pub struct StatusBody {
 pub async fn upsert(
     _: Staff,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
     body: web::Json<OrderBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let fields = OrderFields {
-        client_user_id: positive("clientUserId", body.client_user_id)?,
+        client_user_id: body.client_user_id,
         address: at_most("address", 500, required("address", body.address)?)?,
         device_type: at_most("deviceType", 100, required("deviceType", body.device_type)?)?,
-        problem: at_most("problem", 2000, required("problem", body.problem)?)?,
+        problem: at_most("problem", 60_000, required("problem", body.problem)?)?,
         client_name: body
             .client_name
             .map(|n| at_most("clientName", 200, n))
@@ -44,19 +44,22 @@ pub async fn upsert(
             .map(|p| at_most("clientPhone", 50, p))
             .transpose()?,
     };
-    let order = app.service.upsert_order(id, fields).await?;
+    let order = app.service.upsert_order(id.into_inner(), fields).await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }
 
 pub async fn set_status(
     _: Staff,
     app: web::Data<AppState>,
-    Id(id): Id,
+    id: web::Path<i64>,
     body: web::Json<StatusBody>,
 ) -> Result<HttpResponse, AppError> {
     let status: OrderStatus = body.into_inner().status.parse().map_err(|_| {
         AppError::BadRequest(format!("status must be one of {}", OrderStatus::list()))
     })?;
-    let order = app.service.set_order_status(id, status).await?;
+    let order = app
+        .service
+        .set_order_status(id.into_inner(), status)
+        .await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }

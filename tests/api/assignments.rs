@@ -492,7 +492,36 @@ async fn an_offer_racing_a_new_subscription_arrives_exactly_once(db: Db) {
     }
 }
 
+/// Status pushes reach the order's client as a client, not whoever shares the number as `sub`.
+async fn order_status_updates_go_to_the_client_role_only(db: Db) {
+    let app = spawn_app(db).await;
+    app.put_order(10, 7).await;
+    let mut client = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
+    client.recv_type("auth_success").await;
+    let mut same_sub = app
+        .ws(&format!("/ws?token={}", app.token(Role::Admin, 7, None)))
+        .await;
+    same_sub.recv_type("auth_success").await;
+    let (status, _) = app
+        .request(
+            reqwest::Method::PATCH,
+            "/api/v1/orders/10/status",
+            Some(&app.service_token()),
+            Some(json!({"status": "in_progress"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let update = client.recv_type("order_status_update").await;
+    assert_eq!(update["status"], "in_progress");
+    same_sub
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await;
+}
+
 on_both_backends!(
+    order_status_updates_go_to_the_client_role_only,
     an_offer_racing_a_new_subscription_arrives_exactly_once,
     an_offer_reaches_the_subscribed_master_with_basic_information_only,
     delivered_counts_every_subscribed_connection_of_the_master,

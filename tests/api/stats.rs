@@ -134,7 +134,7 @@ async fn a_client_that_stops_reading_is_disconnected(db: Db) {
     let app = spawn_app_with(db, vec![("MAX_QUEUED_MESSAGES", "4".into())]).await;
     let _stuck = app.subscribed_master(3).await;
     let mut healthy = app.subscribed_master(4).await;
-    let big_problem = "x".repeat(64 * 1024);
+    let big_problem = "x".repeat(60_000);
     let mut dropped_after = None;
     for order in 0..400 {
         let body =
