@@ -58,8 +58,23 @@ fn init_logging() {
         .init();
 }
 
+/// A panic in database work is caught and answered with 500. Anywhere else (the Dispatcher, the
+/// expiry actor, a worker) it would leave a half-dead process that still answers `/health`, so
+/// the process exits instead, and the process manager's restart runs start-up recovery.
+fn exit_on_panic_outside_database_work() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        if !dispatcher::db::in_database_task() {
+            log::error!("panic outside database work: exiting so that a restart recovers; {info}");
+            std::process::exit(70);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     init_logging();
+    exit_on_panic_outside_database_work();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -58,6 +58,8 @@ pub enum DbError {
     Migration(String),
     #[error("the blocking database task was cancelled")]
     Cancelled,
+    #[error("the database task panicked (a bug)")]
+    Panicked,
 }
 
 impl DbError {
@@ -66,7 +68,7 @@ impl DbError {
         match self {
             DbError::Pool(_) | DbError::Connect(_) | DbError::Cancelled => true,
             DbError::Query(e) => is_connection_lost(e),
-            DbError::Migration(_) => false,
+            DbError::Migration(_) | DbError::Panicked => false,
         }
     }
 }
@@ -202,10 +204,23 @@ where
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get().map_err(DbError::from)?;
-        f(&mut conn)
+        IN_DATABASE_TASK.set(true);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)));
+        IN_DATABASE_TASK.set(false);
+        outcome.map_err(|_| E::from(DbError::Panicked))?
     })
     .await
     .map_err(|_| DbError::Cancelled)?
+}
+
+thread_local! {
+    static IN_DATABASE_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is running database work, whose panics are caught and answered with 500.
+/// A panic anywhere else leaves the process half-dead, so the binary exits on it.
+pub fn in_database_task() -> bool {
+    IN_DATABASE_TASK.get()
 }
 
 /// Locks an order's row and then its pending offers' rows, lowest id first. Every transaction that
@@ -249,5 +264,22 @@ where
             <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_database_work_is_a_bug_not_an_outage() {
+        let pool = pool(":memory:", 1, Duration::from_secs(1));
+        let outcome = actix_web::rt::System::new().block_on(async {
+            run::<(), DbError, _>(&pool, |_| panic!("a bug in a query")).await
+        });
+        let error = outcome.expect_err("the panic is caught");
+        assert!(matches!(error, DbError::Panicked), "{error}");
+        assert!(!error.is_unavailable());
+        assert!(!in_database_task(), "the flag is cleared on this thread");
     }
 }
