@@ -274,9 +274,8 @@ mod tests {
     #[test]
     fn a_panic_in_database_work_is_a_bug_not_an_outage() {
         let pool = pool(":memory:", 1, Duration::from_secs(1));
-        let outcome = actix_web::rt::System::new().block_on(async {
-            run::<(), DbError, _>(&pool, |_| panic!("a bug in a query")).await
-        });
+        let outcome = actix_web::rt::System::new()
+            .block_on(async { run::<(), DbError, _>(&pool, |_| panic!("a bug in a query")).await });
         let error = outcome.expect_err("the panic is caught");
         assert!(matches!(error, DbError::Panicked), "{error}");
         assert!(!error.is_unavailable());
