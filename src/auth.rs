@@ -49,7 +49,12 @@ impl Role {
 /// What a token says about its bearer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
-    #[serde(deserialize_with = "id_from_string_or_number")]
+    /// A number or a decimal string on input; minted as a string (RFC 7519's StringOrURI), which
+    /// strict libraries such as PyJWT require.
+    #[serde(
+        deserialize_with = "id_from_string_or_number",
+        serialize_with = "id_as_string"
+    )]
     pub sub: i64,
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +92,10 @@ impl AuthUser {
     }
 }
 
+fn id_as_string<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -109,17 +118,39 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 impl JwtKeys {
+    /// Keys that check no audience or issuer: a token may carry either and is accepted.
     pub fn new(secret: &str) -> Self {
+        Self::checking(secret, None, None)
+    }
+
+    /// Keys that, for each of `audience` and `issuer` that is set, require the claim and check it.
+    pub fn checking(secret: &str, audience: Option<&str>, issuer: Option<&str>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            audience: audience.map(str::to_string),
+            issuer: issuer.map(str::to_string),
         }
     }
 
@@ -133,6 +164,8 @@ impl JwtKeys {
                 }
                 ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
                 _ => AuthError::Invalid("malformed token".into()),
             })?
             .claims;
@@ -146,8 +179,23 @@ impl JwtKeys {
         })
     }
 
+    /// Signs `claims`, adding the audience and issuer these keys check.
     pub fn encode(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        #[derive(Serialize)]
+        struct Minted<'a> {
+            #[serde(flatten)]
+            claims: &'a Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+        }
+        let minted = Minted {
+            claims,
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &minted, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 

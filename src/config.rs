@@ -92,6 +92,10 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `DB_TIMEOUT_SECS`: how long a request waits for a database connection.
     pub db_timeout: Duration,
+    /// `JWT_AUDIENCE`: when set, tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// `JWT_ISSUER`: when set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
     /// `REDIS_URL`: when set, this process is one node of a cluster that shares events over Redis.
     pub redis_url: Option<String>,
     /// `NODE_ID`: this node's name in logs, stats and `/health`; unique per process by default.
@@ -99,6 +103,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The keys that sign and check tokens as this configuration says.
+    pub fn jwt_keys(&self) -> crate::auth::JwtKeys {
+        crate::auth::JwtKeys::checking(
+            self.jwt_secret.expose(),
+            self.jwt_audience.as_deref(),
+            self.jwt_issuer.as_deref(),
+        )
+    }
+
     /// Reads `.env` (if present) and then the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
@@ -158,6 +171,8 @@ impl Config {
                 .max(1),
             db_pool_size: parse("DB_POOL_SIZE", get("DB_POOL_SIZE"), 8)?.max(1),
             db_timeout: secs("DB_TIMEOUT_SECS", 5)?,
+            jwt_audience: get("JWT_AUDIENCE").map(|a| a.trim().to_string()),
+            jwt_issuer: get("JWT_ISSUER").map(|i| i.trim().to_string()),
             redis_url,
             node_id: get("NODE_ID")
                 .map(|id| id.trim().to_string())

@@ -1,11 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dispatcher::{
-    auth::{JwtKeys, Role},
-    config::Config,
-    startup::Application,
-};
+use dispatcher::{auth::Role, config::Config, startup::Application};
 
 #[derive(Parser)]
 #[command(
@@ -96,10 +92,7 @@ fn main() -> ExitCode {
                 eprintln!("--master-id is required for --role master");
                 return ExitCode::FAILURE;
             }
-            println!(
-                "{}",
-                JwtKeys::new(config.jwt_secret.expose()).mint(sub, role, master_id, ttl)
-            );
+            println!("{}", config.jwt_keys().mint(sub, role, master_id, ttl));
             ExitCode::SUCCESS
         }
         None => serve(config),

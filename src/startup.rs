@@ -16,7 +16,6 @@ use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
 use crate::{
-    auth::JwtKeys,
     cluster::{Node, Parts},
     config::{Config, ConfigError},
     db::{self, Backend, DbError, DbPool},
@@ -131,7 +130,7 @@ impl Application {
             };
             node.start(outgoing, parts);
         }
-        let jwt = web::Data::new(JwtKeys::new(config.jwt_secret.expose()));
+        let jwt = web::Data::new(config.jwt_keys());
         let state = web::Data::new(AppState {
             service,
             node: node.clone(),

@@ -182,6 +182,22 @@ fn mint(dir: &std::path::Path, vars: &[(&str, &str)]) -> (Option<i32>, String, S
 }
 
 #[test]
+fn the_token_command_mints_sub_as_a_string() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, token, said) = mint(dir.path(), &[("JWT_SECRET", SECRET)]);
+    assert_eq!(code, Some(0), "{said}");
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], json!("1"), "{claims}");
+}
+
+#[test]
 fn a_short_secret_or_postgres_without_one_stops_the_start_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, said) = mint(dir.path(), &[("JWT_SECRET", "too-short")]);

@@ -189,7 +189,63 @@ async fn a_connection_that_never_authenticates_is_closed_with_1008(db: Db) {
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
 
+fn token_with(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn first_auth_reply(app: &TestApp, token: &str) -> serde_json::Value {
+    let mut ws = app.ws(&format!("/ws?token={token}")).await;
+    ws.recv().await
+}
+
+/// Tokens from common identity providers carry `aud` and `iss`: accepted unless configured, and
+/// then required and checked.
+async fn audience_and_issuer_are_checked_only_when_configured(db: Db) {
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"sub": "5", "role": "admin", "exp": 4_000_000_000u64});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        token_with(c)
+    };
+    let open = spawn_app(db).await;
+    let from_idp = claims(serde_json::json!({"aud": "some-app", "iss": "https://idp"}));
+    assert_eq!(
+        first_auth_reply(&open, &from_idp).await["type"],
+        "auth_success"
+    );
+
+    let strict = spawn_app_with(
+        db,
+        vec![
+            ("JWT_AUDIENCE", "dispatcher".into()),
+            ("JWT_ISSUER", "https://idp".into()),
+        ],
+    )
+    .await;
+    let right = claims(serde_json::json!({"aud": "dispatcher", "iss": "https://idp"}));
+    assert_eq!(
+        first_auth_reply(&strict, &right).await["type"],
+        "auth_success"
+    );
+    for wrong in [
+        claims(serde_json::json!({})),
+        claims(serde_json::json!({"aud": "some-app", "iss": "https://idp"})),
+        claims(serde_json::json!({"aud": "dispatcher", "iss": "https://other"})),
+        claims(serde_json::json!({"aud": "dispatcher"})),
+    ] {
+        let reply = first_auth_reply(&strict, &wrong).await;
+        assert_eq!(reply["type"], "auth_error", "{reply}");
+    }
+}
+
 on_both_backends!(
+    audience_and_issuer_are_checked_only_when_configured,
     connected_comes_first_with_an_opaque_id_and_millisecond_utc_time,
     a_query_token_authenticates_on_both_paths,
     a_bearer_header_authenticates,
