@@ -12,14 +12,6 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dispatcher");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn dispatcher(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
@@ -27,19 +19,6 @@ fn dispatcher(dir: &std::path::Path) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info");
     cmd
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/health")).await
-            && resp.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not become healthy");
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
@@ -98,7 +77,7 @@ async fn the_token_command_and_server_share_a_generated_secret_and_sigterm_close
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_healthy(port).await;
+    wait_health(port, reqwest::StatusCode::OK, Duration::from_secs(10)).await;
     assert!(dir.path().join("data/dispatcher.db").exists());
 
     let mut ws = WsClient::connect(
