@@ -4,7 +4,7 @@ use std::{env, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
-use crate::db::Backend;
+use crate::{client_addr::TrustedProxies, db::Backend};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -80,14 +80,24 @@ pub struct Config {
     pub active_window: Duration,
     /// `AUTH_TIMEOUT_SECS`: an unauthenticated connection is closed after this long.
     pub auth_timeout: Duration,
+    /// `TOKEN_EXPIRY_NOTICE_SECS`: how long before a connection's token runs out it is warned.
+    pub token_expiry_notice: Duration,
     /// `MAX_MESSAGE_BYTES`: larger inbound frames close the connection with 1009.
     pub max_message_bytes: usize,
     /// `RATE_LIMIT_PER_SEC`: sustained inbound messages per connection.
     pub rate_limit_per_sec: u32,
     /// `RATE_LIMIT_BURST`: inbound messages a connection may send at once.
     pub rate_limit_burst: u32,
-    /// `MAX_QUEUED_MESSAGES`: outbound queue per connection; a full queue closes it.
-    pub max_queued_messages: usize,
+    /// `MAX_QUEUED_BYTES`: unsent bytes a connection may have before it is a slow consumer.
+    pub max_queued_bytes: usize,
+    /// `MAX_CONNECTIONS`: WebSocket connections this process takes; more get 503.
+    pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_USER`: a master's or client's connections; a newer one replaces the oldest.
+    pub max_connections_per_user: usize,
+    /// `MAX_UNAUTHENTICATED_PER_IP`: connections from one address not yet authenticated; more get 429.
+    pub max_unauthenticated_per_ip: usize,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// `DB_POOL_SIZE`: database connections kept open.
     pub db_pool_size: u32,
     /// `DB_TIMEOUT_SECS`: how long a request waits for a database connection.
@@ -164,11 +174,32 @@ impl Config {
             cleanup_interval: secs("CLEANUP_INTERVAL_SECS", 60)?.max(Duration::from_secs(1)),
             active_window: secs("ACTIVE_WINDOW_SECS", 90)?,
             auth_timeout: secs("AUTH_TIMEOUT_SECS", 10)?,
+            token_expiry_notice: secs("TOKEN_EXPIRY_NOTICE_SECS", 60)?,
             max_message_bytes: parse("MAX_MESSAGE_BYTES", get("MAX_MESSAGE_BYTES"), 65536)?,
             rate_limit_per_sec: parse("RATE_LIMIT_PER_SEC", get("RATE_LIMIT_PER_SEC"), 20)?,
             rate_limit_burst: parse("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST"), 40)?,
-            max_queued_messages: parse("MAX_QUEUED_MESSAGES", get("MAX_QUEUED_MESSAGES"), 256)?
-                .max(1),
+            max_queued_bytes: parse("MAX_QUEUED_BYTES", get("MAX_QUEUED_BYTES"), 1 << 20)?.max(1),
+            max_connections: parse(
+                "MAX_CONNECTIONS",
+                get("MAX_CONNECTIONS"),
+                default_max_connections(),
+            )?,
+            max_connections_per_user: parse(
+                "MAX_CONNECTIONS_PER_USER",
+                get("MAX_CONNECTIONS_PER_USER"),
+                10,
+            )?
+            .max(1),
+            max_unauthenticated_per_ip: parse(
+                "MAX_UNAUTHENTICATED_PER_IP",
+                get("MAX_UNAUTHENTICATED_PER_IP"),
+                100,
+            )?,
+            trusted_proxies: parse(
+                "TRUSTED_PROXIES",
+                get("TRUSTED_PROXIES"),
+                TrustedProxies::default(),
+            )?,
             db_pool_size: parse("DB_POOL_SIZE", get("DB_POOL_SIZE"), 8)?.max(1),
             db_timeout: secs("DB_TIMEOUT_SECS", 5)?,
             jwt_audience: get("JWT_AUDIENCE").map(|a| a.trim().to_string()),
@@ -178,6 +209,57 @@ impl Config {
                 .map(|id| id.trim().to_string())
                 .unwrap_or_else(default_node_id),
         })
+    }
+}
+
+/// Open files kept for HTTP requests, the database and logs, out of the process's limit.
+const FILES_KEPT_FOR_OTHER_USES: u64 = 1024;
+
+/// The open-files limit less what HTTP and the database need. Under a small limit (1,024 is a
+/// common default) that would leave nothing, so then half of it is used.
+fn default_max_connections() -> usize {
+    let limit = open_files_limit();
+    let rest = limit
+        .saturating_sub(FILES_KEPT_FOR_OTHER_USES)
+        .max(limit / 2);
+    usize::try_from(rest).unwrap_or(usize::MAX)
+}
+
+#[cfg(unix)]
+fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return FILES_KEPT_FOR_OTHER_USES;
+    }
+    limit.rlim_cur
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> u64 {
+    8192
+}
+
+/// Raises the soft open-files limit to the hard one, as servers that hold many sockets do.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! dispatcher: pushes field-service offers to masters over WebSocket, with deadlines that expire on time.
 
 pub mod auth;
+pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod db;

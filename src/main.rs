@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     init_logging();
     exit_on_panic_outside_database_work();
     let cli = Cli::parse();
+    dispatcher::config::raise_open_files_limit();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {

@@ -56,12 +56,15 @@ impl Service {
     }
 
     pub async fn upsert_order(&self, id: i64, fields: OrderFields) -> Result<Order, AppError> {
+        positive("order id", id)?;
+        positive("clientUserId", fields.client_user_id)?;
         let now = now_ms();
         self.with_db(move |conn| Ok(Order::upsert(conn, id, &fields, now)?))
             .await
     }
 
     pub async fn set_order_status(&self, id: i64, status: OrderStatus) -> Result<Order, AppError> {
+        positive("order id", id)?;
         let now = now_ms();
         let (order, cancelled) = self
             .with_db(move |conn| {
@@ -83,6 +86,8 @@ impl Service {
         master_id: i64,
         ttl: Option<Duration>,
     ) -> Result<(Assignment, usize), AppError> {
+        positive("orderId", order_id)?;
+        positive("masterId", master_id)?;
         let ttl = ttl.unwrap_or(self.default_ttl);
         if ttl.is_zero() || ttl > MAX_TTL {
             return Err(AppError::BadRequest(format!(
@@ -117,11 +122,13 @@ impl Service {
     }
 
     pub async fn get_assignment(&self, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
+        positive("assignment id", id)?;
         self.with_db(move |conn| visible(conn, &user, id)).await
     }
 
     /// A master takes the order: the first accept wins, the order's other offers are cancelled.
     pub async fn accept(&self, user: AuthUser, id: i64) -> Result<Accepted, AppError> {
+        positive("assignment id", id)?;
         let now = now_ms();
         let accepted = self
             .with_db(move |conn| {
@@ -167,6 +174,7 @@ impl Service {
         deadline: Deadline,
         reason: Option<String>,
     ) -> Result<Assignment, AppError> {
+        positive("assignment id", id)?;
         let now = now_ms();
         let assignment = self
             .with_db(move |conn| {
@@ -227,6 +235,7 @@ impl Service {
     }
 
     pub async fn set_shift(&self, master_id: i64, on_shift: bool) -> Result<Master, AppError> {
+        positive("master id", master_id)?;
         let now = now_ms();
         self.with_db(move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
             .await
@@ -245,6 +254,17 @@ impl Service {
             .into_iter()
             .map(|(id, on)| (MasterId(id), on))
             .collect())
+    }
+}
+
+/// Ids are positive: the platform numbers its orders, masters and users from 1.
+fn positive(field: &str, id: i64) -> Result<i64, AppError> {
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(AppError::BadRequest(format!(
+            "{field} must be a positive id, not {id}"
+        )))
     }
 }
 

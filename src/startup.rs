@@ -11,7 +11,7 @@ use actix::{Actor, Addr, AsyncContext};
 use actix_http::{HttpService, KeepAlive};
 use actix_server::Server;
 use actix_service::{fn_service, map_config};
-use actix_web::{App, dev::AppConfig, middleware::Logger, web};
+use actix_web::{App, dev::AppConfig, http::header::X_FORWARDED_FOR, middleware::Logger, web};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
@@ -25,7 +25,7 @@ use crate::{
     routes,
     service::Service,
     state::AppState,
-    ws,
+    ws::{self, limits::ConnectionLimits},
 };
 
 #[derive(Debug, Error)]
@@ -72,6 +72,7 @@ impl Application {
         let dispatcher = Dispatcher::new(DispatcherSettings {
             subscription_timeout: config.subscription_timeout,
             cleanup_interval: config.cleanup_interval,
+            max_connections_per_user: config.max_connections_per_user,
         })
         .start();
         let node = match &config.redis_url {
@@ -131,7 +132,10 @@ impl Application {
             node.start(outgoing, parts);
         }
         let jwt = web::Data::new(config.jwt_keys());
+        let limits =
+            ConnectionLimits::new(config.max_connections, config.max_unauthenticated_per_ip);
         let state = web::Data::new(AppState {
+            limits,
             service,
             node: node.clone(),
             dispatcher: dispatcher.clone(),
@@ -150,13 +154,24 @@ impl Application {
         let draining = builder.graceful_shutdown_signal();
         let server = builder
             .listen("dispatcher", listener, move || {
+                let proxies = state.config.trusted_proxies.clone();
                 let app = App::new()
                     .app_data(state.clone())
                     .app_data(jwt.clone())
                     // %U is the path alone: tokens in query strings never reach the log.
                     .wrap(
-                        Logger::new(r#"%{r}a "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
-                            .custom_request_replace("method", |req| req.method().to_string()),
+                        Logger::new(r#"%{client}xi "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
+                            .custom_request_replace("method", |req| req.method().to_string())
+                            .custom_request_replace("client", move |req| {
+                                let forwarded = req
+                                    .headers()
+                                    .get(X_FORWARDED_FOR)
+                                    .and_then(|v| v.to_str().ok());
+                                let peer = req.peer_addr().map(|a| a.ip());
+                                proxies
+                                    .client(peer, forwarded)
+                                    .map_or_else(|| "-".into(), |ip| ip.to_string())
+                            }),
                     )
                     .configure(routes::config);
                 let upgrade_state = state.clone();

@@ -6,10 +6,12 @@ use actix::Addr;
 
 use crate::{
     auth::JwtKeys, cluster::Node, config::Config, dispatcher::Dispatcher, service::Service,
+    ws::limits::ConnectionLimits,
 };
 
 #[derive(Clone)]
 pub struct AppState {
+    pub limits: Arc<ConnectionLimits>,
     pub service: Service,
     pub node: Node,
     pub dispatcher: Addr<Dispatcher>,

@@ -35,9 +35,12 @@ pub enum ClientMessage {
         reason: Option<String>,
     },
     SubscribeEvents,
+    RefreshToken {
+        token: String,
+    },
 }
 
-const CLIENT_TYPES: [&str; 7] = [
+const CLIENT_TYPES: [&str; 8] = [
     "auth",
     "ping",
     "subscribe_assignments",
@@ -45,6 +48,7 @@ const CLIENT_TYPES: [&str; 7] = [
     "accept_assignment",
     "reject_assignment",
     "subscribe_events",
+    "refresh_token",
 ];
 
 /// The close codes this service sends (RFC 6455, section 7.4.1).
@@ -145,6 +149,13 @@ pub enum ServerMessage {
         order_id: i64,
         master_id: i64,
         at: String,
+    },
+    /// The connection's token runs out at `expires_at`; a `refresh_token` keeps it open.
+    TokenExpiring {
+        expires_at: String,
+    },
+    TokenRefreshed {
+        expires_at: String,
     },
     Error {
         #[serde(flatten)]

@@ -133,7 +133,8 @@ fn client_config() -> WebSocketConfig {
 }
 
 impl Fleet {
-    /// Mints a token for each master `offset..offset + count`.
+    /// Mints a token for each master index `offset..offset + count`; ids on the wire are the
+    /// index plus 1, since the service takes only positive ids.
     pub fn new(
         jwt_secret: &str,
         count: usize,
@@ -147,7 +148,7 @@ impl Fleet {
                 keys.mint(
                     100_000 + offset + i,
                     Role::Master,
-                    Some(offset + i),
+                    Some(offset + i + 1),
                     24 * 3600,
                 )
             })
@@ -183,7 +184,7 @@ impl Fleet {
             let source = Ipv4Addr::new(127, 0, 0, 1 + (i % self.source_ips as usize) as u8);
             let (recorder, closed, scheme) =
                 (self.recorder.clone(), self.closed.clone(), self.scheme);
-            let master_id = self.offset + i as i64;
+            let master_id = self.offset + i as i64 + 1;
             async move {
                 connect_master(
                     server, source, i, master_id, &token, recorder, closed, scheme,
@@ -324,7 +325,7 @@ async fn expect_type(ws: &mut WebSocketStream<TcpStream>, kind: &str) -> Result<
 fn key_of(text: &str, index: usize, scheme: KeyScheme) -> Option<usize> {
     let order_id = number_after(text, "\"orderId\":")?;
     if text.contains("\"type\":\"new_assignment\"") {
-        Some(order_id * scheme.masters + scheme.first + index)
+        Some((order_id.checked_sub(1)?) * scheme.masters + scheme.first + index)
     } else if text.contains("\"type\":\"order_status_update\"") {
         Some(order_id)
     } else {

@@ -67,7 +67,7 @@ pub(crate) fn service_token(opts: &Opts) -> String {
 
 pub(crate) async fn create_orders(target: &Target, token: &str) {
     let http = reqwest::Client::new();
-    let puts = (0..ORDERS).map(|id| {
+    let puts = (1..=ORDERS).map(|id| {
         let (http, url) = (http.clone(), target.http(&format!("/api/v1/orders/{id}")));
         let body = json!({"clientUserId": 7, "address": format!("Lenina {id}"), "deviceType": "washer", "problem": "leaks", "clientName": "Ivan", "clientPhone": "+79001234567"});
         async move {
@@ -202,7 +202,8 @@ pub(crate) async fn offer_load_via(
             format!("http://{}/api/v1/assignments", via(seq, master)),
             errors.clone(),
         );
-        let body = json!({"orderId": order % ORDERS, "masterId": master, "ttlSeconds": 600});
+        let body =
+            json!({"orderId": order % ORDERS + 1, "masterId": master + 1, "ttlSeconds": 600});
         let token = token.to_string();
         tasks.push(tokio::spawn(async move {
             match http.post(url).bearer_auth(token).json(&body).send().await {
@@ -690,7 +691,7 @@ async fn route(
             ticker.tick().await;
             let now = unix_us();
             let batch: Vec<(u64, i64)> = (0..per_tick)
-                .map(|i| (now, ((seq + i) % masters) as i64))
+                .map(|i| (now, ((seq + i) % masters) as i64 + 1))
                 .collect();
             seq += per_tick;
             if send(batch) {

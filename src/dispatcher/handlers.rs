@@ -1,11 +1,7 @@
 use actix::{Context, Handler, MessageResult};
 
 use super::{Audience, Connection, Dispatcher, messages::*, route};
-use crate::{
-    domain::DomainEvent,
-    events::Deliver,
-    wire::{CloseCode, OfferView, ServerMessage},
-};
+use crate::{domain::DomainEvent, events::Deliver, wire::CloseCode};
 
 /// Registers a new connection, not yet authenticated.
 impl Handler<Connect> for Dispatcher {
@@ -39,13 +35,16 @@ impl Handler<Authenticated> for Dispatcher {
             return;
         };
         conn.user = Some(msg.user);
+        self.authentications += 1;
+        conn.authenticated_seq = self.authentications;
         self.by_user
             .entry(msg.user.user_id)
             .or_default()
-            .push(msg.id);
+            .insert(msg.id);
         if let Some(master_id) = msg.user.master() {
-            self.by_master.entry(master_id).or_default().push(msg.id);
+            self.by_master.entry(master_id).or_default().insert(msg.id);
         }
+        self.enforce_per_user_cap(msg.user);
     }
 }
 
@@ -104,18 +103,13 @@ impl Handler<Deliver> for Dispatcher {
     }
 }
 
-/// Sends a newly subscribed connection the open offers it has not been pushed yet.
+/// Sends a newly subscribed connection the open offers it has not been pushed yet, paced by how
+/// fast it reads (see [`Outbox::replay`](crate::outbox::Outbox::replay)).
 impl Handler<ReplayOffers> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ReplayOffers, _: &mut Context<Self>) {
-        for offer in &msg.offers {
-            let text = ServerMessage::NewAssignment {
-                assignment: OfferView::from(offer),
-            }
-            .encode(None);
-            self.offer_to(msg.id, offer.assignment_id, text);
-        }
+        self.replay(msg.id, &msg.offers);
     }
 }
 
@@ -123,7 +117,7 @@ impl Handler<ReplayOffers> for Dispatcher {
 impl Handler<Resync> for Dispatcher {
     type Result = MessageResult<Resync>;
 
-    fn handle(&mut self, msg: Resync, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Resync, _: &mut Context<Self>) -> Self::Result {
         let stale = match self.connections.get(&msg.id) {
             Some(conn) => conn
                 .offered
@@ -133,13 +127,7 @@ impl Handler<Resync> for Dispatcher {
                 .collect(),
             None => Vec::new(),
         };
-        self.handle(
-            ReplayOffers {
-                id: msg.id,
-                offers: msg.open,
-            },
-            ctx,
-        );
+        self.replay(msg.id, &msg.open);
         MessageResult(stale)
     }
 }

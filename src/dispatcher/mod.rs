@@ -20,10 +20,10 @@ pub use route::{Audience, route};
 
 use crate::{
     auth::{AuthUser, Role},
-    domain::{AssignmentId, MasterId, UserId},
+    domain::{AssignmentId, MasterId, Offer, UserId},
     outbox::{Outbox, QueueError},
     time::now_ms,
-    wire::{CloseCode, ServerMessage},
+    wire::{CloseCode, OfferView, ServerMessage},
 };
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
@@ -40,6 +40,8 @@ const CHURN_QUIET: Duration = Duration::from_millis(500);
 pub struct DispatcherSettings {
     pub subscription_timeout: Duration,
     pub cleanup_interval: Duration,
+    /// A master's or client's connections past this close the oldest.
+    pub max_connections_per_user: usize,
 }
 
 struct Connection {
@@ -50,6 +52,8 @@ struct Connection {
     last_ping: PingClock,
     /// Open offers this connection has been sent since it subscribed.
     offered: HashSet<AssignmentId>,
+    /// When it authenticated, in the Dispatcher's count: lower is older.
+    authenticated_seq: u64,
 }
 
 impl Connection {
@@ -61,7 +65,19 @@ impl Connection {
             subscribed: false,
             last_ping,
             offered: HashSet::new(),
+            authenticated_seq: 0,
         }
+    }
+
+    /// Notes that an offer is being sent; false if it was sent already.
+    fn remember(&mut self, assignment_id: AssignmentId) -> bool {
+        if self.offered.contains(&assignment_id) {
+            return false;
+        }
+        if self.offered.len() >= MAX_REMEMBERED_OFFERS {
+            self.offered.clear();
+        }
+        self.offered.insert(assignment_id)
     }
 
     fn unsubscribe(&mut self) {
@@ -73,9 +89,10 @@ impl Connection {
 pub struct Dispatcher {
     settings: DispatcherSettings,
     connections: HashMap<ConnId, Connection>,
-    by_master: HashMap<MasterId, Vec<ConnId>>,
-    by_user: HashMap<UserId, Vec<ConnId>>,
+    by_master: HashMap<MasterId, HashSet<ConnId>>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
     event_listeners: HashSet<ConnId>,
+    authentications: u64,
     churn_since_trim: u32,
     last_churn: std::time::Instant,
     trim_scheduled: bool,
@@ -89,6 +106,7 @@ impl Dispatcher {
             by_master: HashMap::new(),
             by_user: HashMap::new(),
             event_listeners: HashSet::new(),
+            authentications: 0,
             churn_since_trim: 0,
             last_churn: std::time::Instant::now(),
             trim_scheduled: false,
@@ -99,27 +117,22 @@ impl Dispatcher {
     fn deliver(&mut self, audience: Audience, text: ByteString) -> usize {
         match audience {
             Audience::Offer(master_id, assignment_id) => {
-                let targets = self.by_master.get(&master_id).cloned().unwrap_or_default();
+                let targets = ids_of(&self.by_master, &master_id);
                 targets
                     .into_iter()
                     .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
                     .count()
             }
             Audience::Master(master_id) => {
-                let targets = self
-                    .by_master
-                    .get(&master_id)
-                    .map_or(&[][..], Vec::as_slice);
-                // Most masters have one connection: send without copying the list.
-                if let [only] = *targets {
-                    return usize::from(self.send_to(only, text));
-                }
-                self.deliver_each(targets.to_vec(), text)
+                let targets = ids_of(&self.by_master, &master_id);
+                self.deliver_each(targets, text)
             }
             Audience::Client(user_id) => {
-                let targets = self.by_user.get(&user_id).map_or(&[][..], Vec::as_slice);
-                let clients = targets
-                    .iter()
+                let clients = self
+                    .by_user
+                    .get(&user_id)
+                    .into_iter()
+                    .flatten()
                     .copied()
                     .filter(|id| {
                         self.connections
@@ -127,17 +140,21 @@ impl Dispatcher {
                             .and_then(|c| c.user)
                             .is_some_and(|u| u.role == Role::Client)
                     })
-                    .collect();
+                    .collect::<smallvec::SmallVec<[ConnId; 2]>>();
                 self.deliver_each(clients, text)
             }
             Audience::EventListeners => {
-                let targets = self.event_listeners.iter().copied().collect();
+                let targets: Vec<ConnId> = self.event_listeners.iter().copied().collect();
                 self.deliver_each(targets, text)
             }
         }
     }
 
-    fn deliver_each(&mut self, targets: Vec<ConnId>, text: ByteString) -> usize {
+    fn deliver_each(
+        &mut self,
+        targets: impl IntoIterator<Item = ConnId>,
+        text: ByteString,
+    ) -> usize {
         targets
             .into_iter()
             .filter(|&id| self.send_to(id, text.clone()))
@@ -149,14 +166,33 @@ impl Dispatcher {
         let Some(conn) = self.connections.get_mut(&id) else {
             return false;
         };
-        if !conn.subscribed || conn.offered.contains(&assignment_id) {
+        if !conn.subscribed || !conn.remember(assignment_id) {
             return false;
         }
-        if conn.offered.len() >= MAX_REMEMBERED_OFFERS {
-            conn.offered.clear();
-        }
-        conn.offered.insert(assignment_id);
         self.send_to(id, text)
+    }
+
+    /// Queues, paced, the offers a subscribed connection has not been sent yet.
+    fn replay(&mut self, id: ConnId, offers: &[Offer]) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if !conn.subscribed {
+            return;
+        }
+        let frames: Vec<(i64, ByteString)> = offers
+            .iter()
+            .filter(|offer| conn.remember(offer.assignment_id))
+            .map(|offer| {
+                let frame = ServerMessage::NewAssignment {
+                    assignment: OfferView::from(offer),
+                };
+                (offer.expires_at, frame.encode(None))
+            })
+            .collect();
+        if !frames.is_empty() {
+            actix_web::rt::spawn(conn.outbox.clone().replay(frames));
+        }
     }
 
     /// A decided offer is no longer open, so it need not be remembered.
@@ -201,6 +237,44 @@ impl Dispatcher {
             if let Some(master_id) = user.master() {
                 unindex(&mut self.by_master, master_id, id);
             }
+        }
+    }
+
+    /// Closes a user's oldest connections past `MAX_CONNECTIONS_PER_USER`, so that a phone that
+    /// reconnects is never locked out by its own half-dead socket. Staff are not capped.
+    fn enforce_per_user_cap(&mut self, user: AuthUser) {
+        if user.role.is_staff() {
+            return;
+        }
+        let Some(ids) = self.by_user.get(&user.user_id) else {
+            return;
+        };
+        let mut capped: Vec<(u64, ConnId)> = ids
+            .iter()
+            .filter_map(|id| {
+                let conn = self.connections.get(id)?;
+                let role = conn.user?.role;
+                (!role.is_staff()).then_some((conn.authenticated_seq, *id))
+            })
+            .collect();
+        let cap = self.settings.max_connections_per_user;
+        if capped.len() <= cap {
+            return;
+        }
+        capped.sort_unstable();
+        let excess = capped.len() - cap;
+        for &(_, id) in &capped[..excess] {
+            if let Some(conn) = self.connections.get(&id) {
+                log::info!(
+                    "connection {id:016x} of user {} replaced by a newer connection",
+                    user.user_id
+                );
+                conn.control.do_send(CloseConnection {
+                    code: CloseCode::Policy,
+                    reason: "replaced by a newer connection",
+                });
+            }
+            self.remove(id);
         }
     }
 
@@ -263,9 +337,18 @@ fn release_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_memory() {}
 
-fn unindex<K: std::hash::Hash + Eq>(index: &mut HashMap<K, Vec<ConnId>>, key: K, id: ConnId) {
+/// The connections under `key`, copied so that sending may change the index. Most masters and
+/// users have one connection, which needs no list.
+fn ids_of<K: std::hash::Hash + Eq>(
+    index: &HashMap<K, HashSet<ConnId>>,
+    key: &K,
+) -> smallvec::SmallVec<[ConnId; 2]> {
+    index.get(key).into_iter().flatten().copied().collect()
+}
+
+fn unindex<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<ConnId>>, key: K, id: ConnId) {
     if let Some(ids) = index.get_mut(&key) {
-        ids.retain(|&c| c != id);
+        ids.remove(&id);
         if ids.is_empty() {
             index.remove(&key);
         }

@@ -62,7 +62,12 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 updated_at: iso(change.updated_at),
             };
             let mut frames = vec![(Audience::Client(change.client_user_id), message.clone())];
-            frames.extend(change.master_id.map(|m| (Audience::Master(m), message)));
+            frames.extend(
+                change
+                    .master_id
+                    .map(|m| (Audience::Master(m), message.clone())),
+            );
+            frames.push((Audience::EventListeners, message));
             frames
         }
     }

@@ -2,6 +2,7 @@
 //! writes them.
 
 mod frames;
+pub mod limits;
 mod rate_limit;
 pub mod route;
 pub mod session;

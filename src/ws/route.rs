@@ -7,7 +7,10 @@ use actix_http::{Request, h1, ws};
 use actix_web::{http::header, web};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use super::{
+    limits::Refused,
     session::{Peer, WsSession},
     writer,
 };
@@ -42,15 +45,14 @@ fn header_text(req: &Request, name: header::HeaderName) -> String {
         .to_string()
 }
 
-/// The client's address: the first hop a proxy names, else the peer.
-fn client_addr(req: &Request) -> String {
+/// The client's address, believing `X-Forwarded-For` only from `TRUSTED_PROXIES`.
+fn client_addr(app: &AppState, req: &Request) -> IpAddr {
     let forwarded = header_text(req, header::X_FORWARDED_FOR);
-    match forwarded.split(',').next().map(str::trim) {
-        Some(first) if !first.is_empty() => first.to_string(),
-        _ => req
-            .peer_addr()
-            .map_or_else(|| "unknown".into(), |a| a.ip().to_string()),
-    }
+    let peer = req.peer_addr().map(|a| a.ip());
+    app.config
+        .trusted_proxies
+        .client(peer, Some(&forwarded))
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
 }
 
 /// Takes over an upgrade request and its socket.
@@ -85,6 +87,25 @@ async fn take_over(
     if let Err(e) = ws::verify_handshake(req.head()) {
         return refuse(&mut io, "400 Bad Request", "bad_request", &e.to_string()).await;
     }
+    let addr = client_addr(&app, &req);
+    let upgrade_auth = token(&req).map(|token| app.jwt.verify(&token));
+    let authenticated = matches!(upgrade_auth, Some(Ok(_)));
+    let admitted = match app.limits.admit(addr, authenticated) {
+        Ok(admitted) => admitted,
+        Err(Refused::OverCapacity) => {
+            log::warn!(
+                "WebSocket refused: {} connections open (MAX_CONNECTIONS); addr={addr}",
+                app.config.max_connections
+            );
+            let message = "the server is at its connection limit; try again shortly";
+            return refuse(&mut io, "503 Service Unavailable", "over_capacity", message).await;
+        }
+        Err(Refused::TooManyUnauthenticated) => {
+            log::warn!("WebSocket refused: too many unauthenticated connections from addr={addr}");
+            let message = "too many connections from this address have not authenticated";
+            return refuse(&mut io, "429 Too Many Requests", "rate_limited", message).await;
+        }
+    };
     let key = req
         .head()
         .headers()
@@ -100,7 +121,7 @@ async fn take_over(
 
     let peer = Peer {
         path,
-        addr: client_addr(&req),
+        addr: addr.to_string(),
         origin: header_text(&req, header::ORIGIN),
         user_agent: header_text(&req, header::USER_AGENT),
     };
@@ -120,8 +141,7 @@ async fn take_over(
         return Ok(());
     }
     log::info!("WebSocket accepted; {peer}");
-    let upgrade_auth = token(&req).map(|token| app.jwt.decode(&token));
-    WsSession::start(app, io, &already_read, peer, upgrade_auth);
+    WsSession::start(app, io, &already_read, peer, admitted, upgrade_auth);
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, StreamHandler,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, SpawnHandle,
+    StreamHandler, WrapFuture,
 };
 use actix_web::web;
 use serde_json::Value;
@@ -13,11 +13,12 @@ use tokio::net::TcpStream;
 
 use super::{
     frames::{Frames, Inbound},
+    limits::Admitted,
     rate_limit::{RateLimiter, Verdict},
     writer,
 };
 use crate::{
-    auth::{AuthError, AuthUser},
+    auth::{AuthError, AuthUser, Verified},
     dispatcher::{
         Dispatcher,
         messages::{
@@ -28,7 +29,7 @@ use crate::{
     error::AppError,
     outbox::{Outbound, Outbox, QueueError},
     state::AppState,
-    time::now_iso,
+    time::{iso, now_iso, now_ms},
     views::OrderView,
     wire::{ClientMessage, CloseCode, ServerMessage, parse},
 };
@@ -65,9 +66,13 @@ pub struct WsSession {
     outbox: Outbox,
     writer: tokio::task::JoinHandle<()>,
     peer: Peer,
+    /// Its place under the connection limits, given back when the session ends.
+    admitted: Admitted,
     user: Option<AuthUser>,
     /// The outcome of a token given in the query string or header, handled once started.
-    upgrade_auth: Option<Result<AuthUser, AuthError>>,
+    upgrade_auth: Option<Result<Verified, AuthError>>,
+    /// The timer that warns of the token's `exp` and then closes at it.
+    token_watch: Option<SpawnHandle>,
     limiter: RateLimiter,
     last_heard: Instant,
     last_ping: PingClock,
@@ -81,10 +86,11 @@ impl WsSession {
         io: TcpStream,
         already_read: &[u8],
         peer: Peer,
-        upgrade_auth: Option<Result<AuthUser, AuthError>>,
+        admitted: Admitted,
+        upgrade_auth: Option<Result<Verified, AuthError>>,
     ) {
         let (read, write) = io.into_split();
-        let (outbox, queued) = Outbox::channel(app.config.max_queued_messages);
+        let (outbox, queued) = Outbox::channel(app.config.max_queued_bytes);
         let writer = writer::spawn(write, queued);
         let frames = Frames::new(read, already_read, app.config.max_message_bytes);
         let limiter = RateLimiter::new(app.config.rate_limit_per_sec, app.config.rate_limit_burst);
@@ -96,8 +102,10 @@ impl WsSession {
                 outbox,
                 writer,
                 peer,
+                admitted,
                 user: None,
                 upgrade_auth,
+                token_watch: None,
                 limiter,
                 last_heard: Instant::now(),
                 last_ping: PingClock::default(),
@@ -152,11 +160,14 @@ impl WsSession {
     fn authenticate(
         &mut self,
         ctx: &mut Context<Self>,
-        outcome: Result<AuthUser, AuthError>,
+        outcome: Result<Verified, AuthError>,
         request_id: Option<&Value>,
     ) {
         match outcome {
-            Ok(user) => {
+            Ok(Verified {
+                user,
+                expires_at_ms,
+            }) => {
                 log::info!(
                     "WebSocket {:016x} authenticated user={} role={:?} master={:?} {}",
                     self.id,
@@ -166,7 +177,9 @@ impl WsSession {
                     self.peer
                 );
                 self.user = Some(user);
+                self.admitted.authenticated();
                 self.tell(ctx, Authenticated { id: self.id, user });
+                self.watch_token(ctx, expires_at_ms);
                 let reply = ServerMessage::AuthSuccess {
                     user_id: user.user_id,
                     role: user.role,
@@ -182,6 +195,58 @@ impl WsSession {
                 self.send(ctx, &reply, request_id);
                 self.close(ctx, CloseCode::Policy, "authentication failed");
             }
+        }
+    }
+
+    /// Warns `TOKEN_EXPIRY_NOTICE_SECS` before the token's `exp` (at once if less is left), then
+    /// closes at `exp`, unless a refresh moves the deadline first.
+    fn watch_token(&mut self, ctx: &mut Context<Self>, expires_at_ms: i64) {
+        if let Some(previous) = self.token_watch.take() {
+            ctx.cancel_future(previous);
+        }
+        let notice_ms = self.app.config.token_expiry_notice.as_millis() as i64;
+        let until =
+            |at_ms: i64| Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
+        let warn_in = until(expires_at_ms.saturating_sub(notice_ms));
+        self.token_watch = Some(ctx.run_later(warn_in, move |act, ctx| {
+            let expiring = ServerMessage::TokenExpiring {
+                expires_at: iso(expires_at_ms),
+            };
+            act.send(ctx, &expiring, None);
+            act.token_watch = Some(ctx.run_later(until(expires_at_ms), |act, ctx| {
+                log::info!(
+                    "WebSocket {:016x} closed: token expired; {}",
+                    act.id,
+                    act.peer
+                );
+                act.close(ctx, CloseCode::Policy, "token expired");
+            }));
+        }));
+    }
+
+    /// A new token for the same identity moves the deadline; any other leaves it as it was.
+    fn refresh(
+        &mut self,
+        ctx: &mut Context<Self>,
+        user: AuthUser,
+        token: &str,
+        request_id: Option<&Value>,
+    ) {
+        match self.app.jwt.verify(token) {
+            Ok(verified) if verified.user == user => {
+                self.watch_token(ctx, verified.expires_at_ms);
+                let reply = ServerMessage::TokenRefreshed {
+                    expires_at: iso(verified.expires_at_ms),
+                };
+                self.send(ctx, &reply, request_id);
+            }
+            Ok(_) => {
+                let e = AppError::Forbidden(
+                    "the new token must name the same user, role and master".into(),
+                );
+                self.send_error(ctx, &e, request_id);
+            }
+            Err(e) => self.send_error(ctx, &AppError::from(e), request_id),
         }
     }
 
@@ -225,7 +290,7 @@ impl WsSession {
                 );
             }
             (None, ClientMessage::Auth { token }) => {
-                let outcome = self.app.jwt.decode(&token);
+                let outcome = self.app.jwt.verify(&token);
                 return self.authenticate(ctx, outcome, rid);
             }
             (Some(_), ClientMessage::Auth { .. }) => {
@@ -289,6 +354,7 @@ impl WsSession {
                 };
                 self.reply_when_done(ctx, work, request_id);
             }
+            ClientMessage::RefreshToken { token } => self.refresh(ctx, user, &token, rid),
             ClientMessage::Ping | ClientMessage::Auth { .. } => unreachable!("handled above"),
         }
     }

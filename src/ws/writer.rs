@@ -3,17 +3,17 @@
 
 use actix_http::ws::{CloseReason, Codec, Message};
 use bytes::BytesMut;
-use tokio::{
-    io::{AsyncWrite, AsyncWriteExt},
-    sync::mpsc,
-};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Encoder;
 
-use crate::{outbox::Outbound, wire::CloseCode};
+use crate::{
+    outbox::{Drain, Outbound},
+    wire::CloseCode,
+};
 
 /// Starts the writer task for `io`, draining `rx`. After a close frame it shuts the socket's
 /// write side at once: RFC 6455 §7.1.1 has the server close the TCP connection first.
-pub fn spawn<W>(io: W, rx: mpsc::Receiver<Outbound>) -> tokio::task::JoinHandle<()>
+pub fn spawn<W>(io: W, rx: Drain) -> tokio::task::JoinHandle<()>
 where
     W: AsyncWrite + Unpin + 'static,
 {
@@ -33,10 +33,11 @@ pub fn encode(message: Message) -> BytesMut {
     frame
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(mut io: W, mut rx: mpsc::Receiver<Outbound>) {
-    while let Some(frame) = rx.recv().await {
+async fn write_frames<W: AsyncWrite + Unpin>(mut io: W, mut rx: Drain) {
+    while let Some(frame) = rx.next().await {
+        rx.sent(&frame);
         let (message, last) = match frame {
-            Outbound::Text(text) => (Message::Text(text), false),
+            Outbound::Text(text) | Outbound::Replayed(text) => (Message::Text(text), false),
             Outbound::Ping => (Message::Ping(Default::default()), false),
             Outbound::Pong(payload) => (Message::Pong(payload), false),
             Outbound::Close(code, description) => {

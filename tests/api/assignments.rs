@@ -183,6 +183,12 @@ async fn accepting_over_websocket_gives_the_full_order_and_tells_everyone_concer
     assert_eq!(events[1]["event"], "cancelled");
     assert_eq!(events[1]["masterId"], 4);
     assert!(events[0]["at"].as_str().unwrap().ends_with('Z'));
+    // Event listeners hear of the order's new status too.
+    let status = service.recv_type("order_status_update").await;
+    assert_eq!(
+        (status["orderId"].clone(), status["status"].clone()),
+        (json!(10), json!("assigned"))
+    );
 
     assert_eq!(app.get_assignment(mine).await["status"], "accepted");
     assert_eq!(app.get_assignment(theirs).await["status"], "cancelled");
@@ -466,7 +472,7 @@ async fn shifts_are_stored_per_master(db: Db) {
 
 async fn an_offer_racing_a_new_subscription_arrives_exactly_once(db: Db) {
     let app = spawn_app(db).await;
-    for round in 0..8 {
+    for round in 1..=8 {
         app.put_order(round, 7).await;
         let mut ws = app.master_ws(3).await;
         let subscribe = async {
@@ -486,7 +492,7 @@ async fn an_offer_racing_a_new_subscription_arrives_exactly_once(db: Db) {
         offered.sort_unstable();
         assert_eq!(
             offered,
-            (0..=round).collect::<Vec<_>>(),
+            (1..=round).collect::<Vec<_>>(),
             "round {round}: {received:?}"
         );
     }

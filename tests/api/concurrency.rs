@@ -6,7 +6,7 @@ use crate::helpers::*;
 
 async fn concurrent_accepts_of_one_offer_decide_it_once(db: Db) {
     let app = spawn_app(db).await;
-    for round in 0..5 {
+    for round in 1..=5 {
         app.put_order(round, 7).await;
         let (id, _) = app.offer_ok(round, 3, None).await;
         let token = app.master_token(3);
@@ -45,7 +45,7 @@ async fn concurrent_accepts_of_one_offer_decide_it_once(db: Db) {
 
 async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
     let app = &spawn_app(db).await;
-    for round in 0..30 {
+    for round in 1..=30 {
         app.put_order(round, 7).await;
         let masters = [3, 4, 5, 6];
         let mut ids = Vec::new();
@@ -110,7 +110,7 @@ async fn when_masters_race_for_one_order_the_first_accept_wins_it(db: Db) {
 /// An offer made while another master accepts the order must not stay pending on a taken order.
 async fn an_offer_racing_an_accept_never_stays_pending_on_a_taken_order(db: Db) {
     let app = &spawn_app(db).await;
-    for round in 0..200 {
+    for round in 1..=200 {
         app.put_order(round, 7).await;
         let (first, _) = app.offer_ok(round, 3, None).await;
         let (path, token) = (

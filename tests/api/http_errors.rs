@@ -340,7 +340,73 @@ async fn bodies_are_bounded_and_texts_capped(db: Db) {
     assert_eq!(app.get_assignment(id).await["status"], "pending");
 }
 
+async fn ids_must_be_positive(db: Db) {
+    let app = spawn_app(db).await;
+    let (service, master) = (app.service_token(), app.master_token(3));
+    let order = json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": "p"});
+    let bad = StatusCode::BAD_REQUEST;
+    for (method, path, token, body) in [
+        (
+            Method::PUT,
+            "/api/v1/orders/0",
+            &service,
+            Some(order.clone()),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orders/-4",
+            &service,
+            Some(order.clone()),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/orders/1",
+            &service,
+            Some(json!({"clientUserId": 0, "address": "a", "deviceType": "d", "problem": "p"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/orders/0/status",
+            &service,
+            Some(json!({"status": "completed"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/assignments",
+            &service,
+            Some(json!({"orderId": 1, "masterId": -3})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/assignments",
+            &service,
+            Some(json!({"orderId": 0, "masterId": 3})),
+        ),
+        (Method::GET, "/api/v1/assignments/0", &service, None),
+        (Method::POST, "/api/v1/assignments/-1/accept", &master, None),
+        (Method::POST, "/api/v1/assignments/0/reject", &master, None),
+        (Method::POST, "/api/v1/assignments/0/cancel", &service, None),
+        (
+            Method::PUT,
+            "/api/v1/masters/0/shift",
+            &service,
+            Some(json!({"onShift": true})),
+        ),
+    ] {
+        expect(&app, method, path, Some(token), body, bad, "bad_request").await;
+    }
+    let mut ws = app.subscribed_master(3).await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": 0}))
+        .await;
+    let error = ws.recv_error("bad_request").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("positive"),
+        "{error}"
+    );
+}
+
 on_both_backends!(
+    ids_must_be_positive,
     bodies_are_bounded_and_texts_capped,
     checks_run_in_order_401_403_400_404_409,
     the_master_sees_his_own_assignment,

@@ -38,7 +38,7 @@ async fn two_processes_on_one_database_decide_and_expire_each_assignment_once() 
 
     let mut short = Vec::new();
     let mut long = Vec::new();
-    for order in 0..10 {
+    for order in 1..=10 {
         let body = json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": "p"});
         let (status, _) = call(
             &http,
@@ -133,7 +133,7 @@ async fn an_accept_racing_the_deadline_either_wins_or_finds_it_expired() {
     let app = spawn_app(db).await;
     let mut listener = app.event_listener(&app.service_token()).await;
     let mut offers = Vec::new();
-    for order in 0..12 {
+    for order in 1..=12 {
         app.put_order(order, 7).await;
         let (id, created) = app.offer_ok(order, 3, Some(1)).await;
         offers.push((

@@ -131,12 +131,12 @@ async fn cleanup_drops_silent_subscriptions_but_keeps_the_connection(db: Db) {
 }
 
 async fn a_client_that_stops_reading_is_disconnected(db: Db) {
-    let app = spawn_app_with(db, vec![("MAX_QUEUED_MESSAGES", "4".into())]).await;
+    let app = spawn_app_with(db, vec![("MAX_QUEUED_BYTES", "200000".into())]).await;
     let _stuck = app.subscribed_master(3).await;
     let mut healthy = app.subscribed_master(4).await;
     let big_problem = "x".repeat(60_000);
     let mut dropped_after = None;
-    for order in 0..400 {
+    for order in 1..=400 {
         let body =
             json!({"clientUserId": 7, "address": "a", "deviceType": "d", "problem": big_problem});
         let (status, _) = app

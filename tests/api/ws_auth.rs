@@ -121,22 +121,29 @@ async fn bad_tokens_get_auth_error_and_1008(db: Db) {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
-    let hs512 = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
-        &json!({"sub": 5, "role": "admin", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
     // alg "none": a header and claims with an empty signature.
-    let b64 = |v: serde_json::Value| {
+    let b64 = |bytes: &[u8]| {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     };
-    let alg_none = format!(
-        "{}.{}.",
-        b64(json!({"alg": "none", "typ": "JWT"})),
-        b64(json!({"sub": 5, "role": "admin", "exp": 4_000_000_000u64}))
-    );
+    let unsigned = |alg: &str| {
+        format!(
+            "{}.{}",
+            b64(json!({"alg": alg, "typ": "JWT"}).to_string().as_bytes()),
+            b64(json!({"sub": 5, "role": "admin", "exp": 4_000_000_000u64})
+                .to_string()
+                .as_bytes())
+        )
+    };
+    // Signed rightly with the right secret, but HS512: the service takes HS256 only.
+    let hs512 = {
+        use hmac::Mac;
+        let message = unsigned("HS512");
+        let mut mac = hmac::Hmac::<sha2::Sha512>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(message.as_bytes());
+        format!("{message}.{}", b64(&mac.finalize().into_bytes()))
+    };
+    let alg_none = format!("{}.", unsigned("none"));
     for token in [
         expired,
         master_without_id,

@@ -25,6 +25,17 @@ pub struct Closed {
 
 impl WsClient {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> WsClient {
+        match Self::try_connect(url, headers).await {
+            Ok(client) => client,
+            Err((status, body)) => panic!("websocket refused with {status}: {body}"),
+        }
+    }
+
+    /// Connects, or answers the HTTP status and JSON body the upgrade was refused with.
+    pub async fn try_connect(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, (u16, Value)> {
         let mut request = url.into_client_request().expect("ws url");
         for (name, value) in headers {
             request.headers_mut().insert(
@@ -33,8 +44,16 @@ impl WsClient {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        let (stream, _) = connect_async(request).await.expect("websocket connects");
-        WsClient { stream }
+        match connect_async(request).await {
+            Ok((stream, _)) => Ok(WsClient { stream }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                let body = serde_json::from_slice(&body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+                Err((response.status().as_u16(), body))
+            }
+            Err(e) => panic!("websocket connects: {e}"),
+        }
     }
 
     pub async fn send(&mut self, message: Value) {

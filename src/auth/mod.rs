@@ -1,5 +1,7 @@
 //! JWT claims, token decoding and the extractors that guard routes by role.
 
+mod hs256;
+
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
@@ -112,6 +114,14 @@ fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::E
     }
 }
 
+/// A token that checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user: AuthUser,
+    /// Its `exp`, in ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
 /// Signs and checks tokens with one HS256 secret.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -130,6 +140,7 @@ impl JwtKeys {
 
     /// Keys that, for each of `audience` and `issuer` that is set, require the claim and check it.
     pub fn checking(secret: &str, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let mut required = vec!["exp"];
@@ -155,6 +166,11 @@ impl JwtKeys {
     }
 
     pub fn decode(&self, token: &str) -> Result<AuthUser, AuthError> {
+        self.verify(token).map(|verified| verified.user)
+    }
+
+    /// Checks a token: whom it names, and until when.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -172,10 +188,15 @@ impl JwtKeys {
         if claims.role == Role::Master && claims.master_id.is_none() {
             return Err(AuthError::Invalid("a master token needs master_id".into()));
         }
-        Ok(AuthUser {
-            user_id: UserId(claims.sub),
-            role: claims.role,
-            master_id: claims.master_id.map(MasterId),
+        Ok(Verified {
+            user: AuthUser {
+                user_id: UserId(claims.sub),
+                role: claims.role,
+                master_id: claims.master_id.map(MasterId),
+            },
+            expires_at_ms: i64::try_from(claims.exp)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
         })
     }
 

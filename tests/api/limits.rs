@@ -1,0 +1,117 @@
+//! Connection limits: in all, per user, and not yet authenticated per client address.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn past_max_connections_upgrades_get_503_and_http_keeps_answering(db: Db) {
+    let app = spawn_app_with(db, vec![("MAX_CONNECTIONS", "2".into())]).await;
+    let first = app.master_ws(3).await;
+    let _second = app.ws("/ws").await;
+    let refused = WsClient::try_connect(&app.ws_url("/ws"), &[]).await;
+    let Err((status, body)) = refused else {
+        panic!("a third connection was accepted");
+    };
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "over_capacity", "{body}");
+    let (status, _) = app.request(Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match WsClient::try_connect(&app.ws_url("/ws"), &[]).await {
+            Ok(_) => break,
+            Err((503, _)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(refusal) => panic!("still refused after a disconnect: {refusal:?}"),
+        }
+    }
+}
+
+async fn a_users_newest_connection_replaces_the_oldest_past_the_cap(db: Db) {
+    let app = spawn_app_with(db, vec![("MAX_CONNECTIONS_PER_USER", "2".into())]).await;
+    let mut oldest = app.subscribed_master(3).await;
+    let mut middle = app.master_ws(3).await;
+    let mut newest = app.master_ws(3).await;
+    let closed = oldest.closed().await;
+    assert_eq!(
+        closed,
+        Closed {
+            code: 1008,
+            reason: "replaced by a newer connection".into()
+        }
+    );
+    for ws in [&mut middle, &mut newest] {
+        ws.send(json!({"type": "ping"})).await;
+        ws.recv_type("pong").await;
+    }
+
+    // Staff connections are not capped.
+    let token = app.admin_token();
+    let mut admins = Vec::new();
+    for _ in 0..4 {
+        let mut ws = app.ws(&format!("/ws?token={token}")).await;
+        ws.recv_type("auth_success").await;
+        admins.push(ws);
+    }
+    for ws in &mut admins {
+        ws.send(json!({"type": "ping"})).await;
+        ws.recv_type("pong").await;
+    }
+    assert_eq!(app.stats().await["totalConnected"], 6);
+}
+
+async fn unauthenticated_connections_per_address_are_capped(db: Db) {
+    let app = spawn_app_with(db, vec![("MAX_UNAUTHENTICATED_PER_IP", "2".into())]).await;
+    let mut waiting = app.ws("/ws").await;
+    let _also_waiting = app.ws("/ws").await;
+    let Err((status, body)) = WsClient::try_connect(&app.ws_url("/ws"), &[]).await else {
+        panic!("a third unauthenticated connection was accepted");
+    };
+    assert_eq!(status, 429);
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    // A connection with a valid token in the URL is authenticated from the start.
+    let _master = app.master_ws(3).await;
+
+    waiting
+        .send(json!({"type": "auth", "token": app.master_token(4)}))
+        .await;
+    waiting.recv_type("auth_success").await;
+    let _next = app.ws("/ws").await;
+}
+
+async fn forwarded_for_counts_only_from_trusted_proxies(db: Db) {
+    let forwarded = |ip: &'static str| [("X-Forwarded-For", ip)];
+    let untrusted = spawn_app_with(db, vec![("MAX_UNAUTHENTICATED_PER_IP", "1".into())]).await;
+    let _one = WsClient::connect(&untrusted.ws_url("/ws"), &forwarded("1.1.1.1")).await;
+    let other = WsClient::try_connect(&untrusted.ws_url("/ws"), &forwarded("2.2.2.2")).await;
+    assert_eq!(
+        other.err().map(|(status, _)| status),
+        Some(429),
+        "X-Forwarded-For was believed from an untrusted peer"
+    );
+
+    let trusting = spawn_app_on(
+        untrusted.storage.clone(),
+        vec![
+            ("MAX_UNAUTHENTICATED_PER_IP", "1".into()),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1".into()),
+        ],
+    );
+    let _one = WsClient::connect(&trusting.ws_url("/ws"), &forwarded("1.1.1.1")).await;
+    let _two = WsClient::connect(&trusting.ws_url("/ws"), &forwarded("2.2.2.2")).await;
+    let again = WsClient::try_connect(&trusting.ws_url("/ws"), &forwarded("1.1.1.1")).await;
+    assert_eq!(again.err().map(|(status, _)| status), Some(429));
+}
+
+on_both_backends!(
+    past_max_connections_upgrades_get_503_and_http_keeps_answering,
+    a_users_newest_connection_replaces_the_oldest_past_the_cap,
+    unauthenticated_connections_per_address_are_capped,
+    forwarded_for_counts_only_from_trusted_proxies,
+);
