@@ -7,6 +7,7 @@ mod floor;
 mod holder;
 mod report;
 mod scenarios;
+mod soak;
 mod target;
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
@@ -35,6 +36,9 @@ enum Scenario {
     Slow,
     /// Three nodes on PostgreSQL and Redis; not part of `all`, since it needs both.
     Cluster,
+    /// Masters held for a long time while some reconnect, offers accepted and expiring; not
+    /// part of `all`, since it runs for `--soak-secs`.
+    Soak,
     /// Every scenario but `cluster`.
     All,
 }
@@ -133,6 +137,18 @@ struct RunArgs {
     /// PostgreSQL for the cluster scenario, which creates (and drops) a database of its own there.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
+    /// Masters in the soak.
+    #[arg(long, default_value_t = 5_000)]
+    soak_masters: usize,
+    /// How long the soak runs.
+    #[arg(long, default_value_t = 1_800)]
+    soak_secs: u64,
+    /// Offers per second in the soak.
+    #[arg(long, default_value_t = 50)]
+    soak_rate: u64,
+    /// Response deadline of the soak's offers; those not accepted expire after it.
+    #[arg(long, default_value_t = 10)]
+    soak_ttl: u64,
     /// Where the results go as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: String,
@@ -185,8 +201,18 @@ fn main() -> ExitCode {
                 jwt_secret,
                 postgres_url,
                 cluster_steps,
+                soak_masters,
+                soak_secs,
+                soak_rate,
+                soak_ttl,
                 json,
             } = *args;
+            let soak = soak::SoakOpts {
+                masters: soak_masters,
+                duration: Duration::from_secs(soak_secs),
+                rate: soak_rate.max(1),
+                ttl_secs: soak_ttl.max(1),
+            };
             let opts = Opts {
                 connections,
                 rate,
@@ -209,7 +235,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .unwrap();
-            let report = runtime.block_on(run(&scenarios, &opts));
+            let report = runtime.block_on(run(&scenarios, &opts, &soak));
             report.print();
             std::fs::write(&json, serde_json::to_string_pretty(&report).unwrap())
                 .expect("write JSON");
@@ -219,7 +245,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(scenarios: &[Scenario], opts: &Opts) -> Report {
+async fn run(scenarios: &[Scenario], opts: &Opts, soak: &soak::SoakOpts) -> Report {
     let all = scenarios.contains(&Scenario::All);
     let wants = |s: Scenario| all || scenarios.contains(&s);
     let mut report = Report::default();
@@ -248,6 +274,9 @@ async fn run(scenarios: &[Scenario], opts: &Opts) -> Report {
     }
     if scenarios.contains(&Scenario::Cluster) {
         cluster::cluster(opts, &mut report).await;
+    }
+    if scenarios.contains(&Scenario::Soak) {
+        soak::soak(opts, soak, &mut report).await;
     }
     report
 }

@@ -91,15 +91,7 @@ impl Target {
 
     /// Resident memory in bytes, when the process is known.
     pub fn rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        rss_of(self.pid?)
     }
 
     /// CPU time used so far (user + system), when the process is known.
@@ -134,6 +126,19 @@ impl Drop for Target {
             let _ = child.wait();
         }
     }
+}
+
+/// Resident memory of process `pid` in bytes.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 pub fn free_port() -> u16 {

@@ -76,6 +76,46 @@ fn every_scenario_runs_small_and_loses_nothing() {
 }
 
 #[test]
+fn the_soak_runs_small_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("results.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "soak", "--soak-masters", "200", "--soak-secs", "14"])
+        .args(["--soak-rate", "20", "--soak-ttl", "2"])
+        .arg("--json")
+        .arg(&json)
+        .current_dir(dir.path())
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let value = |metric: &str| -> f64 {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["scenario"] == "soak" && r["metric"] == metric)
+            .unwrap_or_else(|| panic!("no soak/{metric} in {report}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(value("offers created") >= 100.0, "{report}");
+    assert!(value("accepted") > 0.0, "{report}");
+    assert!(value("expiries pushed") > 0.0, "{report}");
+    assert!(value("reconnects") >= 150.0, "{report}");
+    assert_eq!(value("offers lost"), 0.0, "{report}");
+    assert_eq!(value("still pending after deadline"), 0.0, "{report}");
+    assert_eq!(value("errors"), 0.0, "{report}");
+    assert_eq!(value("unexpected closes"), 0.0, "{report}");
+    assert_eq!(value("connect failures"), 0.0, "{report}");
+}
+
+#[test]
 fn the_cluster_scenario_runs_small_and_loses_nothing() {
     let (Ok(postgres), Ok(_)) = (
         std::env::var("TEST_DATABASE_URL"),

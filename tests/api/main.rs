@@ -5,6 +5,7 @@ mod assignments;
 mod cluster;
 mod concurrency;
 mod expiry;
+mod fuzz;
 mod http_errors;
 mod limits;
 mod origin;
