@@ -182,13 +182,31 @@ pub struct OrderStatusChange {
     pub updated_at: i64,
 }
 
-/// Something stored changed. Published only after the change is committed.
+/// A message from elsewhere in the platform (a chat backend, say) for some users' open
+/// connections. Nothing is stored: users with no connection do not get it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Push {
+    pub user_ids: Vec<UserId>,
+    /// The frame's `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The frame's other fields, exactly as given.
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    /// When set, only connections that subscribed to this topic get it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// Something stored changed, or (a push) something is to be told. Published only after any
+/// change is committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DomainEvent {
     Offered(Offer),
     Decided(Decision),
     OrderStatusChanged(OrderStatusChange),
+    Pushed(Push),
 }
 
 #[cfg(test)]

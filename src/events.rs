@@ -62,14 +62,19 @@ impl EventBus {
 
     /// Hands events to this node's actors at once, waiting for room in their bounded mailboxes.
     pub async fn deliver_local(&self, events: Vec<DomainEvent>) -> usize {
-        let (armed, routed) = futures_util::future::join(
-            self.expiry.send(Deliver(events.clone())),
-            self.router.send(Deliver(events)),
-        )
-        .await;
-        if armed.is_err() {
-            log::error!("the expiry actor did not take events");
-        }
+        // Pushes have no deadline: the expiry actor need not see (or copy) them.
+        let for_expiry = events
+            .iter()
+            .any(|e| matches!(e, DomainEvent::Offered(_) | DomainEvent::Decided(_)))
+            .then(|| events.clone());
+        let arm = async {
+            if let Some(events) = for_expiry
+                && self.expiry.send(Deliver(events)).await.is_err()
+            {
+                log::error!("the expiry actor did not take events");
+            }
+        };
+        let (_, routed) = futures_util::future::join(arm, self.router.send(Deliver(events))).await;
         routed.unwrap_or_else(|e| {
             log::error!("the dispatcher did not take events: {e}");
             0

@@ -14,11 +14,17 @@ use crate::{
         self, DbPool,
         models::{Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields},
     },
-    domain::{AssignmentId, Decision, DomainEvent, MasterId, Offer, OrderStatus, Outcome},
+    domain::{
+        AssignmentId, Decision, DomainEvent, MasterId, Offer, OrderStatus, Outcome, Push, UserId,
+    },
     error::AppError,
     events::EventBus,
     time::now_ms,
+    wire::{check_push_type, check_topic},
 };
+
+/// Users one push may name.
+pub const MAX_PUSH_USERS: usize = 1000;
 
 /// The longest response deadline an offer may ask for.
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -239,6 +245,50 @@ impl Service {
         let now = now_ms();
         self.with_db(move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
             .await
+    }
+
+    /// Pushes a frame to the open connections of `user_ids` (on every node), at most once and
+    /// only to those online: nothing is stored. Answers how many of this node's connections
+    /// were written to.
+    pub async fn push(
+        &self,
+        user_ids: Vec<i64>,
+        kind: String,
+        payload: serde_json::Value,
+        topic: Option<String>,
+    ) -> Result<usize, AppError> {
+        let bad = AppError::BadRequest;
+        check_push_type(&kind).map_err(bad)?;
+        let serde_json::Value::Object(payload) = payload else {
+            return Err(bad("payload must be a JSON object".into()));
+        };
+        if payload.contains_key("type") {
+            return Err(bad(
+                "payload must not have a type key: the push's type is its own field".into(),
+            ));
+        }
+        if let Some(topic) = &topic {
+            check_topic(topic).map_err(bad)?;
+        }
+        if user_ids.is_empty() || user_ids.len() > MAX_PUSH_USERS {
+            return Err(bad(format!(
+                "userIds must hold 1 to {MAX_PUSH_USERS} ids, not {}",
+                user_ids.len()
+            )));
+        }
+        let mut users = Vec::with_capacity(user_ids.len());
+        for id in user_ids {
+            users.push(UserId(positive("userIds", id)?));
+        }
+        users.sort_unstable();
+        users.dedup();
+        let push = Push {
+            user_ids: users,
+            kind,
+            payload,
+            topic,
+        };
+        Ok(self.bus.publish(vec![DomainEvent::Pushed(push)]).await)
     }
 
     /// Shift flags of the given masters; a master with no row is off shift.

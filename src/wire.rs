@@ -38,9 +38,18 @@ pub enum ClientMessage {
     RefreshToken {
         token: String,
     },
+    /// Topics filter pushes (`POST /api/v1/push` with a `topic`).
+    Subscribe {
+        #[serde(default)]
+        topics: Option<Vec<String>>,
+    },
+    Unsubscribe {
+        #[serde(default)]
+        topics: Option<Vec<String>>,
+    },
 }
 
-const CLIENT_TYPES: [&str; 8] = [
+const CLIENT_TYPES: [&str; 10] = [
     "auth",
     "ping",
     "subscribe_assignments",
@@ -49,7 +58,125 @@ const CLIENT_TYPES: [&str; 8] = [
     "reject_assignment",
     "subscribe_events",
     "refresh_token",
+    "subscribe",
+    "unsubscribe",
 ];
+
+/// The types of the protocol's own server messages; a push may not take one.
+const SERVER_TYPES: [&str; 19] = [
+    "connected",
+    "auth_success",
+    "auth_error",
+    "pong",
+    "subscribed_assignments",
+    "unsubscribed_assignments",
+    "subscribed_events",
+    "new_assignment",
+    "assignment_accepted",
+    "assignment_rejected",
+    "assignment_expired",
+    "assignment_cancelled",
+    "order_status_update",
+    "assignment_event",
+    "token_expiring",
+    "token_refreshed",
+    "subscribed",
+    "unsubscribed",
+    "error",
+];
+
+/// Whether `kind` is one of the protocol's own message types, either way.
+pub fn is_reserved_type(kind: &str) -> bool {
+    CLIENT_TYPES.contains(&kind) || SERVER_TYPES.contains(&kind)
+}
+
+/// The topic a `subscribe` names when it names none.
+pub const DEFAULT_TOPIC: &str = "default";
+
+/// A push's `type`: `^[a-z][a-z0-9_]{0,63}$`, and not one of the protocol's own.
+pub fn check_push_type(kind: &str) -> Result<(), String> {
+    let mut chars = kind.chars();
+    let well_formed = kind.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !well_formed {
+        return Err(format!(
+            "type must match ^[a-z][a-z0-9_]{{0,63}}$, not {kind:?}"
+        ));
+    }
+    if is_reserved_type(kind) {
+        return Err(format!(
+            "type {kind:?} is one of the protocol's own messages"
+        ));
+    }
+    Ok(())
+}
+
+/// A topic name: `^[a-z0-9][a-z0-9_:.-]{0,127}$`.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    let mut chars = topic.chars();
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let well_formed = topic.len() <= 128
+        && chars.next().is_some_and(plain)
+        && chars.all(|c| plain(c) || matches!(c, '_' | ':' | '.' | '-'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "a topic must match ^[a-z0-9][a-z0-9_:.-]{{0,127}}$, not {topic:?}"
+        ))
+    }
+}
+
+/// The topics of a `subscribe` or `unsubscribe`, checked, without repeats, `default` when none.
+pub fn topics_of(requested: Option<Vec<String>>) -> Result<Vec<String>, String> {
+    let requested = requested.unwrap_or_else(|| vec![DEFAULT_TOPIC.to_string()]);
+    let mut topics: Vec<String> = Vec::with_capacity(requested.len());
+    for topic in requested {
+        check_topic(&topic)?;
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_types_and_topics_follow_their_patterns() {
+        assert!(check_push_type("new_message").is_ok());
+        assert!(check_push_type("dialog_update2").is_ok());
+        for bad in [
+            "",
+            "New",
+            "1abc",
+            "new-message",
+            "new_assignment",
+            "pong",
+            "error",
+            "auth",
+        ] {
+            assert!(check_push_type(bad).is_err(), "{bad}");
+        }
+        assert!(check_push_type(&"a".repeat(64)).is_ok());
+        assert!(check_push_type(&"a".repeat(65)).is_err());
+        for good in ["dialogs", "chat:12", "a.b-c_d", "0"] {
+            assert!(check_topic(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Dialogs", "-x", "a b", "ж"] {
+            assert!(check_topic(bad).is_err(), "{bad}");
+        }
+        assert!(check_topic(&"a".repeat(129)).is_err());
+        assert_eq!(topics_of(None).unwrap(), vec!["default"]);
+        assert_eq!(
+            topics_of(Some(vec!["a".into(), "a".into()])).unwrap(),
+            vec!["a"]
+        );
+    }
+}
 
 /// The close codes this service sends (RFC 6455, section 7.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,10 +284,19 @@ pub enum ServerMessage {
     TokenRefreshed {
         expires_at: String,
     },
+    Subscribed {
+        topics: Vec<String>,
+    },
+    Unsubscribed {
+        topics: Vec<String>,
+    },
     Error {
         #[serde(flatten)]
         error: ErrorBody,
     },
+    /// A push: its `type` and the payload's fields, at the top level.
+    #[serde(untagged)]
+    Push(serde_json::Map<String, Value>),
 }
 
 impl ServerMessage {

@@ -82,24 +82,59 @@ impl Handler<SubscribeEvents> for Dispatcher {
     }
 }
 
-/// Routes events to this node's connections; answers how many connections offers reached.
+/// Routes events to this node's connections; answers how many connections the offers and
+/// pushes among them reached.
 impl Handler<Deliver> for Dispatcher {
     type Result = usize;
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> usize {
-        let mut offered = 0;
+        let mut delivered = 0;
         for event in &msg.0 {
             if let DomainEvent::Decided(d) = event {
                 self.forget_offer(d.master_id, d.assignment_id);
             }
             for (audience, message) in route(event) {
+                let counted = matches!(audience, Audience::Offer(..) | Audience::Users(..));
                 let reached = self.deliver(audience, message.encode(None));
-                if matches!(audience, Audience::Offer(..)) {
-                    offered += reached;
+                if counted {
+                    delivered += reached;
                 }
             }
         }
-        offered
+        delivered
+    }
+}
+
+/// Adds push topics to a connection; refuses past `MAX_TOPICS`, adding none.
+impl Handler<SubscribeTopics> for Dispatcher {
+    type Result = Result<(), TooManyTopics>;
+
+    fn handle(&mut self, msg: SubscribeTopics, _: &mut Context<Self>) -> Self::Result {
+        let Some(conn) = self.connections.get_mut(&msg.id) else {
+            return Ok(());
+        };
+        let new: Vec<Box<str>> = msg
+            .topics
+            .into_iter()
+            .filter(|t| !conn.topics.iter().any(|have| **have == **t))
+            .map(String::into_boxed_str)
+            .collect();
+        if conn.topics.len() + new.len() > super::MAX_TOPICS {
+            return Err(TooManyTopics);
+        }
+        conn.topics.extend(new);
+        Ok(())
+    }
+}
+
+impl Handler<UnsubscribeTopics> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnsubscribeTopics, _: &mut Context<Self>) {
+        if let Some(conn) = self.connections.get_mut(&msg.id) {
+            conn.topics
+                .retain(|t| !msg.topics.iter().any(|gone| **gone == **t));
+        }
     }
 }
 

@@ -66,6 +66,25 @@ pub struct UnsubscribeAssignments {
     pub id: ConnId,
 }
 
+/// A connection subscribes to push topics (already checked and without repeats).
+#[derive(Message)]
+#[rtype(result = "Result<(), TooManyTopics>")]
+pub struct SubscribeTopics {
+    pub id: ConnId,
+    pub topics: Vec<String>,
+}
+
+/// The connection would have more than `MAX_TOPICS` topics.
+#[derive(Debug)]
+pub struct TooManyTopics;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribeTopics {
+    pub id: ConnId,
+    pub topics: Vec<String>,
+}
+
 /// A service or admin connection starts receiving `assignment_event`.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -28,6 +28,8 @@ use crate::{
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
 const MAILBOX_CAPACITY: usize = 65_536;
+/// Push topics one connection may subscribe to.
+pub const MAX_TOPICS: usize = 32;
 /// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
 /// After this many connects and disconnects, once they have stopped for `CHURN_QUIET`, freed
@@ -54,6 +56,8 @@ struct Connection {
     offered: HashSet<AssignmentId>,
     /// When it authenticated, in the Dispatcher's count: lower is older.
     authenticated_seq: u64,
+    /// Push topics it subscribed to; at most `MAX_TOPICS`.
+    topics: Vec<Box<str>>,
 }
 
 impl Connection {
@@ -66,6 +70,7 @@ impl Connection {
             last_ping,
             offered: HashSet::new(),
             authenticated_seq: 0,
+            topics: Vec::new(),
         }
     }
 
@@ -145,6 +150,22 @@ impl Dispatcher {
             }
             Audience::EventListeners => {
                 let targets: Vec<ConnId> = self.event_listeners.iter().copied().collect();
+                self.deliver_each(targets, text)
+            }
+            Audience::Users(user_ids, topic) => {
+                let targets: Vec<ConnId> = user_ids
+                    .iter()
+                    .filter_map(|user_id| self.by_user.get(user_id))
+                    .flatten()
+                    .copied()
+                    .filter(|id| match &topic {
+                        None => true,
+                        Some(topic) => self
+                            .connections
+                            .get(id)
+                            .is_some_and(|c| c.topics.iter().any(|t| **t == **topic)),
+                    })
+                    .collect();
                 self.deliver_each(targets, text)
             }
         }

@@ -1,13 +1,13 @@
 //! The one place that decides who hears of an event, and in which frame.
 
 use crate::{
-    domain::{AssignmentId, DomainEvent, MasterId, Outcome, UserId},
+    domain::{AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId},
     time::iso,
     wire::{OfferView, ServerMessage},
 };
 
 /// Who a frame is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
     /// A master's subscribed connections that have not been sent this offer yet.
     Offer(MasterId, AssignmentId),
@@ -17,6 +17,8 @@ pub enum Audience {
     Client(UserId),
     /// Service and admin connections that subscribed to events.
     EventListeners,
+    /// Every authenticated connection of these users, or, with a topic, those subscribed to it.
+    Users(Vec<UserId>, Option<String>),
 }
 
 /// The frames an event becomes, each with its audience.
@@ -70,5 +72,17 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
             frames.push((Audience::EventListeners, message));
             frames
         }
+        DomainEvent::Pushed(push) => vec![(
+            Audience::Users(push.user_ids.clone(), push.topic.clone()),
+            push_frame(push),
+        )],
     }
+}
+
+/// `{"type": …, …payload}`: the payload's fields at the top level, as the chat apps read them.
+fn push_frame(push: &Push) -> ServerMessage {
+    let mut frame = serde_json::Map::with_capacity(push.payload.len() + 1);
+    frame.insert("type".into(), push.kind.clone().into());
+    frame.extend(push.payload.clone());
+    ServerMessage::Push(frame)
 }

@@ -5,6 +5,7 @@ mod assignments;
 mod health;
 mod masters;
 mod orders;
+mod push;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
@@ -57,7 +58,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 "/masters/me/assignments",
                 web::get().to(masters::my_assignments),
             )
-            .route("/masters/{id}/shift", web::put().to(masters::set_shift)),
+            .route("/masters/{id}/shift", web::put().to(masters::set_shift))
+            .route("/push", web::post().to(push::push)),
     )
     .default_service(web::to(|req: HttpRequest| async move {
         Err::<actix_web::HttpResponse, _>(AppError::NotFound(format!("nothing at {}", req.path())))

@@ -20,10 +20,11 @@ use super::{
 use crate::{
     auth::{AuthError, AuthUser, Verified},
     dispatcher::{
-        Dispatcher,
+        Dispatcher, MAX_TOPICS,
         messages::{
             Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock, ReplayOffers,
-            SubscribeAssignments, SubscribeEvents, UnsubscribeAssignments,
+            SubscribeAssignments, SubscribeEvents, SubscribeTopics, UnsubscribeAssignments,
+            UnsubscribeTopics,
         },
     },
     error::AppError,
@@ -31,7 +32,7 @@ use crate::{
     state::AppState,
     time::{iso, now_iso, now_ms},
     views::OrderView,
-    wire::{ClientMessage, CloseCode, ServerMessage, parse},
+    wire::{ClientMessage, CloseCode, ServerMessage, parse, topics_of},
 };
 
 /// How often the server checks that a peer is still there.
@@ -355,6 +356,20 @@ impl WsSession {
                 self.reply_when_done(ctx, work, request_id);
             }
             ClientMessage::RefreshToken { token } => self.refresh(ctx, user, &token, rid),
+            ClientMessage::Subscribe { topics } => self.subscribe_topics(ctx, topics, request_id),
+            ClientMessage::Unsubscribe { topics } => match topics_of(topics) {
+                Ok(topics) => {
+                    self.tell(
+                        ctx,
+                        UnsubscribeTopics {
+                            id: self.id,
+                            topics: topics.clone(),
+                        },
+                    );
+                    self.send(ctx, &ServerMessage::Unsubscribed { topics }, rid);
+                }
+                Err(e) => self.send_error(ctx, &AppError::BadRequest(e), rid),
+            },
             ClientMessage::Ping | ClientMessage::Auth { .. } => unreachable!("handled above"),
         }
     }
@@ -387,6 +402,36 @@ impl WsSession {
         let e = AppError::Forbidden("only masters act on assignments".into());
         self.send_error(ctx, &e, request_id);
         None
+    }
+
+    /// Adds push topics, up to `MAX_TOPICS` per connection.
+    fn subscribe_topics(
+        &mut self,
+        ctx: &mut Context<Self>,
+        topics: Option<Vec<String>>,
+        request_id: Option<Value>,
+    ) {
+        let topics = match topics_of(topics) {
+            Ok(topics) => topics,
+            Err(e) => return self.send_error(ctx, &AppError::BadRequest(e), request_id.as_ref()),
+        };
+        let asked = self.app.dispatcher.send(SubscribeTopics {
+            id: self.id,
+            topics: topics.clone(),
+        });
+        ctx.wait(asked.into_actor(self).map(move |answer, act, ctx| {
+            let request_id = request_id.as_ref();
+            match answer {
+                Ok(Ok(())) => act.send(ctx, &ServerMessage::Subscribed { topics }, request_id),
+                Ok(Err(_)) => {
+                    let e = AppError::BadRequest(format!(
+                        "a connection may subscribe to at most {MAX_TOPICS} topics"
+                    ));
+                    act.send_error(ctx, &e, request_id);
+                }
+                Err(_) => ctx.stop(),
+            }
+        }));
     }
 
     /// Subscribes, then replays the master's open offers so a reconnecting app misses nothing.

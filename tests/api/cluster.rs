@@ -57,6 +57,43 @@ async fn an_offer_made_through_one_node_reaches_a_master_on_another() {
 }
 
 #[tokio::test]
+async fn a_push_made_through_one_node_reaches_the_users_on_every_node() {
+    let Some(c) = cluster(3).await else { return };
+    let mut on_a =
+        WsClient::connect(&c.ws_url(0, &format!("/ws?token={}", client_token(7))), &[]).await;
+    let mut on_c =
+        WsClient::connect(&c.ws_url(2, &format!("/ws?token={}", client_token(7))), &[]).await;
+    for ws in [&mut on_a, &mut on_c] {
+        ws.recv_type("connected").await;
+        ws.recv_type("auth_success").await;
+    }
+    let body =
+        json!({"userIds": [7], "type": "new_message", "payload": {"chatId": 12, "text": "hi"}});
+    let (status, answer) = c
+        .call(
+            1,
+            Method::POST,
+            "/api/v1/push",
+            &service_token(),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        answer["delivered"], 0,
+        "delivered counts the node that was asked"
+    );
+    for ws in [&mut on_a, &mut on_c] {
+        let message = ws.recv_type("new_message").await;
+        assert_eq!(
+            message,
+            json!({"type": "new_message", "chatId": 12, "text": "hi"})
+        );
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_accept_on_one_node_cancels_the_rival_offer_on_another_and_tells_the_client_on_a_third()
 {
     let Some(c) = cluster(3).await else { return };

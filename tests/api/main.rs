@@ -11,6 +11,7 @@ mod limits;
 mod origin;
 mod postgres;
 mod process;
+mod push;
 mod replay;
 mod restart;
 mod stats;
