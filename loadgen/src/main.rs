@@ -5,6 +5,7 @@ mod cluster;
 mod fleet;
 mod floor;
 mod holder;
+mod push;
 mod report;
 mod scenarios;
 mod soak;
@@ -34,6 +35,8 @@ enum Scenario {
     Storm,
     Expiry,
     Slow,
+    /// One push to 1,000 users, then to 10,000 in 10 requests.
+    Push,
     /// Three nodes on PostgreSQL and Redis; not part of `all`, since it needs both.
     Cluster,
     /// Masters held for a long time while some reconnect, offers accepted and expiring; not
@@ -271,6 +274,9 @@ async fn run(scenarios: &[Scenario], opts: &Opts, soak: &soak::SoakOpts) -> Repo
             None => scenarios::end_to_end(opts, &mut Report::default(), 0.0).await,
         };
         scenarios::slow_consumers(opts, &mut report, baseline).await;
+    }
+    if wants(Scenario::Push) {
+        push::push(opts, &mut report).await;
     }
     if scenarios.contains(&Scenario::Cluster) {
         cluster::cluster(opts, &mut report).await;

@@ -58,7 +58,7 @@ fn every_scenario_runs_small_and_loses_nothing() {
             .as_f64()
             .unwrap()
     };
-    for scenario in ["idle", "e2e", "routing", "storm", "expiry", "slow"] {
+    for scenario in ["idle", "e2e", "routing", "storm", "expiry", "slow", "push"] {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario),
             "{scenario} missing"
@@ -73,6 +73,11 @@ fn every_scenario_runs_small_and_loses_nothing() {
     assert_eq!(value("expiry", "expired early"), 0.0);
     assert!(value("routing", "deliveries/s with p99 < 50 ms") > 0.0);
     assert!(value("idle", "server memory per connection") > 0.0);
+    assert_eq!(value("push", "connect failures"), 0.0);
+    assert_eq!(
+        value("push", "1000 users in 1 request(s): rounds complete"),
+        20.0
+    );
 }
 
 #[test]
