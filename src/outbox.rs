@@ -7,7 +7,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use actix_web::web::Bytes;
@@ -54,6 +54,8 @@ pub enum QueueError {
 struct Backlog {
     live: AtomicUsize,
     replayed: AtomicUsize,
+    /// A live frame was refused: the client is not reading.
+    stuck: AtomicBool,
     /// Signalled whenever the writer has sent a frame, or is gone.
     room: Notify,
 }
@@ -96,13 +98,19 @@ impl Outbox {
         )
     }
 
-    /// Queues a frame, unless the client has let too many bytes pile up. A close always goes in,
-    /// and so does one frame into an empty queue, however large.
+    /// Queues a frame, unless the client has let too many bytes pile up. One frame always goes
+    /// into an empty queue, however large; a close always goes in unless the client is stuck,
+    /// when it would never be read (the caller then drops the socket instead).
     pub fn push(&self, frame: Outbound) -> Result<(), QueueError> {
         let size = frame.size();
         let queued = self.backlog.live.load(Ordering::Acquire);
-        let is_close = matches!(frame, Outbound::Close(..));
-        if !is_close && queued > 0 && queued + size > self.max_bytes {
+        let fits = queued == 0 || queued + size <= self.max_bytes;
+        let refused = match frame {
+            Outbound::Close(..) => self.backlog.stuck.load(Ordering::Acquire),
+            _ => !fits,
+        };
+        if refused {
+            self.backlog.stuck.store(true, Ordering::Release);
             return Err(QueueError::Full);
         }
         self.backlog.live.fetch_add(size, Ordering::AcqRel);
@@ -172,12 +180,10 @@ mod tests {
 
     #[tokio::test]
     async fn live_frames_are_judged_by_bytes_and_replays_wait_for_room() {
-        let (outbox, mut drain) = Outbox::channel(100);
         let frame = || ByteString::from("x".repeat(60));
+        let (outbox, mut drain) = Outbox::channel(100);
         outbox.text(frame()).unwrap();
-        assert_eq!(outbox.text(frame()), Err(QueueError::Full));
-        assert_eq!(outbox.close(CloseCode::Policy, "slow consumer"), Ok(()));
-
+        // Past the limit, a replay waits for the client to read instead of being refused.
         let far = now_ms() + 60_000;
         let replay = tokio::spawn(outbox.clone().replay(vec![(far, frame()), (far, frame())]));
         let mut replayed = 0;
@@ -187,5 +193,15 @@ mod tests {
             drain.sent(&next);
         }
         replay.await.unwrap();
+        assert_eq!(outbox.close(CloseCode::Normal, ""), Ok(()));
+
+        // Refused once, the client is stuck: a close would never be read either.
+        let (stuck, _drain) = Outbox::channel(100);
+        stuck.text(frame()).unwrap();
+        assert_eq!(stuck.text(frame()), Err(QueueError::Full));
+        assert_eq!(
+            stuck.close(CloseCode::Policy, "slow consumer"),
+            Err(QueueError::Full)
+        );
     }
 }
