@@ -125,24 +125,29 @@ impl Outbox {
         self.push(Outbound::Close(code, description.to_string()))
     }
 
-    /// Queues offers sent again, each once there is room for it; skips those whose deadline
-    /// passed while waiting. Ends when all are queued or the connection is gone.
-    pub async fn replay(self, offers: Vec<(i64, ByteString)>) {
-        for (expires_at, text) in offers {
-            let size = Outbound::Replayed(text.clone()).size();
+    /// Queues offers sent again, each once there is room for it, as `(deadline, frame at a
+    /// time)`; the frame is built when it goes in, and skipped if its deadline has passed. Ends
+    /// when all are queued or the connection is gone.
+    pub async fn replay<F: Fn(i64) -> ByteString>(self, offers: Vec<(i64, F)>) {
+        /// Room kept for the next frame before it is built.
+        const TYPICAL_FRAME: usize = 512;
+        for (expires_at, frame) in offers {
             loop {
                 if self.frames.is_closed() {
                     return;
                 }
                 let queued = self.backlog.total();
-                if queued == 0 || queued + size <= self.max_bytes {
+                if queued == 0 || queued + TYPICAL_FRAME <= self.max_bytes {
                     break;
                 }
                 self.backlog.room.notified().await;
             }
-            if now_ms() >= expires_at {
+            let now = now_ms();
+            if now >= expires_at {
                 continue;
             }
+            let text = frame(now);
+            let size = Outbound::Replayed(text.clone()).size();
             self.backlog.replayed.fetch_add(size, Ordering::AcqRel);
             if self.frames.send(Outbound::Replayed(text)).is_err() {
                 return;
@@ -185,7 +190,8 @@ mod tests {
         outbox.text(frame()).unwrap();
         // Past the limit, a replay waits for the client to read instead of being refused.
         let far = now_ms() + 60_000;
-        let replay = tokio::spawn(outbox.clone().replay(vec![(far, frame()), (far, frame())]));
+        let sixty = |_: i64| ByteString::from("x".repeat(60));
+        let replay = tokio::spawn(outbox.clone().replay(vec![(far, sixty), (far, sixty)]));
         let mut replayed = 0;
         while replayed < 2 {
             let next = drain.next().await.unwrap();

@@ -245,8 +245,12 @@ pub enum ServerMessage {
         reason: Option<&'static str>,
     },
     SubscribedEvents,
+    /// An offer, with the server's clock and the time left when the frame was built, so that an
+    /// app with a skewed clock still counts down right.
     NewAssignment {
         assignment: OfferView,
+        server_time: String,
+        expires_in_ms: i64,
     },
     AssignmentAccepted {
         assignment_id: i64,
@@ -302,6 +306,15 @@ pub enum ServerMessage {
 impl ServerMessage {
     pub fn error(e: &AppError) -> Self {
         ServerMessage::Error { error: e.body() }
+    }
+
+    /// `new_assignment` for `offer`, built at `now` (ms since the epoch).
+    pub fn new_assignment(offer: &Offer, now: i64) -> Self {
+        ServerMessage::NewAssignment {
+            assignment: OfferView::from(offer),
+            server_time: iso(now),
+            expires_in_ms: (offer.expires_at - now).max(0),
+        }
     }
 
     /// The frame text; a direct reply echoes the request's `requestId`.

@@ -23,7 +23,7 @@ use crate::{
     domain::{AssignmentId, MasterId, Offer, UserId},
     outbox::{Outbox, QueueError},
     time::now_ms,
-    wire::{CloseCode, OfferView, ServerMessage},
+    wire::{CloseCode, ServerMessage},
 };
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
@@ -201,18 +201,19 @@ impl Dispatcher {
         if !conn.subscribed {
             return;
         }
-        let frames: Vec<(i64, ByteString)> = offers
+        let unsent: Vec<Offer> = offers
             .iter()
             .filter(|offer| conn.remember(offer.assignment_id))
-            .map(|offer| {
-                let frame = ServerMessage::NewAssignment {
-                    assignment: OfferView::from(offer),
-                };
-                (offer.expires_at, frame.encode(None))
-            })
+            .cloned()
             .collect();
-        if !frames.is_empty() {
-            actix_web::rt::spawn(conn.outbox.clone().replay(frames));
+        if !unsent.is_empty() {
+            // Each frame is built when there is room for it, so it carries the time left then.
+            let frames = unsent.into_iter().map(|offer| {
+                let expires_at = offer.expires_at;
+                let frame = move |now| ServerMessage::new_assignment(&offer, now).encode(None);
+                (expires_at, frame)
+            });
+            actix_web::rt::spawn(conn.outbox.clone().replay(frames.collect()));
         }
     }
 

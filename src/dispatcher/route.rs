@@ -2,8 +2,8 @@
 
 use crate::{
     domain::{AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId},
-    time::iso,
-    wire::{OfferView, ServerMessage},
+    time::{iso, now_ms},
+    wire::ServerMessage,
 };
 
 /// Who a frame is for.
@@ -26,9 +26,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
     match event {
         DomainEvent::Offered(offer) => vec![(
             Audience::Offer(offer.master_id, offer.assignment_id),
-            ServerMessage::NewAssignment {
-                assignment: OfferView::from(offer),
-            },
+            ServerMessage::new_assignment(offer, now_ms()),
         )],
         DomainEvent::Decided(d) => {
             let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);

@@ -526,7 +526,33 @@ async fn order_status_updates_go_to_the_client_role_only(db: Db) {
         .await;
 }
 
+/// Every offer carries the server's clock and the time left, so that a phone with a skewed clock
+/// counts down right; a replayed offer carries what is left then, not the original TTL.
+async fn offers_carry_the_server_time_and_the_time_left(db: Db) {
+    let app = spawn_app(db).await;
+    app.put_order(10, 7).await;
+    let mut live = app.subscribed_master(3).await;
+    app.offer_ok(10, 3, Some(60)).await;
+    let offer = live.recv_type("new_assignment").await;
+    let server_time = offer["serverTime"].as_str().unwrap().to_string();
+    assert!(
+        server_time.ends_with('Z') && server_time.len() == 24,
+        "{server_time}"
+    );
+    let left = offer["expiresInMs"].as_i64().unwrap();
+    assert!((58_000..=60_000).contains(&left), "{offer}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut late = app.subscribed_master(3).await;
+    let replayed = late.recv_type("new_assignment").await;
+    let left_later = replayed["expiresInMs"].as_i64().unwrap();
+    assert!(left_later <= left - 1400, "{left} then {left_later}");
+    assert!(replayed["serverTime"].as_str().unwrap() > server_time.as_str());
+    assert_eq!(replayed["assignment"]["id"], offer["assignment"]["id"]);
+}
+
 on_both_backends!(
+    offers_carry_the_server_time_and_the_time_left,
     order_status_updates_go_to_the_client_role_only,
     an_offer_racing_a_new_subscription_arrives_exactly_once,
     an_offer_reaches_the_subscribed_master_with_basic_information_only,
