@@ -171,6 +171,16 @@ pub struct Decision {
     pub at: i64,
 }
 
+/// An offer that reached the master's app: its first acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub assignment_id: AssignmentId,
+    pub order_id: OrderId,
+    pub master_id: MasterId,
+    pub at: i64,
+}
+
 /// An order's new status, with whom it concerns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,6 +214,7 @@ pub struct Push {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DomainEvent {
     Offered(Offer),
+    Delivered(Delivery),
     Decided(Decision),
     OrderStatusChanged(OrderStatusChange),
     Pushed(Push),

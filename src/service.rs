@@ -154,6 +154,27 @@ impl Service {
         Ok(accepted)
     }
 
+    /// A master's app acknowledges that an offer reached it. The first acknowledgement records
+    /// `deliveredAt` and tells event listeners; repeats change nothing.
+    pub async fn acknowledge(&self, user: AuthUser, id: i64) -> Result<(), AppError> {
+        positive("assignmentId", id)?;
+        let Some(master_id) = user.master() else {
+            return Err(AppError::Forbidden(
+                "only masters acknowledge offers".into(),
+            ));
+        };
+        let now = now_ms();
+        let first = self
+            .with_db(move |conn| Ok(Assignment::mark_delivered(conn, id, master_id.0, now)?))
+            .await?;
+        if let Some(delivery) = first {
+            self.bus
+                .publish(vec![DomainEvent::Delivered(delivery)])
+                .await;
+        }
+        Ok(())
+    }
+
     /// A master turns an offer down before its deadline.
     pub async fn reject(
         &self,

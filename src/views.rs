@@ -54,6 +54,8 @@ pub struct AssignmentView {
     pub decided_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
+    /// When the master's app first acknowledged the offer (`ack_assignment`).
+    pub delivered_at: Option<String>,
 }
 
 impl From<&Assignment> for AssignmentView {
@@ -67,6 +69,7 @@ impl From<&Assignment> for AssignmentView {
             expires_at: iso(a.expires_at),
             decided_at: a.decided_at.map(iso),
             reject_reason: a.reject_reason.clone(),
+            delivered_at: a.delivered_at.map(iso),
         }
     }
 }

@@ -24,8 +24,16 @@ pub enum ClientMessage {
         token: String,
     },
     Ping,
-    SubscribeAssignments,
+    SubscribeAssignments {
+        /// The app acknowledges each offer with `ack_assignment`; unacknowledged offers are sent
+        /// again, and a connection that acknowledges none is closed as dead.
+        #[serde(default)]
+        acks: bool,
+    },
     UnsubscribeAssignments,
+    AckAssignment {
+        assignment_id: i64,
+    },
     AcceptAssignment {
         assignment_id: i64,
     },
@@ -49,11 +57,12 @@ pub enum ClientMessage {
     },
 }
 
-const CLIENT_TYPES: [&str; 10] = [
+const CLIENT_TYPES: [&str; 11] = [
     "auth",
     "ping",
     "subscribe_assignments",
     "unsubscribe_assignments",
+    "ack_assignment",
     "accept_assignment",
     "reject_assignment",
     "subscribe_events",
@@ -178,6 +187,28 @@ mod tests {
     }
 }
 
+/// What happened to an offer, as `assignment_event` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferEvent {
+    Delivered,
+    Accepted,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl From<Outcome> for OfferEvent {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Accepted => OfferEvent::Accepted,
+            Outcome::Rejected => OfferEvent::Rejected,
+            Outcome::Expired => OfferEvent::Expired,
+            Outcome::Cancelled => OfferEvent::Cancelled,
+        }
+    }
+}
+
 /// The close codes this service sends (RFC 6455, section 7.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCode {
@@ -275,7 +306,7 @@ pub enum ServerMessage {
         updated_at: String,
     },
     AssignmentEvent {
-        event: Outcome,
+        event: OfferEvent,
         assignment_id: i64,
         order_id: i64,
         master_id: i64,

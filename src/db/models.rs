@@ -10,7 +10,7 @@ use super::{
     write_tx,
 };
 use crate::domain::{
-    AssignmentId, AssignmentStatus, Decision, MasterId, Offer, OrderId, OrderStatus,
+    AssignmentId, AssignmentStatus, Decision, Delivery, MasterId, Offer, OrderId, OrderStatus,
     OrderStatusChange, Outcome, UserId,
 };
 
@@ -131,6 +131,8 @@ pub struct Assignment {
     pub expires_at: i64,
     pub decided_at: Option<i64>,
     pub reject_reason: Option<String>,
+    /// When the master's app first acknowledged the offer.
+    pub delivered_at: Option<i64>,
 }
 
 /// Why an offer could not be made.
@@ -212,6 +214,35 @@ impl Assignment {
             outcome,
             at: self.decided_at.unwrap_or(self.created_at),
         }
+    }
+
+    /// The receipt of an offer reaching master `master_id`'s app; answers what it delivered
+    /// the first time, `None` for a repeat, another master's offer or one no longer pending.
+    pub fn mark_delivered(
+        conn: &mut DbConn,
+        id: i64,
+        master_id: i64,
+        now: i64,
+    ) -> QueryResult<Option<Delivery>> {
+        let first = diesel::update(
+            assignments::table
+                .filter(assignments::id.eq(id))
+                .filter(assignments::master_id.eq(master_id))
+                .filter(assignments::status.eq(AssignmentStatus::Pending))
+                .filter(assignments::delivered_at.is_null()),
+        )
+        .set(assignments::delivered_at.eq(now))
+        .execute(conn)?;
+        if first == 0 {
+            return Ok(None);
+        }
+        let assignment: Assignment = assignments::table.find(id).first(conn)?;
+        Ok(Some(Delivery {
+            assignment_id: assignment.id(),
+            order_id: OrderId(assignment.order_id),
+            master_id: MasterId(assignment.master_id),
+            at: now,
+        }))
     }
 
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Assignment>> {

@@ -26,6 +26,7 @@ diesel::table! {
         expires_at -> BigInt,
         decided_at -> Nullable<BigInt>,
         reject_reason -> Nullable<Text>,
+        delivered_at -> Nullable<BigInt>,
     }
 }
 

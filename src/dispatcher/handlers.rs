@@ -56,6 +56,24 @@ impl Handler<SubscribeAssignments> for Dispatcher {
         if let Some(conn) = self.connections.get_mut(&msg.id) {
             conn.subscribed = true;
             conn.last_ping.touch();
+            if msg.acks && conn.receipts.is_none() {
+                conn.receipts = Some(Box::default());
+            }
+        }
+    }
+}
+
+/// Stops sending an offer again to the connection that acknowledged it.
+impl Handler<Acknowledged> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acknowledged, _: &mut Context<Self>) {
+        if let Some(receipts) = self
+            .connections
+            .get_mut(&msg.id)
+            .and_then(|c| c.receipts.as_mut())
+        {
+            receipts.acknowledged(msg.assignment_id);
         }
     }
 }
@@ -99,6 +117,9 @@ impl Handler<Deliver> for Dispatcher {
                 if counted {
                     delivered += reached;
                 }
+            }
+            if let DomainEvent::Offered(offer) = event {
+                self.await_receipts(offer);
             }
         }
         delivered

@@ -58,6 +58,16 @@ pub struct Authenticated {
 #[rtype(result = "()")]
 pub struct SubscribeAssignments {
     pub id: ConnId,
+    /// The app acknowledges each offer (`ack_assignment`).
+    pub acks: bool,
+}
+
+/// A connection acknowledged an offer: it is not sent again there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Acknowledged {
+    pub id: ConnId,
+    pub assignment_id: AssignmentId,
 }
 
 #[derive(Message)]

@@ -5,6 +5,7 @@
 
 mod handlers;
 pub mod messages;
+mod receipts;
 mod route;
 
 use std::{
@@ -28,6 +29,8 @@ use crate::{
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
 const MAILBOX_CAPACITY: usize = 65_536;
+/// How often offers that fell due are sent again.
+const REDELIVERY_TICK: Duration = Duration::from_millis(250);
 /// Push topics one connection may subscribe to.
 pub const MAX_TOPICS: usize = 32;
 /// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
@@ -58,6 +61,8 @@ struct Connection {
     authenticated_seq: u64,
     /// Push topics it subscribed to; at most `MAX_TOPICS`.
     topics: Vec<Box<str>>,
+    /// Offers awaiting its acknowledgement, when it subscribed with `acks`.
+    receipts: Option<Box<receipts::Receipts>>,
 }
 
 impl Connection {
@@ -71,6 +76,7 @@ impl Connection {
             offered: HashSet::new(),
             authenticated_seq: 0,
             topics: Vec::new(),
+            receipts: None,
         }
     }
 
@@ -88,6 +94,7 @@ impl Connection {
     fn unsubscribe(&mut self) {
         self.subscribed = false;
         self.offered.clear();
+        self.receipts = None;
     }
 }
 
@@ -98,6 +105,7 @@ pub struct Dispatcher {
     by_user: HashMap<UserId, HashSet<ConnId>>,
     event_listeners: HashSet<ConnId>,
     authentications: u64,
+    redeliveries: receipts::Redeliveries,
     churn_since_trim: u32,
     last_churn: std::time::Instant,
     trim_scheduled: bool,
@@ -112,6 +120,7 @@ impl Dispatcher {
             by_user: HashMap::new(),
             event_listeners: HashSet::new(),
             authentications: 0,
+            redeliveries: receipts::Redeliveries::default(),
             churn_since_trim: 0,
             last_churn: std::time::Instant::now(),
             trim_scheduled: false,
@@ -206,6 +215,13 @@ impl Dispatcher {
             .filter(|offer| conn.remember(offer.assignment_id))
             .cloned()
             .collect();
+        let outbox = conn.outbox.clone();
+        if conn.receipts.is_some() {
+            let now = now_ms();
+            for offer in &unsent {
+                self.await_receipt(id, &std::sync::Arc::new(offer.clone()), now);
+            }
+        }
         if !unsent.is_empty() {
             // Each frame is built when there is room for it, so it carries the time left then.
             let frames = unsent.into_iter().map(|offer| {
@@ -213,7 +229,7 @@ impl Dispatcher {
                 let frame = move |now| ServerMessage::new_assignment(&offer, now).encode(None);
                 (expires_at, frame)
             });
-            actix_web::rt::spawn(conn.outbox.clone().replay(frames.collect()));
+            actix_web::rt::spawn(outbox.replay(frames.collect()));
         }
     }
 
@@ -222,6 +238,9 @@ impl Dispatcher {
         for id in self.by_master.get(&master_id).into_iter().flatten() {
             if let Some(conn) = self.connections.get_mut(id) {
                 conn.offered.remove(&assignment_id);
+                if let Some(receipts) = conn.receipts.as_mut() {
+                    receipts.forget(assignment_id);
+                }
             }
         }
     }
@@ -385,5 +404,6 @@ impl Actor for Dispatcher {
         ctx.run_interval(self.settings.cleanup_interval, |act, _| {
             act.drop_idle_subscriptions()
         });
+        ctx.run_interval(REDELIVERY_TICK, |act, _| act.redeliver_due());
     }
 }

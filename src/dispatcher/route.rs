@@ -3,7 +3,7 @@
 use crate::{
     domain::{AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId},
     time::{iso, now_ms},
-    wire::ServerMessage,
+    wire::{OfferEvent, ServerMessage},
 };
 
 /// Who a frame is for.
@@ -43,7 +43,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 Outcome::Accepted | Outcome::Rejected => None,
             };
             let event = ServerMessage::AssignmentEvent {
-                event: d.outcome,
+                event: d.outcome.into(),
                 assignment_id,
                 order_id,
                 master_id: d.master_id.0,
@@ -70,6 +70,16 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
             frames.push((Audience::EventListeners, message));
             frames
         }
+        DomainEvent::Delivered(delivery) => vec![(
+            Audience::EventListeners,
+            ServerMessage::AssignmentEvent {
+                event: OfferEvent::Delivered,
+                assignment_id: delivery.assignment_id.0,
+                order_id: delivery.order_id.0,
+                master_id: delivery.master_id.0,
+                at: iso(delivery.at),
+            },
+        )],
         DomainEvent::Pushed(push) => vec![(
             Audience::Users(push.user_ids.clone(), push.topic.clone()),
             push_frame(push),

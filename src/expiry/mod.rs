@@ -159,7 +159,9 @@ impl Handler<Deliver> for Expiry {
                     self.queue.arm(offer.assignment_id, offer.expires_at)
                 }
                 DomainEvent::Decided(decision) => self.queue.disarm(decision.assignment_id),
-                DomainEvent::OrderStatusChanged(_) | DomainEvent::Pushed(_) => {}
+                DomainEvent::Delivered(_)
+                | DomainEvent::OrderStatusChanged(_)
+                | DomainEvent::Pushed(_) => {}
             }
         }
         self.schedule(ctx);

@@ -22,11 +22,12 @@ use crate::{
     dispatcher::{
         Dispatcher, MAX_TOPICS,
         messages::{
-            Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock, ReplayOffers,
-            SubscribeAssignments, SubscribeEvents, SubscribeTopics, UnsubscribeAssignments,
-            UnsubscribeTopics,
+            Acknowledged, Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock,
+            ReplayOffers, SubscribeAssignments, SubscribeEvents, SubscribeTopics,
+            UnsubscribeAssignments, UnsubscribeTopics,
         },
     },
+    domain::AssignmentId,
     error::AppError,
     outbox::{Outbound, Outbox, QueueError},
     state::AppState,
@@ -305,7 +306,29 @@ impl WsSession {
             (Some(user), message) => (user, message),
         };
         match message {
-            ClientMessage::SubscribeAssignments => self.subscribe(ctx, user, request_id),
+            ClientMessage::SubscribeAssignments { acks } => {
+                self.subscribe(ctx, user, acks, request_id)
+            }
+            ClientMessage::AckAssignment { assignment_id } => {
+                let Some(user) = self.require_master(ctx, user, rid) else {
+                    return;
+                };
+                self.tell(
+                    ctx,
+                    Acknowledged {
+                        id: self.id,
+                        assignment_id: AssignmentId(assignment_id),
+                    },
+                );
+                let app = self.app.clone();
+                let work = async move { app.service.acknowledge(user, assignment_id).await };
+                ctx.spawn(work.into_actor(self).map(move |done, act, ctx| {
+                    // An acknowledgement has no reply; only a failure is answered.
+                    if let Err(e) = done {
+                        act.send_error(ctx, &e, request_id.as_ref());
+                    }
+                }));
+            }
             ClientMessage::UnsubscribeAssignments => {
                 self.tell(ctx, UnsubscribeAssignments { id: self.id });
                 self.send(
@@ -435,14 +458,20 @@ impl WsSession {
     }
 
     /// Subscribes, then replays the master's open offers so a reconnecting app misses nothing.
-    fn subscribe(&mut self, ctx: &mut Context<Self>, user: AuthUser, request_id: Option<Value>) {
+    fn subscribe(
+        &mut self,
+        ctx: &mut Context<Self>,
+        user: AuthUser,
+        acks: bool,
+        request_id: Option<Value>,
+    ) {
         let Some(master_id) = self
             .require_master(ctx, user, request_id.as_ref())
             .and_then(|u| u.master())
         else {
             return;
         };
-        self.tell(ctx, SubscribeAssignments { id: self.id });
+        self.tell(ctx, SubscribeAssignments { id: self.id, acks });
         self.send(
             ctx,
             &ServerMessage::SubscribedAssignments,

@@ -12,6 +12,7 @@ mod origin;
 mod postgres;
 mod process;
 mod push;
+mod receipts;
 mod replay;
 mod restart;
 mod stats;
