@@ -85,6 +85,10 @@ fn field_name() -> impl Strategy<Value = String> {
             "status",
             "onShift",
             "topics",
+            "userIds",
+            "payload",
+            "topic",
+            "acks",
         ])
         .prop_map(String::from),
         "[a-zA-Z]{1,12}",
@@ -103,6 +107,9 @@ fn message_like() -> impl Strategy<Value = String> {
             "reject_assignment",
             "subscribe_events",
             "refresh_token",
+            "ack_assignment",
+            "subscribe",
+            "unsubscribe",
         ])
         .prop_map(Value::from),
         json_value(),
@@ -160,6 +167,7 @@ fn route() -> impl Strategy<Value = (reqwest::Method, String, bool)> {
             (Method::POST, "/api/v1/assignments/{}/cancel", false),
             (Method::PUT, "/api/v1/masters/{}/shift", false),
             (Method::GET, "/api/admin/websocket/stats", false),
+            (Method::POST, "/api/v1/push", false),
         ]),
         id,
     )
