@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod lifecycle;
 pub mod outbox;
 pub mod routes;
 pub mod service;

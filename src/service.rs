@@ -19,6 +19,7 @@ use crate::{
     },
     error::AppError,
     events::EventBus,
+    lifecycle::{self, OfferFigures},
     time::now_ms,
     wire::{check_push_type, check_topic},
 };
@@ -310,6 +311,15 @@ impl Service {
             topic,
         };
         Ok(self.bus.publish(vec![DomainEvent::Pushed(push)]).await)
+    }
+
+    /// How the offers of the last 15 minutes fared.
+    pub async fn offer_figures(&self) -> Result<OfferFigures, AppError> {
+        let since = now_ms() - lifecycle::WINDOW_SECS * 1000;
+        let offers = self
+            .with_db(move |conn| Ok(Assignment::created_since(conn, since)?))
+            .await?;
+        Ok(lifecycle::figures(&offers))
     }
 
     /// Shift flags of the given masters; a master with no row is off shift.

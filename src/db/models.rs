@@ -249,6 +249,13 @@ impl Assignment {
         assignments::table.find(id).first(conn).optional()
     }
 
+    /// Every offer made since `since` (ms), for the lifecycle figures.
+    pub fn created_since(conn: &mut DbConn, since: i64) -> QueryResult<Vec<Assignment>> {
+        assignments::table
+            .filter(assignments::created_at.ge(since))
+            .load(conn)
+    }
+
     pub fn insert_offer(
         conn: &mut DbConn,
         order_id: i64,

@@ -7,6 +7,7 @@ use crate::{
     dispatcher::messages::GetStats,
     domain::{MasterId, UserId},
     error::AppError,
+    lifecycle::OfferFigures,
     state::AppState,
     time::{iso, now_ms},
 };
@@ -40,6 +41,7 @@ struct WebsocketStats<'a> {
     on_shift_subscriptions: usize,
     subscriptions: Vec<SubscriptionRow<'a>>,
     nodes: Vec<NodeRow<'a>>,
+    offers: OfferFigures,
 }
 
 /// Seed 001's monitoring view over every live node: connections from each node's Dispatcher
@@ -64,6 +66,7 @@ pub async fn websocket_stats(
     master_ids.sort_unstable();
     master_ids.dedup();
     let on_shift = app.service.on_shift_of(master_ids).await?;
+    let offers = app.service.offer_figures().await?;
 
     let active_since = now_ms() - app.config.active_window.as_millis() as i64;
     let mut subscriptions: Vec<SubscriptionRow> = nodes
@@ -97,5 +100,6 @@ pub async fn websocket_stats(
                 last_seen: iso(n.last_seen),
             })
             .collect(),
+        offers,
     }))
 }

@@ -112,7 +112,73 @@ async fn without_acks_nothing_is_sent_again_and_a_decision_stops_redelivery(db: 
     acking.expect_silence(Duration::from_millis(100)).await;
 }
 
+async fn the_admin_stats_show_how_the_last_15_minutes_of_offers_fared(db: Db) {
+    let app = spawn_app(db).await;
+    let mut ws = acking_master(&app, 3).await;
+    let mut ids = Vec::new();
+    for order in 1..=4 {
+        app.put_order(order, 7).await;
+        ids.push(app.offer_ok(order, 3, Some(60)).await.0);
+        ws.recv_type("new_assignment").await;
+    }
+    for &id in &ids[..3] {
+        ws.send(json!({"type": "ack_assignment", "assignmentId": id}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ws.send(json!({"type": "accept_assignment", "assignmentId": ids[0]}))
+        .await;
+    ws.send(json!({"type": "reject_assignment", "assignmentId": ids[1]}))
+        .await;
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let message = ws.recv().await;
+        if message["type"] != "order_status_update" {
+            replies.push(message["type"].clone());
+        }
+    }
+    replies.sort_by_key(|t| t.to_string());
+    assert_eq!(
+        replies,
+        vec![json!("assignment_accepted"), json!("assignment_rejected")]
+    );
+    let token = app.service_token();
+    let path = format!("/api/v1/assignments/{}/cancel", ids[2]);
+    let (status, _) = app
+        .request(reqwest::Method::POST, &path, Some(&token), None)
+        .await;
+    assert!(status.is_success());
+
+    let offers = app.stats().await["offers"].clone();
+    let counts: Vec<i64> = [
+        "created",
+        "delivered",
+        "accepted",
+        "rejected",
+        "expired",
+        "cancelled",
+    ]
+    .iter()
+    .map(|k| offers[*k].as_i64().unwrap())
+    .collect();
+    assert_eq!(counts, vec![4, 3, 1, 1, 0, 1], "{offers}");
+    assert_eq!(offers["windowSecs"], 900);
+    for figure in ["timeToDeliverMs", "timeToAcceptMs"] {
+        for p in ["p50", "p90", "p99"] {
+            assert!(
+                offers[figure][p].as_i64().is_some_and(|ms| ms >= 0),
+                "{offers}"
+            );
+        }
+    }
+    assert!(
+        offers["timeToAcceptMs"]["p50"].as_i64() >= Some(50),
+        "{offers}"
+    );
+}
+
 on_both_backends!(
+    the_admin_stats_show_how_the_last_15_minutes_of_offers_fared,
     an_unacknowledged_offer_is_sent_again_then_the_socket_is_closed_as_dead,
     an_acknowledged_offer_records_its_delivery_once_and_is_not_sent_again,
     without_acks_nothing_is_sent_again_and_a_decision_stops_redelivery,
