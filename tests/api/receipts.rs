@@ -38,7 +38,7 @@ async fn an_unacknowledged_offer_is_sent_again_then_the_socket_is_closed_as_dead
         }
     );
     assert!(
-        (Duration::from_millis(13_000)..Duration::from_millis(15_500)).contains(&closed_after),
+        (Duration::from_secs(13)..Duration::from_secs(18)).contains(&closed_after),
         "closed after {closed_after:?}"
     );
     for message in &again {
