@@ -5,9 +5,7 @@ use serde_json::Value;
 
 #[test]
 fn every_scenario_runs_small_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("results.json");
-    let args = [
+    let report = run_loadgen(&[
         "run",
         "all",
         "--connections",
@@ -30,34 +28,9 @@ fn every_scenario_runs_small_and_loses_nothing() {
         "1",
         "--routing-rates",
         "2000",
-    ];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .current_dir(dir.path())
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("scenario"),
-        "the table is printed: {stdout}"
-    );
-
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    ]);
     let rows = report["rows"].as_array().unwrap();
-    let value = |scenario: &str, metric: &str| -> f64 {
-        rows.iter()
-            .find(|r| r["scenario"] == scenario && r["metric"] == metric)
-            .unwrap_or_else(|| panic!("no {scenario}/{metric} in {report}"))["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let value = |scenario: &str, name: &str| metric(&report, scenario, name);
     for scenario in ["idle", "e2e", "routing", "storm", "expiry", "slow", "push"] {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario),
@@ -82,33 +55,19 @@ fn every_scenario_runs_small_and_loses_nothing() {
 
 #[test]
 fn the_soak_runs_small_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("results.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", "soak", "--soak-masters", "200", "--soak-secs", "14"])
-        .args(["--soak-rate", "20", "--soak-ttl", "2"])
-        .arg("--json")
-        .arg(&json)
-        .current_dir(dir.path())
-        .output()
-        .expect("loadgen runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let value = |metric: &str| -> f64 {
-        report["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["scenario"] == "soak" && r["metric"] == metric)
-            .unwrap_or_else(|| panic!("no soak/{metric} in {report}"))["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let report = run_loadgen(&[
+        "run",
+        "soak",
+        "--soak-masters",
+        "200",
+        "--soak-secs",
+        "14",
+        "--soak-rate",
+        "20",
+        "--soak-ttl",
+        "2",
+    ]);
+    let value = |name: &str| metric(&report, "soak", name);
     assert!(value("offers created") >= 100.0, "{report}");
     assert!(value("accepted") > 0.0, "{report}");
     assert!(value("expiries pushed") > 0.0, "{report}");
@@ -133,44 +92,61 @@ fn the_cluster_scenario_runs_small_and_loses_nothing() {
         eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the cluster scenario");
         return;
     };
+    let report = run_loadgen(&[
+        "run",
+        "cluster",
+        "--connections",
+        "90",
+        "--rate",
+        "50",
+        "--duration",
+        "2",
+        "--e2e-steps",
+        "100",
+        "--e2e-step-secs",
+        "1",
+        "--postgres-url",
+        &postgres,
+    ]);
+    let value = |name: &str| metric(&report, "cluster", name);
+    assert_eq!(value("connect failures"), 0.0);
+    assert_eq!(value("same node offers lost"), 0.0);
+    assert_eq!(value("cross node offers lost"), 0.0);
+    assert_eq!(value("cross node HTTP errors"), 0.0);
+}
+
+/// Runs loadgen with `args` in a folder of its own; answers its JSON report.
+fn run_loadgen(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("results.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", "cluster", "--connections", "90", "--rate", "50"])
-        .args([
-            "--duration",
-            "2",
-            "--e2e-steps",
-            "100",
-            "--e2e-step-secs",
-            "1",
-        ])
-        .arg("--postgres-url")
-        .arg(&postgres)
+        .args(args)
         .arg("--json")
         .arg(&json)
         .current_dir(dir.path())
         .output()
         .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let value = |metric: &str| -> f64 {
-        report["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["scenario"] == "cluster" && r["metric"] == metric)
-            .unwrap_or_else(|| panic!("no cluster/{metric} in {report}"))["value"]
-            .as_f64()
-            .unwrap()
-    };
-    assert_eq!(value("connect failures"), 0.0);
-    assert_eq!(value("same node offers lost"), 0.0);
-    assert_eq!(value("cross node offers lost"), 0.0);
-    assert_eq!(value("cross node HTTP errors"), 0.0);
+    assert!(
+        stdout.contains("scenario"),
+        "the table is printed: {stdout}"
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// One figure of a report.
+fn metric(report: &Value, scenario: &str, name: &str) -> f64 {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scenario"] == scenario && r["metric"] == name)
+        .unwrap_or_else(|| panic!("no {scenario}/{name} in {report}"))["value"]
+        .as_f64()
+        .unwrap()
 }
