@@ -132,6 +132,14 @@ impl Application {
             node.start(outgoing, parts);
         }
         let jwt = web::Data::new(config.jwt_keys());
+        log::info!(
+            "limits: {} WebSocket connections (MAX_CONNECTIONS), {} per master or client, {} \
+             unauthenticated per address, {} unsent bytes per connection",
+            config.max_connections,
+            config.max_connections_per_user,
+            config.max_unauthenticated_per_ip,
+            config.max_queued_bytes
+        );
         let limits =
             ConnectionLimits::new(config.max_connections, config.max_unauthenticated_per_ip);
         let state = web::Data::new(AppState {
