@@ -184,8 +184,29 @@ pub async fn soak(opts: &Opts, soak: &SoakOpts, report: &mut Report) {
         .filter(|(at, _)| *at >= warm_up)
         .map(|&(_, b)| b)
         .collect();
+    let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+    // The course of memory over the run, every fifth of it.
+    let step = (samples.len() / 5).max(1);
+    for (at, bytes) in samples.iter().skip(step - 1).step_by(step) {
+        let minute = at.as_secs_f64() / 60.0;
+        report.add(
+            scenario,
+            &format!("RSS at {minute:.1} min"),
+            mib(*bytes),
+            "MiB",
+            Goal::None,
+        );
+    }
+    if let Some(size) = database_size(dir.path()) {
+        report.add(
+            scenario,
+            "SQLite file at the end",
+            mib(size),
+            "MiB",
+            Goal::None,
+        );
+    }
     if let (Some(&first), Some(&max)) = (after.first(), after.iter().max()) {
-        let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
         report.add(scenario, "RSS after warm-up", mib(first), "MiB", Goal::None);
         report.add(
             scenario,
@@ -202,6 +223,12 @@ pub async fn soak(opts: &Opts, soak: &SoakOpts, report: &mut Report) {
             Goal::AtMost(10.0),
         );
     }
+}
+
+/// The SQLite file and its write-ahead log, when the soak started the server itself.
+fn database_size(dir: &std::path::Path) -> Option<u64> {
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).ok();
+    Some(size("dispatcher.db")? + size("dispatcher.db-wal").unwrap_or(0))
 }
 
 /// Offers at a steady rate, each on an order of its own; answers the ids created.

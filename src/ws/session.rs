@@ -73,8 +73,12 @@ pub struct WsSession {
     user: Option<AuthUser>,
     /// The outcome of a token given in the query string or header, handled once started.
     upgrade_auth: Option<Result<Verified, AuthError>>,
-    /// The timer that warns of the token's `exp` and then closes at it.
-    token_watch: Option<SpawnHandle>,
+    /// The connection's one timer: the heartbeat check, and the token's warning and deadline.
+    watch: Option<SpawnHandle>,
+    /// When the heartbeat is next checked (ms since the epoch).
+    next_heartbeat: i64,
+    /// The token's `exp` (ms), and whether `token_expiring` has been sent for it.
+    token_deadline: Option<(i64, bool)>,
     limiter: RateLimiter,
     last_heard: Instant,
     last_ping: PingClock,
@@ -107,7 +111,9 @@ impl WsSession {
                 admitted,
                 user: None,
                 upgrade_auth,
-                token_watch: None,
+                watch: None,
+                next_heartbeat: now_ms() + HEARTBEAT.as_millis() as i64,
+                token_deadline: None,
                 limiter,
                 last_heard: Instant::now(),
                 last_ping: PingClock::default(),
@@ -203,27 +209,69 @@ impl WsSession {
     /// Warns `TOKEN_EXPIRY_NOTICE_SECS` before the token's `exp` (at once if less is left), then
     /// closes at `exp`, unless a refresh moves the deadline first.
     fn watch_token(&mut self, ctx: &mut Context<Self>, expires_at_ms: i64) {
-        if let Some(previous) = self.token_watch.take() {
+        self.token_deadline = Some((expires_at_ms, false));
+        self.arm_watch(ctx);
+    }
+
+    /// Sets the one timer for whatever is due first. A timer per concern would cost every idle
+    /// connection more memory.
+    fn arm_watch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(previous) = self.watch.take() {
             ctx.cancel_future(previous);
         }
-        let notice_ms = self.app.config.token_expiry_notice.as_millis() as i64;
-        let until =
-            |at_ms: i64| Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
-        let warn_in = until(expires_at_ms.saturating_sub(notice_ms));
-        self.token_watch = Some(ctx.run_later(warn_in, move |act, ctx| {
-            let expiring = ServerMessage::TokenExpiring {
-                expires_at: iso(expires_at_ms),
-            };
-            act.send(ctx, &expiring, None);
-            act.token_watch = Some(ctx.run_later(until(expires_at_ms), |act, ctx| {
+        let notice = self.app.config.token_expiry_notice.as_millis() as i64;
+        let token_event = self.token_deadline.map(|(exp, warned)| {
+            if warned {
+                exp
+            } else {
+                exp.saturating_sub(notice)
+            }
+        });
+        let due = token_event.map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat));
+        let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64);
+        self.watch = Some(ctx.run_later(wait, |act, ctx| {
+            act.watch = None;
+            act.on_watch(ctx);
+        }));
+    }
+
+    fn on_watch(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        if let Some((exp, warned)) = self.token_deadline {
+            if now >= exp {
                 log::info!(
                     "WebSocket {:016x} closed: token expired; {}",
-                    act.id,
-                    act.peer
+                    self.id,
+                    self.peer
                 );
-                act.close(ctx, CloseCode::Policy, "token expired");
-            }));
-        }));
+                return self.close(ctx, CloseCode::Policy, "token expired");
+            }
+            let notice = self.app.config.token_expiry_notice.as_millis() as i64;
+            if !warned && now >= exp.saturating_sub(notice) {
+                self.token_deadline = Some((exp, true));
+                let expiring = ServerMessage::TokenExpiring {
+                    expires_at: iso(exp),
+                };
+                self.send(ctx, &expiring, None);
+            }
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT.as_millis() as i64;
+            let silent = self.last_heard.elapsed();
+            if silent > PEER_TIMEOUT {
+                log::info!("WebSocket {:016x} peer went silent; {}", self.id, self.peer);
+                self.writer.abort();
+                return ctx.stop();
+            }
+            if silent >= PING_WHEN_SILENT
+                && self.outbox.push(Outbound::Ping) == Err(QueueError::Full)
+            {
+                return self.close(ctx, CloseCode::Policy, "slow consumer");
+            }
+        }
+        if ctx.state().alive() {
+            self.arm_watch(ctx);
+        }
     }
 
     /// A new token for the same identity moves the deadline; any other leaves it as it was.
@@ -520,18 +568,9 @@ impl Actor for WsSession {
                 });
             }
         }
-        ctx.run_interval(HEARTBEAT, |act, ctx| {
-            let silent = act.last_heard.elapsed();
-            if silent > PEER_TIMEOUT {
-                log::info!("WebSocket {:016x} peer went silent; {}", act.id, act.peer);
-                act.writer.abort();
-                ctx.stop();
-            } else if silent >= PING_WHEN_SILENT
-                && act.outbox.push(Outbound::Ping) == Err(QueueError::Full)
-            {
-                act.close(ctx, CloseCode::Policy, "slow consumer");
-            }
-        });
+        if self.watch.is_none() {
+            self.arm_watch(ctx);
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -60,6 +60,14 @@ impl WsClient {
         self.send_text(&message.to_string()).await;
     }
 
+    /// Sends unless the server has closed the connection already; answers whether it went.
+    pub async fn try_send(&mut self, message: Value) -> bool {
+        self.stream
+            .send(Message::text(message.to_string()))
+            .await
+            .is_ok()
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.stream.send(Message::text(text)).await.expect("send");
     }
