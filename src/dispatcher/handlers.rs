@@ -37,12 +37,9 @@ impl Handler<Authenticated> for Dispatcher {
         conn.user = Some(msg.user);
         self.authentications += 1;
         conn.authenticated_seq = self.authentications;
-        self.by_user
-            .entry(msg.user.user_id)
-            .or_default()
-            .insert(msg.id);
+        self.by_user.insert(msg.user.user_id, msg.id);
         if let Some(master_id) = msg.user.master() {
-            self.by_master.entry(master_id).or_default().insert(msg.id);
+            self.by_master.insert(master_id, msg.id);
         }
         self.enforce_per_user_cap(msg.user);
     }

@@ -4,6 +4,7 @@
 //! It never touches the database and never waits: frames go into each connection's bounded queue.
 
 mod handlers;
+mod index;
 pub mod messages;
 mod receipts;
 mod route;
@@ -16,6 +17,7 @@ use std::{
 use actix::{Actor, AsyncContext, Context, Recipient};
 use bytestring::ByteString;
 
+use index::ConnIndex;
 use messages::{CloseConnection, ConnId, PingClock};
 pub use route::{Audience, route};
 
@@ -101,8 +103,8 @@ impl Connection {
 pub struct Dispatcher {
     settings: DispatcherSettings,
     connections: HashMap<ConnId, Connection>,
-    by_master: HashMap<MasterId, HashSet<ConnId>>,
-    by_user: HashMap<UserId, HashSet<ConnId>>,
+    by_master: ConnIndex<MasterId>,
+    by_user: ConnIndex<UserId>,
     event_listeners: HashSet<ConnId>,
     authentications: u64,
     redeliveries: receipts::Redeliveries,
@@ -116,8 +118,8 @@ impl Dispatcher {
         Dispatcher {
             settings,
             connections: HashMap::new(),
-            by_master: HashMap::new(),
-            by_user: HashMap::new(),
+            by_master: ConnIndex::default(),
+            by_user: ConnIndex::default(),
             event_listeners: HashSet::new(),
             authentications: 0,
             redeliveries: receipts::Redeliveries::default(),
@@ -131,23 +133,20 @@ impl Dispatcher {
     fn deliver(&mut self, audience: Audience, text: ByteString) -> usize {
         match audience {
             Audience::Offer(master_id, assignment_id) => {
-                let targets = ids_of(&self.by_master, &master_id);
+                let targets = self.by_master.ids(&master_id);
                 targets
                     .into_iter()
                     .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
                     .count()
             }
             Audience::Master(master_id) => {
-                let targets = ids_of(&self.by_master, &master_id);
+                let targets = self.by_master.ids(&master_id);
                 self.deliver_each(targets, text)
             }
             Audience::Client(user_id) => {
                 let clients = self
                     .by_user
                     .get(&user_id)
-                    .into_iter()
-                    .flatten()
-                    .copied()
                     .filter(|id| {
                         self.connections
                             .get(id)
@@ -164,9 +163,7 @@ impl Dispatcher {
             Audience::Users(user_ids, topic) => {
                 let targets: Vec<ConnId> = user_ids
                     .iter()
-                    .filter_map(|user_id| self.by_user.get(user_id))
-                    .flatten()
-                    .copied()
+                    .flat_map(|user_id| self.by_user.get(user_id))
                     .filter(|id| match &topic {
                         None => true,
                         Some(topic) => self
@@ -235,8 +232,8 @@ impl Dispatcher {
 
     /// A decided offer is no longer open, so it need not be remembered.
     fn forget_offer(&mut self, master_id: MasterId, assignment_id: AssignmentId) {
-        for id in self.by_master.get(&master_id).into_iter().flatten() {
-            if let Some(conn) = self.connections.get_mut(id) {
+        for id in self.by_master.get(&master_id) {
+            if let Some(conn) = self.connections.get_mut(&id) {
                 conn.offered.remove(&assignment_id);
                 if let Some(receipts) = conn.receipts.as_mut() {
                     receipts.forget(assignment_id);
@@ -274,9 +271,9 @@ impl Dispatcher {
         };
         self.event_listeners.remove(&id);
         if let Some(user) = conn.user {
-            unindex(&mut self.by_user, user.user_id, id);
+            self.by_user.remove(user.user_id, id);
             if let Some(master_id) = user.master() {
-                unindex(&mut self.by_master, master_id, id);
+                self.by_master.remove(master_id, id);
             }
         }
     }
@@ -287,15 +284,13 @@ impl Dispatcher {
         if user.role.is_staff() {
             return;
         }
-        let Some(ids) = self.by_user.get(&user.user_id) else {
-            return;
-        };
-        let mut capped: Vec<(u64, ConnId)> = ids
-            .iter()
+        let mut capped: Vec<(u64, ConnId)> = self
+            .by_user
+            .get(&user.user_id)
             .filter_map(|id| {
-                let conn = self.connections.get(id)?;
+                let conn = self.connections.get(&id)?;
                 let role = conn.user?.role;
-                (!role.is_staff()).then_some((conn.authenticated_seq, *id))
+                (!role.is_staff()).then_some((conn.authenticated_seq, id))
             })
             .collect();
         let cap = self.settings.max_connections_per_user;
@@ -377,24 +372,6 @@ fn release_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_memory() {}
-
-/// The connections under `key`, copied so that sending may change the index. Most masters and
-/// users have one connection, which needs no list.
-fn ids_of<K: std::hash::Hash + Eq>(
-    index: &HashMap<K, HashSet<ConnId>>,
-    key: &K,
-) -> smallvec::SmallVec<[ConnId; 2]> {
-    index.get(key).into_iter().flatten().copied().collect()
-}
-
-fn unindex<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<ConnId>>, key: K, id: ConnId) {
-    if let Some(ids) = index.get_mut(&key) {
-        ids.remove(&id);
-        if ids.is_empty() {
-            index.remove(&key);
-        }
-    }
-}
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;

@@ -59,9 +59,6 @@ impl Dispatcher {
         let sent_to: Vec<ConnId> = self
             .by_master
             .get(&offer.master_id)
-            .into_iter()
-            .flatten()
-            .copied()
             .filter(|id| {
                 self.connections.get(id).is_some_and(|c| {
                     c.receipts.is_some() && c.offered.contains(&offer.assignment_id)
