@@ -4,6 +4,7 @@ pub mod auth;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
+pub mod connection_limits;
 pub mod db;
 pub mod dispatcher;
 pub mod domain;

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::{
     cluster::{Node, Parts},
     config::{Config, ConfigError},
+    connection_limits::ConnectionLimits,
     db::{self, Backend, DbError, DbPool},
     dispatcher::{Dispatcher, DispatcherSettings, messages::Shutdown},
     events::{EventBus, REMOTE_QUEUE},
@@ -25,7 +26,7 @@ use crate::{
     routes,
     service::Service,
     state::AppState,
-    ws::{self, limits::ConnectionLimits},
+    ws,
 };
 
 #[derive(Debug, Error)]

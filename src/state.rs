@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Instant};
 use actix::Addr;
 
 use crate::{
-    auth::JwtKeys, cluster::Node, config::Config, dispatcher::Dispatcher, service::Service,
-    ws::limits::ConnectionLimits,
+    auth::JwtKeys, cluster::Node, config::Config, connection_limits::ConnectionLimits,
+    dispatcher::Dispatcher, service::Service,
 };
 
 #[derive(Clone)]

@@ -2,7 +2,6 @@
 //! writes them.
 
 mod frames;
-pub mod limits;
 mod rate_limit;
 pub mod route;
 pub mod session;

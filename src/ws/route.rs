@@ -10,11 +10,10 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::{
-    limits::Refused,
     session::{Peer, WsSession},
     writer,
 };
-use crate::{auth::bearer_token, state::AppState, wire::CloseCode};
+use crate::{auth::bearer_token, connection_limits::Refused, state::AppState, wire::CloseCode};
 
 /// The paths a WebSocket may open on.
 pub const PATHS: [&str; 2] = ["/ws", "/api/v1/ws"];

@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 
 use super::{
     frames::{Frames, Inbound},
-    limits::Admitted,
     rate_limit::{RateLimiter, Verdict},
     writer,
 };
 use crate::{
     auth::{AuthError, AuthUser, Verified},
+    connection_limits::Admitted,
     dispatcher::{
         Dispatcher, MAX_TOPICS,
         messages::{
