@@ -70,7 +70,7 @@ impl Handler<Acknowledged> for Dispatcher {
             .get_mut(&msg.id)
             .and_then(|c| c.receipts.as_mut())
         {
-            receipts.acknowledged(msg.assignment_id);
+            receipts.stop_waiting(msg.assignment_id);
         }
     }
 }

@@ -236,7 +236,7 @@ impl Dispatcher {
             if let Some(conn) = self.connections.get_mut(&id) {
                 conn.offered.remove(&assignment_id);
                 if let Some(receipts) = conn.receipts.as_mut() {
-                    receipts.forget(assignment_id);
+                    receipts.stop_waiting(assignment_id);
                 }
             }
         }

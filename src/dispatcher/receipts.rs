@@ -44,11 +44,8 @@ fn gap_after(sends: u32) -> i64 {
 }
 
 impl Receipts {
-    pub fn acknowledged(&mut self, assignment_id: AssignmentId) {
-        self.unacked.remove(&assignment_id);
-    }
-
-    pub fn forget(&mut self, assignment_id: AssignmentId) {
+    /// The offer was acknowledged, or decided: it is not sent again.
+    pub fn stop_waiting(&mut self, assignment_id: AssignmentId) {
         self.unacked.remove(&assignment_id);
     }
 }
