@@ -31,6 +31,14 @@ pub enum ConfigError {
          database, so they must share one secret; set JWT_SECRET (at least {MIN_SECRET_BYTES} bytes)"
     )]
     PostgresNeedsSecret,
+    #[error(
+        "WEBHOOK_URL is set but WEBHOOK_SECRET is not: receivers check each POST's signature with it; set WEBHOOK_SECRET (at least {MIN_SECRET_BYTES} bytes)"
+    )]
+    WebhookNeedsSecret,
+    #[error("WEBHOOK_SECRET is {0} bytes long; it must be at least {MIN_SECRET_BYTES} bytes")]
+    WebhookSecretTooShort(usize),
+    #[error("WEBHOOK_URL is not valid: {0:?} (it must be an http:// or https:// URL)")]
+    WebhookUrl(String),
     #[error("cannot keep the generated JWT secret at {path}: {source}")]
     Secret {
         path: PathBuf,
@@ -110,6 +118,40 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `NODE_ID`: this node's name in logs, stats and `/health`; unique per process by default.
     pub node_id: String,
+    /// `WEBHOOK_URL` and `WEBHOOK_SECRET`: when set, assignment and dispatch events are POSTed there.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Where webhooks go and how they are signed.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Secret,
+    /// `WEBHOOK_MAX_AGE_SECS`: an event not delivered by then is given up.
+    pub max_age: Duration,
+}
+
+impl WebhookConfig {
+    fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        max_age: Duration,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = get("WEBHOOK_URL").map(|u| u.trim().to_string()) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::WebhookUrl(url));
+        }
+        let secret = get("WEBHOOK_SECRET").ok_or(ConfigError::WebhookNeedsSecret)?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::WebhookSecretTooShort(secret.len()));
+        }
+        Ok(Some(WebhookConfig {
+            url,
+            secret: Secret(secret),
+            max_age,
+        }))
+    }
 }
 
 impl Config {
@@ -208,6 +250,7 @@ impl Config {
             node_id: get("NODE_ID")
                 .map(|id| id.trim().to_string())
                 .unwrap_or_else(default_node_id),
+            webhook: WebhookConfig::from_lookup(get, secs("WEBHOOK_MAX_AGE_SECS", 86_400)?)?,
         })
     }
 }

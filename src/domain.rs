@@ -36,6 +36,10 @@ id_type!(
     MasterId
 );
 id_type!(
+    /// A cascade of offers of one order (`POST /api/v1/orders/{id}/dispatch`).
+    DispatchId
+);
+id_type!(
     /// A user of the platform, as his token's `sub` names him.
     UserId
 );
@@ -109,6 +113,48 @@ status_type!(
         Cancelled => "cancelled",
     }
 );
+
+status_type!(
+    /// Where a cascade of offers stands: running until one accept, exhaustion or a cancel ends it.
+    DispatchStatus {
+        Running => "running",
+        Assigned => "assigned",
+        Exhausted => "exhausted",
+        Cancelled => "cancelled",
+    }
+);
+
+status_type!(
+    /// How a dispatch offers: one batch after another, or to every candidate at once.
+    DispatchMode {
+        Sequential => "sequential",
+        Broadcast => "broadcast",
+    }
+);
+
+status_type!(
+    /// What became of one candidate of a dispatch.
+    CandidateOutcome {
+        Pending => "pending",
+        Offered => "offered",
+        Accepted => "accepted",
+        Rejected => "rejected",
+        Expired => "expired",
+        Skipped => "skipped",
+        Cancelled => "cancelled",
+    }
+);
+
+impl From<Outcome> for CandidateOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Accepted => CandidateOutcome::Accepted,
+            Outcome::Rejected => CandidateOutcome::Rejected,
+            Outcome::Expired => CandidateOutcome::Expired,
+            Outcome::Cancelled => CandidateOutcome::Cancelled,
+        }
+    }
+}
 
 impl OrderStatus {
     /// A closed order takes no offers and cancels the pending ones.
@@ -208,6 +254,19 @@ pub struct Push {
     pub topic: Option<String>,
 }
 
+/// A dispatch that has just ended, and how (never `running`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchEnd {
+    pub dispatch_id: DispatchId,
+    pub order_id: OrderId,
+    pub status: DispatchStatus,
+    /// Who accepted, when it ended `assigned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_id: Option<MasterId>,
+    pub at: i64,
+}
+
 /// Something stored changed, or (a push) something is to be told. Published only after any
 /// change is committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +276,7 @@ pub enum DomainEvent {
     Delivered(Delivery),
     Decided(Decision),
     OrderStatusChanged(OrderStatusChange),
+    DispatchEnded(DispatchEnd),
     Pushed(Push),
 }
 

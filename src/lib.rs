@@ -19,5 +19,6 @@ pub mod startup;
 pub mod state;
 pub mod time;
 pub mod views;
+pub mod webhooks;
 pub mod wire;
 pub mod ws;

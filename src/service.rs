@@ -4,46 +4,126 @@
 //! Each operation decides and stores first, then publishes what changed on the event bus; it
 //! builds no frames, so pushes only ever follow committed changes.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use diesel::RunQueryDsl;
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
 
 use crate::{
     auth::AuthUser,
     db::{
-        self, DbPool,
+        self, DbConn, DbPool,
+        dispatches::{Dispatch, DispatchPlan, DispatchRefused, DispatchState},
         models::{Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields},
+        webhook_events::WebhookEvent,
+        write_tx,
     },
     domain::{
-        AssignmentId, Decision, DomainEvent, MasterId, Offer, OrderStatus, Outcome, Push, UserId,
+        AssignmentId, Decision, DispatchId, DispatchMode, DomainEvent, MasterId, Offer,
+        OrderStatus, Outcome, Push, UserId,
     },
     error::AppError,
     events::EventBus,
     lifecycle::{self, OfferFigures},
     time::now_ms,
+    webhooks,
     wire::{check_push_type, check_topic},
 };
 
 /// Users one push may name.
 pub const MAX_PUSH_USERS: usize = 1000;
 
+/// Candidates one dispatch may name.
+pub const MAX_DISPATCH_CANDIDATES: usize = 100;
+
 /// The longest response deadline an offer may ask for.
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Which masters have a connection subscribed to offers now, on any node: what `skipOffline`
+/// asks. Answered by the Dispatcher and, between nodes, by their presence in Redis.
+pub trait Presence: Send + Sync + 'static {
+    fn subscribed_among(&self, masters: Vec<MasterId>) -> BoxFuture<'static, HashSet<MasterId>>;
+}
+
+/// What `POST /api/v1/orders/{id}/dispatch` asks for.
+#[derive(Debug, Clone)]
+pub struct DispatchRequest {
+    pub candidates: Vec<i64>,
+    pub ttl: Option<Duration>,
+    pub mode: DispatchMode,
+    pub batch_size: i64,
+    pub skip_offline: bool,
+}
 
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
     bus: EventBus,
     default_ttl: Duration,
+    presence: Arc<dyn Presence>,
+    /// Set when webhooks are on: events are recorded for them, and this wakes their sender.
+    webhooks: Option<Arc<Notify>>,
 }
 
 impl Service {
-    pub fn new(pool: DbPool, bus: EventBus, default_ttl: Duration) -> Self {
+    pub fn new(
+        pool: DbPool,
+        bus: EventBus,
+        default_ttl: Duration,
+        presence: Arc<dyn Presence>,
+        webhooks: Option<Arc<Notify>>,
+    ) -> Self {
         Service {
             pool,
             bus,
             default_ttl,
+            presence,
+            webhooks,
         }
+    }
+
+    /// Runs a decision in one write transaction together with what follows from its events:
+    /// the dispatches of their orders, and the webhook outbox. Once committed, publishes the
+    /// events and takes the dispatch steps they call for. Answers the decision's value and how
+    /// many of this node's connections an offer among the events reached.
+    async fn commit<T, F>(&self, decide: F) -> Result<(T, usize), AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let now = now_ms();
+        let record_webhooks = self.webhooks.is_some();
+        let (value, events, to_step) = self
+            .with_db(move |conn| {
+                write_tx(conn, |conn| {
+                    let (value, mut events) = decide(conn)?;
+                    let followed = Dispatch::follow(conn, &events, now)?;
+                    events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
+                    if record_webhooks {
+                        WebhookEvent::record(conn, &webhooks::bodies(&events), now)?;
+                    }
+                    Ok((value, events, followed.to_step))
+                })
+            })
+            .await?;
+        if let Some(wake) = &self.webhooks {
+            wake.notify_one();
+        }
+        let reached = self.bus.publish(events).await;
+        if !to_step.is_empty() {
+            let service = self.clone();
+            actix_web::rt::spawn(async move {
+                for id in to_step {
+                    service.step_logged(id).await;
+                }
+            });
+        }
+        Ok((value, reached))
     }
 
     /// Runs database work for a request on a blocking thread.
@@ -73,15 +153,15 @@ impl Service {
     pub async fn set_order_status(&self, id: i64, status: OrderStatus) -> Result<Order, AppError> {
         positive("order id", id)?;
         let now = now_ms();
-        let (order, cancelled) = self
-            .with_db(move |conn| {
-                Order::set_status(conn, id, status, now)?
-                    .ok_or_else(|| AppError::NotFound(format!("order {id} not found")))
+        let (order, _) = self
+            .commit(move |conn| {
+                let (order, cancelled) = Order::set_status(conn, id, status, now)?
+                    .ok_or_else(|| AppError::NotFound(format!("order {id} not found")))?;
+                let mut events = decided(&cancelled, Outcome::Cancelled);
+                events.push(DomainEvent::OrderStatusChanged(order.status_change()));
+                Ok((order, events))
             })
             .await?;
-        let mut events = decided(&cancelled, Outcome::Cancelled);
-        events.push(DomainEvent::OrderStatusChanged(order.status_change()));
-        self.bus.publish(events).await;
         Ok(order)
     }
 
@@ -95,37 +175,28 @@ impl Service {
     ) -> Result<(Assignment, usize), AppError> {
         positive("orderId", order_id)?;
         positive("masterId", master_id)?;
-        let ttl = ttl.unwrap_or(self.default_ttl);
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(AppError::BadRequest(format!(
-                "ttlSeconds must be between 1 and {}",
-                MAX_TTL.as_secs()
-            )));
-        }
+        let ttl = self.checked_ttl(ttl)?;
         let now = now_ms();
         let expires_at = now + ttl.as_millis() as i64;
-        let (assignment, order) = self
-            .with_db(move |conn| {
-                match Assignment::insert_offer(conn, order_id, master_id, now, expires_at)? {
-                    Ok(a) => Ok((
-                        a,
-                        Order::find(conn, order_id)?.expect("offered order exists"),
-                    )),
-                    Err(OfferRefused::OrderNotFound) => {
-                        Err(AppError::NotFound(format!("order {order_id} not found")))
-                    }
-                    Err(OfferRefused::OrderClosed) => Err(AppError::Conflict(format!(
-                        "order {order_id} is already accepted, completed or cancelled"
-                    ))),
-                    Err(OfferRefused::AlreadyOffered) => Err(AppError::Conflict(format!(
-                        "order {order_id} already has a pending offer to master {master_id}"
-                    ))),
+        self.commit(move |conn| {
+            match Assignment::insert_offer(conn, order_id, master_id, now, expires_at)? {
+                Ok(assignment) => {
+                    let order = Order::find(conn, order_id)?.expect("offered order exists");
+                    let offered = DomainEvent::Offered(assignment.offer(&order));
+                    Ok((assignment, vec![offered]))
                 }
-            })
-            .await?;
-        let offered = DomainEvent::Offered(assignment.offer(&order));
-        let delivered = self.bus.publish(vec![offered]).await;
-        Ok((assignment, delivered))
+                Err(OfferRefused::OrderNotFound) => {
+                    Err(AppError::NotFound(format!("order {order_id} not found")))
+                }
+                Err(OfferRefused::OrderClosed) => Err(AppError::Conflict(format!(
+                    "order {order_id} is already accepted, completed or cancelled"
+                ))),
+                Err(OfferRefused::AlreadyOffered) => Err(AppError::Conflict(format!(
+                    "order {order_id} already has a pending offer to master {master_id}"
+                ))),
+            }
+        })
+        .await
     }
 
     pub async fn get_assignment(&self, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
@@ -137,21 +208,22 @@ impl Service {
     pub async fn accept(&self, user: AuthUser, id: i64) -> Result<Accepted, AppError> {
         positive("assignment id", id)?;
         let now = now_ms();
-        let accepted = self
-            .with_db(move |conn| {
+        let (accepted, _) = self
+            .commit(move |conn| {
                 visible(conn, &user, id)?;
-                Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))
+                let accepted =
+                    Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))?;
+                let mut events = decided(
+                    std::slice::from_ref(&accepted.assignment),
+                    Outcome::Accepted,
+                );
+                events.extend(decided(&accepted.cancelled, Outcome::Cancelled));
+                events.push(DomainEvent::OrderStatusChanged(
+                    accepted.order.status_change(),
+                ));
+                Ok((accepted, events))
             })
             .await?;
-        let mut events = decided(
-            std::slice::from_ref(&accepted.assignment),
-            Outcome::Accepted,
-        );
-        events.extend(decided(&accepted.cancelled, Outcome::Cancelled));
-        events.push(DomainEvent::OrderStatusChanged(
-            accepted.order.status_change(),
-        ));
-        self.bus.publish(events).await;
         Ok(accepted)
     }
 
@@ -165,14 +237,11 @@ impl Service {
             ));
         };
         let now = now_ms();
-        let first = self
-            .with_db(move |conn| Ok(Assignment::mark_delivered(conn, id, master_id.0, now)?))
-            .await?;
-        if let Some(delivery) = first {
-            self.bus
-                .publish(vec![DomainEvent::Delivered(delivery)])
-                .await;
-        }
+        self.commit(move |conn| {
+            let first = Assignment::mark_delivered(conn, id, master_id.0, now)?;
+            Ok(((), first.into_iter().map(DomainEvent::Delivered).collect()))
+        })
+        .await?;
         Ok(())
     }
 
@@ -204,10 +273,10 @@ impl Service {
     ) -> Result<Assignment, AppError> {
         positive("assignment id", id)?;
         let now = now_ms();
-        let assignment = self
-            .with_db(move |conn| {
+        let (assignment, _) = self
+            .commit(move |conn| {
                 visible(conn, &user, id)?;
-                Assignment::decide_one(
+                let assignment = Assignment::decide_one(
                     conn,
                     id,
                     outcome.status(),
@@ -215,13 +284,185 @@ impl Service {
                     now,
                     reason.as_deref(),
                 )?
-                .ok_or(AppError::NotPending(id))
+                .ok_or(AppError::NotPending(id))?;
+                let events = decided(std::slice::from_ref(&assignment), outcome);
+                Ok((assignment, events))
             })
             .await?;
-        self.bus
-            .publish(decided(std::slice::from_ref(&assignment), outcome))
-            .await;
         Ok(assignment)
+    }
+
+    /// Expires those of these offers that are still pending and due; answers how many.
+    pub async fn expire_due(&self, ids: Vec<AssignmentId>) -> Result<usize, AppError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let (count, _) = self
+            .commit(move |conn| {
+                let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+                let expired = Assignment::expire_due(conn, &ids, now)?;
+                Ok((expired.len(), decided(&expired, Outcome::Expired)))
+            })
+            .await?;
+        Ok(count)
+    }
+
+    /// The deadline of every pending offer, for arming the expiry timers at start.
+    pub async fn pending_deadlines(&self) -> Result<Vec<(AssignmentId, i64)>, AppError> {
+        let pending = self
+            .with_db(|conn| Ok(Assignment::all_pending(conn)?))
+            .await?;
+        Ok(pending.iter().map(|a| (a.id(), a.expires_at)).collect())
+    }
+
+    /// Starts a cascade of offers of an order and takes its first step.
+    pub async fn dispatch(
+        &self,
+        order_id: i64,
+        request: DispatchRequest,
+    ) -> Result<DispatchState, AppError> {
+        positive("order id", order_id)?;
+        let bad = AppError::BadRequest;
+        let count = request.candidates.len();
+        if count == 0 || count > MAX_DISPATCH_CANDIDATES {
+            return Err(bad(format!(
+                "candidates must hold 1 to {MAX_DISPATCH_CANDIDATES} master ids, not {count}"
+            )));
+        }
+        let mut seen = HashSet::with_capacity(count);
+        for &id in &request.candidates {
+            positive("candidates", id)?;
+            if !seen.insert(id) {
+                return Err(bad(format!("candidates name master {id} twice")));
+            }
+        }
+        if request.batch_size < 1 {
+            return Err(bad(format!(
+                "batchSize must be at least 1, not {}",
+                request.batch_size
+            )));
+        }
+        let ttl = self.checked_ttl(request.ttl)?;
+        let online = if request.skip_offline {
+            self.subscribed_among(&request.candidates).await
+        } else {
+            HashSet::new()
+        };
+        let plan = DispatchPlan {
+            order_id,
+            mode: request.mode,
+            batch_size: request.batch_size,
+            ttl_ms: ttl.as_millis() as i64,
+            skip_offline: request.skip_offline,
+            candidates: request.candidates,
+        };
+        let now = now_ms();
+        let (state, _) = self
+            .commit(
+                move |conn| match Dispatch::create(conn, &plan, &online, now)? {
+                    Ok((state, step)) => Ok((state, step.events())),
+                    Err(DispatchRefused::OrderNotFound) => {
+                        Err(AppError::NotFound(format!("order {order_id} not found")))
+                    }
+                    Err(DispatchRefused::OrderTaken) => Err(AppError::Conflict(format!(
+                        "order {order_id} is already taken, completed or cancelled"
+                    ))),
+                    Err(DispatchRefused::AlreadyDispatching(running)) => {
+                        Err(AppError::Conflict(format!(
+                            "order {order_id} is already being dispatched (dispatch {running})"
+                        )))
+                    }
+                },
+            )
+            .await?;
+        Ok(state)
+    }
+
+    pub async fn get_dispatch(&self, id: i64) -> Result<DispatchState, AppError> {
+        positive("dispatch id", id)?;
+        self.with_db(move |conn| {
+            Dispatch::find(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("dispatch {id} not found")))
+        })
+        .await
+    }
+
+    /// Cancels a running dispatch and its outstanding offers.
+    pub async fn cancel_dispatch(&self, id: i64) -> Result<DispatchState, AppError> {
+        positive("dispatch id", id)?;
+        let now = now_ms();
+        self.commit(move |conn| match Dispatch::cancel(conn, id, now)? {
+            None => Err(AppError::NotFound(format!("dispatch {id} not found"))),
+            Some(Err(status)) => Err(AppError::Conflict(format!(
+                "dispatch {id} has ended already ({status})"
+            ))),
+            Some(Ok((end, cancelled))) => {
+                let mut events = decided(&cancelled, Outcome::Cancelled);
+                events.push(DomainEvent::DispatchEnded(end));
+                Ok(((), events))
+            }
+        })
+        .await?;
+        self.get_dispatch(id).await
+    }
+
+    /// Offers a dispatch to its next candidates, when a decision left it short of offers.
+    pub async fn step(&self, id: DispatchId) -> Result<(), AppError> {
+        let waiting = self
+            .with_db(move |conn| Ok(Dispatch::waiting_candidates(conn, id.0)?))
+            .await?;
+        let online = self.subscribed_among(&waiting).await;
+        let now = now_ms();
+        self.commit(move |conn| {
+            let step = Dispatch::step(conn, id.0, &online, now)?;
+            Ok(((), step.events()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn step_logged(&self, id: DispatchId) {
+        if let Err(e) = self.step(id).await {
+            log::warn!("dispatch {id}: the next step failed ({e}); the sweep takes it again");
+        }
+    }
+
+    /// Takes the steps that the node which decided did not take (it died, or the database
+    /// failed in between).
+    pub async fn step_overdue(&self, overdue_after: Duration) -> Result<usize, AppError> {
+        let before = now_ms() - overdue_after.as_millis() as i64;
+        let overdue = self
+            .with_db(move |conn| Ok(Dispatch::needing_step(conn, before)?))
+            .await?;
+        for &id in &overdue {
+            self.step_logged(DispatchId(id)).await;
+        }
+        Ok(overdue.len())
+    }
+
+    async fn subscribed_among(&self, masters: &[i64]) -> HashSet<i64> {
+        if masters.is_empty() {
+            return HashSet::new();
+        }
+        let masters = masters.iter().copied().map(MasterId).collect();
+        self.presence
+            .subscribed_among(masters)
+            .await
+            .into_iter()
+            .map(|m| m.0)
+            .collect()
+    }
+
+    fn checked_ttl(&self, ttl: Option<Duration>) -> Result<Duration, AppError> {
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(AppError::BadRequest(format!(
+                "ttlSeconds must be between 1 and {}",
+                MAX_TTL.as_secs()
+            )));
+        }
+        Ok(ttl)
     }
 
     /// A master's offers still open, as `new_assignment` shows them.

@@ -2,6 +2,7 @@
 //! event bus between them, start-up recovery, the HTTP server.
 
 use std::{
+    collections::HashSet,
     net::TcpListener,
     sync::Arc,
     time::{Duration, Instant},
@@ -15,18 +16,25 @@ use actix_web::{App, dev::AppConfig, http::header::X_FORWARDED_FOR, middleware::
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
+use futures_util::future::BoxFuture;
+
 use crate::{
     cluster::{Node, Parts},
     config::{Config, ConfigError},
     connection_limits::ConnectionLimits,
     db::{self, Backend, DbError, DbPool},
-    dispatcher::{Dispatcher, DispatcherSettings, messages::Shutdown},
+    dispatcher::{
+        Dispatcher, DispatcherSettings,
+        messages::{Shutdown, SubscribedAmong},
+    },
+    domain::MasterId,
+    error::AppError,
     events::{EventBus, REMOTE_QUEUE},
     expiry::{Expiry, Recover},
     routes,
-    service::Service,
+    service::{Presence, Service},
     state::AppState,
-    ws,
+    webhooks, ws,
 };
 
 #[derive(Debug, Error)]
@@ -34,12 +42,60 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("database: {0}")]
-    Database(#[from] DbError),
+    Database(#[from] PrepareError),
     #[error("REDIS_URL: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Why the database could not be made ready at start.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Migrate(#[from] DbError),
+    #[error("recovering open offers: {0}")]
+    Recover(AppError),
+}
+
+impl PrepareError {
+    fn is_unavailable(&self) -> bool {
+        match self {
+            PrepareError::Migrate(e) => e.is_unavailable(),
+            PrepareError::Recover(e) => matches!(e, AppError::Unavailable),
+        }
+    }
+}
+
+/// Which masters have a subscribed connection: this node's Dispatcher, then the other nodes'
+/// presence for the rest.
+struct Reach {
+    dispatcher: Addr<Dispatcher>,
+    node: Node,
+}
+
+impl Presence for Reach {
+    fn subscribed_among(&self, masters: Vec<MasterId>) -> BoxFuture<'static, HashSet<MasterId>> {
+        let (dispatcher, node) = (self.dispatcher.clone(), self.node.clone());
+        Box::pin(async move {
+            let wanted = masters.clone();
+            let mut found: HashSet<MasterId> = dispatcher
+                .send(SubscribedAmong(masters))
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if found.len() < wanted.len() && node.redis_up().is_some() {
+                let elsewhere = node.subscribed_elsewhere().await;
+                found.extend(wanted.into_iter().filter(|m| elsewhere.contains(m)));
+            }
+            found
+        })
+    }
+}
+
+/// A decided offer's dispatch step that has not been taken this long after is taken by the sweep.
+const STEP_OVERDUE_AFTER: Duration = Duration::from_secs(2);
 
 pub struct Application {
     port: u16,
@@ -87,17 +143,29 @@ impl Application {
             }
             None => (None, None),
         };
-        let mut bus = None;
+        let presence = Arc::new(Reach {
+            dispatcher: dispatcher.clone(),
+            node: node.clone(),
+        });
+        let webhook_wake = config.webhook.as_ref().map(|_| Arc::new(Notify::new()));
+        let mut built = None;
         let expiry = Expiry::create(|ctx| {
-            let built = EventBus::new(
+            let bus = EventBus::new(
                 dispatcher.clone().recipient(),
                 ctx.address().recipient(),
                 to_other_nodes,
             );
-            bus = Some(built.clone());
-            Expiry::new(pool.clone(), built)
+            let service = Service::new(
+                pool.clone(),
+                bus.clone(),
+                config.assignment_ttl,
+                presence,
+                webhook_wake.clone(),
+            );
+            built = Some((bus, service.clone()));
+            Expiry::new(service)
         });
-        let bus = bus.expect("the bus is built with the expiry actor");
+        let (bus, service) = built.expect("the bus and service are built with the expiry actor");
         log::info!(
             "node {} starting ({})",
             config.node_id,
@@ -122,7 +190,11 @@ impl Application {
             Err(e) => return Err(e.into()),
         }
 
-        let service = Service::new(pool, bus.clone(), config.assignment_ttl);
+        if let (Some(webhook), Some(wake)) = (&config.webhook, webhook_wake) {
+            let sender = webhooks::Sender::new(pool.clone(), webhook.clone(), wake);
+            actix_web::rt::spawn(sender.run());
+        }
+        actix_web::rt::spawn(sweep_dispatches(service.clone()));
         if let Some(outgoing) = outgoing {
             let parts = Parts {
                 bus,
@@ -268,7 +340,7 @@ async fn prepare_database(
     database_url: &str,
     pool: &DbPool,
     expiry: &Addr<Expiry>,
-) -> Result<(), DbError> {
+) -> Result<(), PrepareError> {
     let (url, migrate_pool) = (database_url.to_string(), pool.clone());
     actix_web::web::block(move || db::migrate(&url, &migrate_pool))
         .await
@@ -277,7 +349,22 @@ async fn prepare_database(
         .send(Recover)
         .await
         .map_err(|_| DbError::Cancelled)?
+        .map_err(PrepareError::Recover)
         .map(|_| ())
+}
+
+/// Takes the dispatch steps that were decided but not taken: at start, for what a stop left,
+/// then for what another node (or this one) left when it died or lost the database.
+async fn sweep_dispatches(service: Service) {
+    loop {
+        match service.step_overdue(STEP_OVERDUE_AFTER).await {
+            Ok(0) => {}
+            Ok(taken) => log::info!("dispatch sweep: took {taken} overdue steps"),
+            Err(AppError::Unavailable) => {}
+            Err(e) => log::warn!("dispatch sweep failed: {e}"),
+        }
+        tokio::time::sleep(STEP_OVERDUE_AFTER).await;
+    }
 }
 
 /// Keeps trying to reach a database that was down at start, backing off up to `MAX_BACKOFF`.

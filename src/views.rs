@@ -3,8 +3,11 @@
 use serde::Serialize;
 
 use crate::{
-    db::models::{Assignment, Master, Order},
-    domain::{AssignmentStatus, OrderStatus},
+    db::{
+        dispatches::DispatchState,
+        models::{Assignment, Master, Order},
+    },
+    domain::{AssignmentStatus, CandidateOutcome, DispatchMode, DispatchStatus, OrderStatus},
     time::iso,
 };
 
@@ -88,6 +91,68 @@ impl From<&Master> for MasterView {
             id: m.id,
             on_shift: m.on_shift,
             updated_at: iso(m.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateView {
+    pub master_id: i64,
+    pub outcome: CandidateOutcome,
+    /// The offer made to this candidate, once there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchView {
+    pub id: i64,
+    pub order_id: i64,
+    pub status: DispatchStatus,
+    pub mode: DispatchMode,
+    pub candidates: Vec<CandidateView>,
+    /// The candidates with an outstanding offer.
+    pub current: Vec<i64>,
+    pub batch_size: i64,
+    pub ttl_seconds: i64,
+    pub skip_offline: bool,
+    /// Who accepted, once it is `assigned`.
+    pub master_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&DispatchState> for DispatchView {
+    fn from(state: &DispatchState) -> Self {
+        let d = &state.dispatch;
+        DispatchView {
+            id: d.id,
+            order_id: d.order_id,
+            status: d.status,
+            mode: d.mode,
+            candidates: state
+                .candidates
+                .iter()
+                .map(|c| CandidateView {
+                    master_id: c.master_id,
+                    outcome: c.outcome,
+                    assignment_id: c.assignment_id,
+                })
+                .collect(),
+            current: state
+                .candidates
+                .iter()
+                .filter(|c| c.outcome == CandidateOutcome::Offered)
+                .map(|c| c.master_id)
+                .collect(),
+            batch_size: d.batch_size,
+            ttl_seconds: d.ttl_ms / 1000,
+            skip_offline: d.skip_offline,
+            master_id: d.master_id,
+            created_at: iso(d.created_at),
+            updated_at: iso(d.updated_at),
         }
     }
 }

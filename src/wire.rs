@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{
     auth::Role,
-    domain::{MasterId, Offer, OrderStatus, Outcome, UserId},
+    domain::{DispatchStatus, MasterId, Offer, OrderStatus, Outcome, UserId},
     error::{AppError, ErrorBody},
     time::iso,
     views::OrderView,
@@ -310,6 +310,15 @@ pub enum ServerMessage {
         assignment_id: i64,
         order_id: i64,
         master_id: i64,
+        at: String,
+    },
+    /// A cascade of offers ended: `assigned` (with the master), `exhausted` or `cancelled`.
+    DispatchEvent {
+        event: DispatchStatus,
+        dispatch_id: i64,
+        order_id: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        master_id: Option<i64>,
         at: String,
     },
     /// The connection's token runs out at `expires_at`; a `refresh_token` keeps it open.

@@ -13,7 +13,7 @@ mod envelope;
 mod presence;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -156,6 +156,32 @@ impl Node {
         nodes.push(own);
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         nodes
+    }
+
+    /// The masters with a subscribed connection on the other live nodes, as their last
+    /// heartbeats wrote it; none when Redis is away or this is a single process.
+    pub async fn subscribed_elsewhere(&self) -> HashSet<MasterId> {
+        let Some(link) = &self.redis else {
+            return HashSet::new();
+        };
+        let mut conn = link.conn.clone();
+        match tokio::time::timeout(REDIS_TIMEOUT, presence::read_all(&mut conn)).await {
+            Ok(Ok(nodes)) => nodes
+                .into_iter()
+                .filter(|n| *n.id != *self.id)
+                .flat_map(|n| n.masters)
+                .filter(|m| m.subscribed)
+                .map(|m| m.master_id)
+                .collect(),
+            Ok(Err(e)) => {
+                log::warn!("cannot read cluster presence: {e}");
+                HashSet::new()
+            }
+            Err(_) => {
+                log::warn!("cluster presence timed out");
+                HashSet::new()
+            }
+        }
     }
 
     /// Takes this node out of the stats at once, as it shuts down.

@@ -7,7 +7,9 @@ use diesel::{
     sql_types::Text,
 };
 
-use crate::domain::{AssignmentStatus, OrderStatus};
+use crate::domain::{
+    AssignmentStatus, CandidateOutcome, DispatchMode, DispatchStatus, OrderStatus,
+};
 
 macro_rules! text_column {
     ($status:ty) => {
@@ -35,3 +37,6 @@ macro_rules! text_column {
 
 text_column!(OrderStatus);
 text_column!(AssignmentStatus);
+text_column!(DispatchStatus);
+text_column!(DispatchMode);
+text_column!(CandidateOutcome);

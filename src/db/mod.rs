@@ -1,8 +1,10 @@
 //! Database connection, pool, embedded migrations and the blocking-thread bridge.
 
 mod columns;
+pub mod dispatches;
 pub mod models;
 pub mod schema;
+pub mod webhook_events;
 
 use std::time::Duration;
 
@@ -250,6 +252,7 @@ pub fn lock_order(conn: &mut DbConn, order_id: i64) -> Result<(), QueryError> {
 /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so a
 /// transaction that reads before writing queues for the lock instead of failing on upgrade;
 /// PostgreSQL's row locks need no such help. This is the one place the dialects differ.
+/// Nested in another transaction it is a savepoint.
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
@@ -258,6 +261,13 @@ where
     let DbConn::Sqlite(sqlite) = conn else {
         return conn.transaction(f);
     };
+    // Inside another write transaction the lock is held already: a savepoint is enough.
+    if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+        .transaction_depth()?
+        .is_some()
+    {
+        return conn.transaction(f);
+    }
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {

@@ -271,26 +271,47 @@ impl Assignment {
             if !order.takes_offers() {
                 return Ok(Err(OfferRefused::OrderClosed));
             }
-            let inserted = diesel::insert_into(assignments::table)
-                .values((
-                    assignments::order_id.eq(order_id),
-                    assignments::master_id.eq(master_id),
-                    assignments::status.eq(AssignmentStatus::Pending),
-                    assignments::created_at.eq(now),
-                    assignments::expires_at.eq(expires_at),
-                ))
-                .returning(assignments::all_columns)
-                .get_result(conn);
-            match inserted {
-                Ok(assignment) => Ok(Ok(assignment)),
-                Err(e) if is_unique_violation(&e) => Ok(Err(OfferRefused::AlreadyOffered)),
-                Err(e) => Err(e),
-            }
+            Ok(
+                Self::insert_pending(conn, order_id, master_id, now, expires_at)?
+                    .ok_or(OfferRefused::AlreadyOffered),
+            )
         })
     }
 
+    /// Inserts a pending offer, or `None` when the master has one of this order already. The
+    /// caller holds the order's lock (`lock_order`), so no other offer of it is being made.
+    pub(super) fn insert_pending(
+        conn: &mut DbConn,
+        order_id: i64,
+        master_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> QueryResult<Option<Assignment>> {
+        let offered_already = diesel::select(diesel::dsl::exists(
+            assignments::table
+                .filter(assignments::order_id.eq(order_id))
+                .filter(assignments::master_id.eq(master_id))
+                .filter(assignments::status.eq(AssignmentStatus::Pending)),
+        ))
+        .get_result::<bool>(conn)?;
+        if offered_already {
+            return Ok(None);
+        }
+        diesel::insert_into(assignments::table)
+            .values((
+                assignments::order_id.eq(order_id),
+                assignments::master_id.eq(master_id),
+                assignments::status.eq(AssignmentStatus::Pending),
+                assignments::created_at.eq(now),
+                assignments::expires_at.eq(expires_at),
+            ))
+            .returning(assignments::all_columns)
+            .get_result(conn)
+            .map(Some)
+    }
+
     /// Moves a pending assignment to `to`; false when something else decided it first.
-    fn decide(
+    pub(super) fn decide(
         conn: &mut DbConn,
         id: i64,
         to: AssignmentStatus,

@@ -38,5 +38,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    dispatches (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        status -> Text,
+        mode -> Text,
+        batch_size -> BigInt,
+        ttl_ms -> BigInt,
+        skip_offline -> Bool,
+        master_id -> Nullable<BigInt>,
+        needs_step -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dispatch_candidates (dispatch_id, position) {
+        dispatch_id -> BigInt,
+        position -> BigInt,
+        master_id -> BigInt,
+        outcome -> Text,
+        assignment_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> BigInt,
+        event_id -> Text,
+        order_id -> BigInt,
+        body -> Text,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        claimed_until -> Nullable<BigInt>,
+        outcome -> Nullable<Text>,
+        done_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(assignments -> orders (order_id));
-diesel::allow_tables_to_appear_in_same_query!(orders, assignments, masters);
+diesel::joinable!(dispatches -> orders (order_id));
+diesel::joinable!(dispatch_candidates -> dispatches (dispatch_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    orders,
+    assignments,
+    masters,
+    dispatches,
+    dispatch_candidates,
+    webhook_events
+);

@@ -246,6 +246,20 @@ impl Handler<SubscribedMasters> for Dispatcher {
     }
 }
 
+impl Handler<SubscribedAmong> for Dispatcher {
+    type Result = MessageResult<SubscribedAmong>;
+
+    fn handle(&mut self, msg: SubscribedAmong, _: &mut Context<Self>) -> Self::Result {
+        let mut masters = msg.0;
+        masters.retain(|master_id| {
+            self.by_master
+                .get(master_id)
+                .any(|id| self.connections.get(&id).is_some_and(|c| c.subscribed))
+        });
+        MessageResult(masters)
+    }
+}
+
 /// How many connections are open.
 impl Handler<CountConnections> for Dispatcher {
     type Result = usize;

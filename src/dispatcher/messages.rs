@@ -153,6 +153,11 @@ pub struct GetStats;
 #[rtype(result = "Vec<(ConnId, MasterId)>")]
 pub struct SubscribedMasters;
 
+/// Those of these masters with a connection subscribed to offers on this node.
+#[derive(Message)]
+#[rtype(result = "Vec<MasterId>")]
+pub struct SubscribedAmong(pub Vec<MasterId>);
+
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CountConnections;

@@ -80,6 +80,16 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 at: iso(delivery.at),
             },
         )],
+        DomainEvent::DispatchEnded(end) => vec![(
+            Audience::EventListeners,
+            ServerMessage::DispatchEvent {
+                event: end.status,
+                dispatch_id: end.dispatch_id.0,
+                order_id: end.order_id.0,
+                master_id: end.master_id.map(|m| m.0),
+                at: iso(end.at),
+            },
+        )],
         DomainEvent::Pushed(push) => vec![(
             Audience::Users(push.user_ids.clone(), push.topic.clone()),
             push_frame(push),

@@ -17,9 +17,10 @@ use actix::{
 pub use queue::ExpiryQueue;
 
 use crate::{
-    db::{self, DbError, DbPool, models::Assignment},
-    domain::{AssignmentId, DomainEvent, Outcome},
-    events::{Deliver, EventBus},
+    domain::{AssignmentId, DomainEvent},
+    error::AppError,
+    events::Deliver,
+    service::Service,
     time::now_ms,
 };
 
@@ -29,8 +30,7 @@ const RETRY_MS: i64 = 1_000;
 const MAILBOX_CAPACITY: usize = 65_536;
 
 pub struct Expiry {
-    pool: DbPool,
-    bus: EventBus,
+    service: Service,
     queue: ExpiryQueue,
     timer: Option<(i64, SpawnHandle)>,
 }
@@ -38,14 +38,13 @@ pub struct Expiry {
 /// Reads every pending offer from the database: expires those that fell due, arms the rest.
 /// Answers how many were armed.
 #[derive(Message)]
-#[rtype(result = "Result<usize, DbError>")]
+#[rtype(result = "Result<usize, AppError>")]
 pub struct Recover;
 
 impl Expiry {
-    pub fn new(pool: DbPool, bus: EventBus) -> Self {
+    pub fn new(service: Service) -> Self {
         Expiry {
-            pool,
-            bus,
+            service,
             queue: ExpiryQueue::default(),
             timer: None,
         }
@@ -75,15 +74,17 @@ impl Expiry {
         let now = now_ms();
         let due = self.queue.pop_due(now);
         if !due.is_empty() {
-            let write = expire(self.pool.clone(), due.clone(), now);
+            // The service publishes what its write won, `decided: expired`, to every node.
+            let service = self.service.clone();
+            let write = {
+                let due = due.clone();
+                async move { service.expire_due(due).await }
+            };
             ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-                match result {
-                    Ok(expired) => act.publish_expired(expired),
-                    Err(e) => {
-                        log::warn!("could not expire {} assignments, retrying: {e}", due.len());
-                        for id in due {
-                            act.queue.arm(id, now_ms() + RETRY_MS);
-                        }
+                if let Err(e) = result {
+                    log::warn!("could not expire {} assignments, retrying: {e}", due.len());
+                    for id in due {
+                        act.queue.arm(id, now_ms() + RETRY_MS);
                     }
                 }
                 act.schedule(ctx);
@@ -91,53 +92,6 @@ impl Expiry {
         }
         self.schedule(ctx);
     }
-
-    /// Publishes the expiries this actor's write won. Detached, because the bus delivers to
-    /// this actor's own mailbox too.
-    fn publish_expired(&self, expired: Vec<Assignment>) {
-        if expired.is_empty() {
-            return;
-        }
-        let events = expired
-            .iter()
-            .map(|a| DomainEvent::Decided(a.decision(Outcome::Expired)))
-            .collect();
-        let bus = self.bus.clone();
-        actix_web::rt::spawn(async move { bus.publish(events).await });
-    }
-}
-
-/// Expires those of `ids` that are still pending and due.
-async fn expire(
-    pool: DbPool,
-    ids: Vec<AssignmentId>,
-    now: i64,
-) -> Result<Vec<Assignment>, DbError> {
-    db::run(&pool, move |conn| {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        Assignment::expire_due(conn, &ids, now).map_err(DbError::from)
-    })
-    .await
-}
-
-/// Every pending offer, split into those already due (now expired, if this call won them)
-/// and the deadlines of the rest.
-async fn load_pending(
-    pool: DbPool,
-) -> Result<(Vec<Assignment>, Vec<(AssignmentId, i64)>), DbError> {
-    db::run(&pool, |conn| {
-        let now = now_ms();
-        let (overdue, open): (Vec<Assignment>, Vec<Assignment>) = Assignment::all_pending(conn)?
-            .into_iter()
-            .partition(|a| a.expires_at <= now);
-        let overdue: Vec<i64> = overdue.iter().map(|a| a.id).collect();
-        let expired = Assignment::expire_due(conn, &overdue, now)?;
-        Ok((
-            expired,
-            open.into_iter().map(|a| (a.id(), a.expires_at)).collect(),
-        ))
-    })
-    .await
 }
 
 impl Actor for Expiry {
@@ -161,6 +115,7 @@ impl Handler<Deliver> for Expiry {
                 DomainEvent::Decided(decision) => self.queue.disarm(decision.assignment_id),
                 DomainEvent::Delivered(_)
                 | DomainEvent::OrderStatusChanged(_)
+                | DomainEvent::DispatchEnded(_)
                 | DomainEvent::Pushed(_) => {}
             }
         }
@@ -170,18 +125,27 @@ impl Handler<Deliver> for Expiry {
 }
 
 impl Handler<Recover> for Expiry {
-    type Result = ResponseActFuture<Self, Result<usize, DbError>>;
+    type Result = ResponseActFuture<Self, Result<usize, AppError>>;
 
     fn handle(&mut self, _: Recover, _: &mut Context<Self>) -> Self::Result {
-        let load = load_pending(self.pool.clone());
+        let service = self.service.clone();
+        let load = async move {
+            let now = now_ms();
+            let (overdue, open): (Vec<_>, Vec<_>) = service
+                .pending_deadlines()
+                .await?
+                .into_iter()
+                .partition(|&(_, deadline)| deadline <= now);
+            let overdue: Vec<AssignmentId> = overdue.into_iter().map(|(id, _)| id).collect();
+            let expired = service.expire_due(overdue).await?;
+            Ok::<_, AppError>((expired, open))
+        };
         Box::pin(load.into_actor(self).map(|result, act, ctx| {
             let (expired, open) = result?;
             log::info!(
-                "expiry recovery: {} pending assignments armed, {} overdue expired",
+                "expiry recovery: {} pending assignments armed, {expired} overdue expired",
                 open.len(),
-                expired.len()
             );
-            act.publish_expired(expired);
             let armed = open.len();
             for (id, deadline) in open {
                 act.queue.arm(id, deadline);

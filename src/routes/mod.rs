@@ -2,6 +2,7 @@
 
 mod admin;
 mod assignments;
+mod dispatches;
 mod health;
 mod masters;
 mod orders;
@@ -40,6 +41,9 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .route("/orders/{id}", web::put().to(orders::upsert))
             .route("/orders/{id}/status", web::patch().to(orders::set_status))
+            .route("/orders/{id}/dispatch", web::post().to(dispatches::create))
+            .route("/dispatches/{id}", web::get().to(dispatches::get))
+            .route("/dispatches/{id}", web::delete().to(dispatches::cancel))
             .route("/assignments", web::post().to(assignments::create))
             .route("/assignments/{id}", web::get().to(assignments::get))
             .route(

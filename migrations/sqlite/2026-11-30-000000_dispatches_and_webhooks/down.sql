@@ -1,0 +1,3 @@
+DROP TABLE webhook_events;
+DROP TABLE dispatch_candidates;
+DROP TABLE dispatches;

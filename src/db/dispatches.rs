@@ -1,0 +1,504 @@
+//! Cascades of offers: a dispatch, its candidates in order, and the steps that move it on.
+//!
+//! Every change to a dispatch happens in a write transaction that holds its order's lock, so each
+//! step is decided once, whichever node takes it. Decisions of its offers are recorded in the
+//! decision's own transaction ([`Dispatch::follow`]), which marks the dispatch as needing a step;
+//! the step itself ([`Dispatch::step`]) follows at once, or from another node's sweep if the node
+//! that decided died in between.
+
+use std::collections::HashSet;
+
+use diesel::prelude::*;
+
+use super::{
+    DbConn, lock_order,
+    models::{Assignment, Master, Order},
+    schema::{dispatch_candidates, dispatches},
+    write_tx,
+};
+use crate::domain::{
+    CandidateOutcome, DispatchEnd, DispatchId, DispatchMode, DispatchStatus, DomainEvent, MasterId,
+    OrderId, Outcome,
+};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = dispatches)]
+pub struct Dispatch {
+    pub id: i64,
+    pub order_id: i64,
+    pub status: DispatchStatus,
+    pub mode: DispatchMode,
+    pub batch_size: i64,
+    pub ttl_ms: i64,
+    pub skip_offline: bool,
+    /// Who accepted, once it is `assigned`.
+    pub master_id: Option<i64>,
+    pub needs_step: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = dispatch_candidates)]
+pub struct Candidate {
+    pub dispatch_id: i64,
+    pub position: i64,
+    pub master_id: i64,
+    pub outcome: CandidateOutcome,
+    pub assignment_id: Option<i64>,
+}
+
+/// What a new dispatch asks for; checked by the service.
+#[derive(Debug, Clone)]
+pub struct DispatchPlan {
+    pub order_id: i64,
+    pub mode: DispatchMode,
+    pub batch_size: i64,
+    pub ttl_ms: i64,
+    pub skip_offline: bool,
+    pub candidates: Vec<i64>,
+}
+
+/// Why a dispatch could not start.
+#[derive(Debug, PartialEq)]
+pub enum DispatchRefused {
+    OrderNotFound,
+    /// Accepted by a master, completed or cancelled.
+    OrderTaken,
+    /// This running dispatch has the order already.
+    AlreadyDispatching(i64),
+}
+
+/// A dispatch with its candidates in order.
+#[derive(Debug, Clone)]
+pub struct DispatchState {
+    pub dispatch: Dispatch,
+    pub candidates: Vec<Candidate>,
+}
+
+/// What one step did.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// The offers it made, with their order.
+    pub offers: Vec<(Assignment, Order)>,
+    pub ended: Option<DispatchEnd>,
+}
+
+impl Step {
+    /// The events that announce it: the offers it made, and its end.
+    pub fn events(self) -> Vec<DomainEvent> {
+        self.offers
+            .iter()
+            .map(|(assignment, order)| DomainEvent::Offered(assignment.offer(order)))
+            .chain(self.ended.map(DomainEvent::DispatchEnded))
+            .collect()
+    }
+}
+
+/// What a transaction's decisions did to the dispatches of their orders.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub ended: Vec<DispatchEnd>,
+    /// Running dispatches that lost an outstanding offer and must offer to the next candidates.
+    pub to_step: Vec<DispatchId>,
+}
+
+impl Dispatch {
+    pub fn id(&self) -> DispatchId {
+        DispatchId(self.id)
+    }
+
+    /// How many offers it keeps outstanding at once.
+    fn outstanding_wanted(&self, candidates: usize) -> usize {
+        match self.mode {
+            DispatchMode::Sequential => self.batch_size.max(1) as usize,
+            DispatchMode::Broadcast => candidates,
+        }
+    }
+
+    fn end(&self) -> DispatchEnd {
+        DispatchEnd {
+            dispatch_id: self.id(),
+            order_id: OrderId(self.order_id),
+            status: self.status,
+            master_id: self.master_id.map(MasterId),
+            at: self.updated_at,
+        }
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<DispatchState>> {
+        let Some(dispatch) = dispatches::table
+            .find(id)
+            .first::<Dispatch>(conn)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let candidates = Candidate::of(conn, id)?;
+        Ok(Some(DispatchState {
+            dispatch,
+            candidates,
+        }))
+    }
+
+    /// Starts a dispatch and takes its first step, in one transaction. `online` holds the
+    /// candidates with a subscribed connection; it matters only with `skip_offline`.
+    pub fn create(
+        conn: &mut DbConn,
+        plan: &DispatchPlan,
+        online: &HashSet<i64>,
+        now: i64,
+    ) -> QueryResult<Result<(DispatchState, Step), DispatchRefused>> {
+        write_tx(conn, |conn| {
+            lock_order(conn, plan.order_id)?;
+            let Some(order) = Order::find(conn, plan.order_id)? else {
+                return Ok(Err(DispatchRefused::OrderNotFound));
+            };
+            if !order.takes_offers() {
+                return Ok(Err(DispatchRefused::OrderTaken));
+            }
+            let running = dispatches::table
+                .filter(dispatches::order_id.eq(plan.order_id))
+                .filter(dispatches::status.eq(DispatchStatus::Running))
+                .select(dispatches::id)
+                .first::<i64>(conn)
+                .optional()?;
+            if let Some(running) = running {
+                return Ok(Err(DispatchRefused::AlreadyDispatching(running)));
+            }
+            let dispatch: Dispatch = diesel::insert_into(dispatches::table)
+                .values((
+                    dispatches::order_id.eq(plan.order_id),
+                    dispatches::status.eq(DispatchStatus::Running),
+                    dispatches::mode.eq(plan.mode),
+                    dispatches::batch_size.eq(plan.batch_size),
+                    dispatches::ttl_ms.eq(plan.ttl_ms),
+                    dispatches::skip_offline.eq(plan.skip_offline),
+                    dispatches::needs_step.eq(false),
+                    dispatches::created_at.eq(now),
+                    dispatches::updated_at.eq(now),
+                ))
+                .returning(dispatches::all_columns)
+                .get_result(conn)?;
+            for (position, master_id) in plan.candidates.iter().enumerate() {
+                diesel::insert_into(dispatch_candidates::table)
+                    .values((
+                        dispatch_candidates::dispatch_id.eq(dispatch.id),
+                        dispatch_candidates::position.eq(position as i64),
+                        dispatch_candidates::master_id.eq(master_id),
+                        dispatch_candidates::outcome.eq(CandidateOutcome::Pending),
+                    ))
+                    .execute(conn)?;
+            }
+            let id = dispatch.id;
+            let step = Self::step_locked(conn, dispatch, order, online, now)?;
+            let state = Self::find(conn, id)?.expect("the dispatch was just stored");
+            Ok(Ok((state, step)))
+        })
+    }
+
+    /// The masters a step of this dispatch could offer to next.
+    pub fn waiting_candidates(conn: &mut DbConn, id: i64) -> QueryResult<Vec<i64>> {
+        dispatch_candidates::table
+            .filter(dispatch_candidates::dispatch_id.eq(id))
+            .filter(dispatch_candidates::outcome.eq(CandidateOutcome::Pending))
+            .select(dispatch_candidates::master_id)
+            .load(conn)
+    }
+
+    /// Moves a running dispatch on: settles the candidates whose offers ended, offers to the next
+    /// ones until enough offers are outstanding, and ends it when no candidate is left. Taken
+    /// twice, or on two nodes, the second step finds nothing to do.
+    pub fn step(conn: &mut DbConn, id: i64, online: &HashSet<i64>, now: i64) -> QueryResult<Step> {
+        write_tx(conn, |conn| {
+            let Some(order_id) = dispatches::table
+                .find(id)
+                .select(dispatches::order_id)
+                .first::<i64>(conn)
+                .optional()?
+            else {
+                return Ok(Step::default());
+            };
+            lock_order(conn, order_id)?;
+            let dispatch: Dispatch = dispatches::table.find(id).first(conn)?;
+            if dispatch.status != DispatchStatus::Running {
+                return Ok(Step::default());
+            }
+            let order = Order::find(conn, order_id)?.expect("a dispatch's order exists");
+            Self::step_locked(conn, dispatch, order, online, now)
+        })
+    }
+
+    fn step_locked(
+        conn: &mut DbConn,
+        dispatch: Dispatch,
+        order: Order,
+        online: &HashSet<i64>,
+        now: i64,
+    ) -> QueryResult<Step> {
+        let mut candidates = Candidate::of(conn, dispatch.id)?;
+        for candidate in &mut candidates {
+            candidate.settle_if_decided(conn)?;
+        }
+        let mut step = Step::default();
+        if !order.takes_offers() {
+            let (status, master) = match order.master_id {
+                Some(master) => (DispatchStatus::Assigned, Some(master)),
+                None => (DispatchStatus::Cancelled, None),
+            };
+            step.ended = Some(Self::finish(conn, dispatch.id, status, master, now)?);
+            return Ok(step);
+        }
+        let wanted = dispatch.outstanding_wanted(candidates.len());
+        let mut outstanding = candidates
+            .iter()
+            .filter(|c| c.outcome == CandidateOutcome::Offered)
+            .count();
+        let waiting: Vec<i64> = candidates
+            .iter()
+            .filter(|c| c.outcome == CandidateOutcome::Pending)
+            .map(|c| c.master_id)
+            .collect();
+        let on_shift = if dispatch.skip_offline {
+            Master::on_shift_of(conn, &waiting)?
+        } else {
+            Default::default()
+        };
+        let expires_at = now + dispatch.ttl_ms;
+        for candidate in &mut candidates {
+            if outstanding >= wanted {
+                break;
+            }
+            if candidate.outcome != CandidateOutcome::Pending {
+                continue;
+            }
+            let master_id = candidate.master_id;
+            let reachable = !dispatch.skip_offline
+                || (on_shift.get(&master_id) == Some(&true) && online.contains(&master_id));
+            let offered = if reachable {
+                Assignment::insert_pending(conn, order.id, master_id, now, expires_at)?
+            } else {
+                None
+            };
+            // A master who has an offer of this order from outside the dispatch is skipped too.
+            match offered {
+                Some(assignment) => {
+                    candidate.settle(conn, CandidateOutcome::Offered, Some(assignment.id))?;
+                    step.offers.push((assignment, order.clone()));
+                    outstanding += 1;
+                }
+                None => candidate.settle(conn, CandidateOutcome::Skipped, None)?,
+            }
+        }
+        if outstanding == 0 {
+            step.ended = Some(Self::finish(
+                conn,
+                dispatch.id,
+                DispatchStatus::Exhausted,
+                None,
+                now,
+            )?);
+        } else if dispatch.needs_step {
+            diesel::update(dispatches::table.find(dispatch.id))
+                .set((
+                    dispatches::needs_step.eq(false),
+                    dispatches::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(step)
+    }
+
+    fn finish(
+        conn: &mut DbConn,
+        id: i64,
+        status: DispatchStatus,
+        master: Option<i64>,
+        now: i64,
+    ) -> QueryResult<DispatchEnd> {
+        let ended: Dispatch = diesel::update(dispatches::table.find(id))
+            .set((
+                dispatches::status.eq(status),
+                dispatches::master_id.eq(master),
+                dispatches::needs_step.eq(false),
+                dispatches::updated_at.eq(now),
+            ))
+            .returning(dispatches::all_columns)
+            .get_result(conn)?;
+        Ok(ended.end())
+    }
+
+    /// Ends the order's running dispatch, if it has one.
+    fn finish_running_of_order(
+        conn: &mut DbConn,
+        order_id: OrderId,
+        status: DispatchStatus,
+        master: Option<MasterId>,
+        now: i64,
+    ) -> QueryResult<Option<DispatchEnd>> {
+        let running = dispatches::table
+            .filter(dispatches::order_id.eq(order_id.0))
+            .filter(dispatches::status.eq(DispatchStatus::Running))
+            .select(dispatches::id)
+            .first::<i64>(conn)
+            .optional()?;
+        running
+            .map(|id| Self::finish(conn, id, status, master.map(|m| m.0), now))
+            .transpose()
+    }
+
+    /// Records in the dispatches what a transaction's events decided, in that transaction: a
+    /// candidate's offer ended, an accept assigns the order's running dispatch, a closed order
+    /// cancels it. Every decision passes here, so none can leave a dispatch behind.
+    pub fn follow(conn: &mut DbConn, events: &[DomainEvent], now: i64) -> QueryResult<Followed> {
+        let mut followed = Followed::default();
+        for event in events {
+            match event {
+                DomainEvent::Decided(decision) => {
+                    let of_dispatch: Option<i64> = diesel::update(
+                        dispatch_candidates::table
+                            .filter(dispatch_candidates::assignment_id.eq(decision.assignment_id.0))
+                            .filter(dispatch_candidates::outcome.eq(CandidateOutcome::Offered)),
+                    )
+                    .set(dispatch_candidates::outcome.eq(CandidateOutcome::from(decision.outcome)))
+                    .returning(dispatch_candidates::dispatch_id)
+                    .get_result(conn)
+                    .optional()?;
+                    if decision.outcome == Outcome::Accepted {
+                        followed.ended.extend(Self::finish_running_of_order(
+                            conn,
+                            decision.order_id,
+                            DispatchStatus::Assigned,
+                            Some(decision.master_id),
+                            now,
+                        )?);
+                    } else if let Some(id) = of_dispatch {
+                        let marked = diesel::update(
+                            dispatches::table
+                                .find(id)
+                                .filter(dispatches::status.eq(DispatchStatus::Running)),
+                        )
+                        .set((
+                            dispatches::needs_step.eq(true),
+                            dispatches::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                        if marked == 1 && !followed.to_step.contains(&DispatchId(id)) {
+                            followed.to_step.push(DispatchId(id));
+                        }
+                    }
+                }
+                DomainEvent::OrderStatusChanged(change) if change.status.is_closed() => {
+                    followed.ended.extend(Self::finish_running_of_order(
+                        conn,
+                        change.order_id,
+                        DispatchStatus::Cancelled,
+                        None,
+                        now,
+                    )?);
+                }
+                _ => {}
+            }
+        }
+        followed
+            .to_step
+            .retain(|id| !followed.ended.iter().any(|end| end.dispatch_id == *id));
+        Ok(followed)
+    }
+
+    /// Cancels a running dispatch: answers its end and the outstanding offers it cancelled, or
+    /// the status it had ended with; `None` when there is no such dispatch.
+    pub fn cancel(
+        conn: &mut DbConn,
+        id: i64,
+        now: i64,
+    ) -> QueryResult<Option<Result<(DispatchEnd, Vec<Assignment>), DispatchStatus>>> {
+        write_tx(conn, |conn| {
+            let Some(order_id) = dispatches::table
+                .find(id)
+                .select(dispatches::order_id)
+                .first::<i64>(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            lock_order(conn, order_id)?;
+            let dispatch: Dispatch = dispatches::table.find(id).first(conn)?;
+            if dispatch.status != DispatchStatus::Running {
+                return Ok(Some(Err(dispatch.status)));
+            }
+            let end = Self::finish(conn, id, DispatchStatus::Cancelled, None, now)?;
+            let mut cancelled = Vec::new();
+            for candidate in Candidate::of(conn, id)? {
+                if candidate.outcome == CandidateOutcome::Offered
+                    && let Some(assignment_id) = candidate.assignment_id
+                    && let Some(assignment) = Assignment::decide_one(
+                        conn,
+                        assignment_id,
+                        crate::domain::AssignmentStatus::Cancelled,
+                        super::models::Deadline::Ignored,
+                        now,
+                        None,
+                    )?
+                {
+                    cancelled.push(assignment);
+                }
+            }
+            Ok(Some(Ok((end, cancelled))))
+        })
+    }
+
+    /// Running dispatches whose step is overdue: the node that decided their offer did not
+    /// take it before `before` (ms).
+    pub fn needing_step(conn: &mut DbConn, before: i64) -> QueryResult<Vec<i64>> {
+        dispatches::table
+            .filter(dispatches::needs_step.eq(true))
+            .filter(dispatches::status.eq(DispatchStatus::Running))
+            .filter(dispatches::updated_at.lt(before))
+            .select(dispatches::id)
+            .load(conn)
+    }
+}
+
+impl Candidate {
+    fn of(conn: &mut DbConn, dispatch_id: i64) -> QueryResult<Vec<Candidate>> {
+        dispatch_candidates::table
+            .filter(dispatch_candidates::dispatch_id.eq(dispatch_id))
+            .order(dispatch_candidates::position.asc())
+            .select(Candidate::as_select())
+            .load(conn)
+    }
+
+    fn settle(
+        &mut self,
+        conn: &mut DbConn,
+        outcome: CandidateOutcome,
+        assignment_id: Option<i64>,
+    ) -> QueryResult<()> {
+        diesel::update(dispatch_candidates::table.find((self.dispatch_id, self.position)))
+            .set((
+                dispatch_candidates::outcome.eq(outcome),
+                dispatch_candidates::assignment_id.eq(assignment_id.or(self.assignment_id)),
+            ))
+            .execute(conn)?;
+        self.outcome = outcome;
+        self.assignment_id = assignment_id.or(self.assignment_id);
+        Ok(())
+    }
+
+    /// An offered candidate whose offer ended without [`Dispatch::follow`] seeing it takes
+    /// that offer's outcome.
+    fn settle_if_decided(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        if self.outcome != CandidateOutcome::Offered {
+            return Ok(());
+        }
+        let Some(assignment_id) = self.assignment_id else {
+            return Ok(());
+        };
+        let outcome = Assignment::find(conn, assignment_id)?.and_then(|a| a.outcome());
+        match outcome {
+            Some(outcome) => self.settle(conn, outcome.into(), None),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The webhook outbox: events written in the transaction of the decision they report, then sent
+//! by any node, one at a time per order, until the receiver takes them or they are given up.
+
+use diesel::prelude::*;
+
+use super::{DbConn, schema::webhook_events};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = webhook_events)]
+pub struct WebhookEvent {
+    pub id: i64,
+    pub event_id: String,
+    pub order_id: i64,
+    pub body: String,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub claimed_until: Option<i64>,
+    pub outcome: Option<String>,
+    pub done_at: Option<i64>,
+}
+
+/// An event to send, as the transaction that decided it records it.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEvent {
+    pub event_id: String,
+    pub order_id: i64,
+    pub body: String,
+}
+
+/// How sending an event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookDone {
+    Delivered,
+    /// The receiver answered 4xx (not 408 or 429): sending again would not help.
+    Refused,
+    /// `WEBHOOK_MAX_AGE_SECS` passed without a delivery.
+    TooOld,
+}
+
+impl WebhookDone {
+    fn as_str(self) -> &'static str {
+        match self {
+            WebhookDone::Delivered => "delivered",
+            WebhookDone::Refused => "refused",
+            WebhookDone::TooOld => "too_old",
+        }
+    }
+}
+
+impl WebhookEvent {
+    pub fn record(conn: &mut DbConn, events: &[NewWebhookEvent], now: i64) -> QueryResult<()> {
+        for event in events {
+            diesel::insert_into(webhook_events::table)
+                .values((
+                    webhook_events::event_id.eq(&event.event_id),
+                    webhook_events::order_id.eq(event.order_id),
+                    webhook_events::body.eq(&event.body),
+                    webhook_events::created_at.eq(now),
+                    webhook_events::next_attempt_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Claims, until `hold_until`, up to `limit` events that are due: the oldest open event of
+    /// each order, unless another sender holds it. Later events of an order wait for it, so a
+    /// receiver gets each order's events in order.
+    pub fn claim_due(
+        conn: &mut DbConn,
+        now: i64,
+        hold_until: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<WebhookEvent>> {
+        let heads: Vec<Option<i64>> = webhook_events::table
+            .filter(webhook_events::done_at.is_null())
+            .group_by(webhook_events::order_id)
+            .select(diesel::dsl::min(webhook_events::id))
+            .load(conn)?;
+        let mut heads: Vec<i64> = heads.into_iter().flatten().collect();
+        heads.sort_unstable();
+        let mut due = Vec::new();
+        // Chunks keep each query under the backends' limits on bound parameters.
+        for chunk in heads.chunks(1000) {
+            if due.len() as i64 >= limit {
+                break;
+            }
+            due.extend(
+                webhook_events::table
+                    .filter(webhook_events::id.eq_any(chunk))
+                    .filter(webhook_events::next_attempt_at.le(now))
+                    .filter(
+                        webhook_events::claimed_until
+                            .is_null()
+                            .or(webhook_events::claimed_until.lt(now)),
+                    )
+                    .order(webhook_events::id.asc())
+                    .limit(limit - due.len() as i64)
+                    .select(WebhookEvent::as_select())
+                    .load::<WebhookEvent>(conn)?,
+            );
+        }
+        let mut claimed = Vec::with_capacity(due.len());
+        for event in due {
+            // Conditional, so that of two nodes claiming at once only one wins.
+            let won = diesel::update(
+                webhook_events::table
+                    .find(event.id)
+                    .filter(webhook_events::done_at.is_null())
+                    .filter(
+                        webhook_events::claimed_until
+                            .is_null()
+                            .or(webhook_events::claimed_until.lt(now)),
+                    ),
+            )
+            .set(webhook_events::claimed_until.eq(hold_until))
+            .execute(conn)?;
+            if won == 1 {
+                claimed.push(event);
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub fn finish(conn: &mut DbConn, id: i64, done: WebhookDone, now: i64) -> QueryResult<()> {
+        diesel::update(webhook_events::table.find(id))
+            .set((
+                webhook_events::outcome.eq(done.as_str()),
+                webhook_events::done_at.eq(now),
+                webhook_events::claimed_until.eq(None::<i64>),
+                webhook_events::attempts.eq(webhook_events::attempts + 1),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn retry_at(conn: &mut DbConn, id: i64, next_attempt_at: i64) -> QueryResult<()> {
+        diesel::update(webhook_events::table.find(id))
+            .set((
+                webhook_events::attempts.eq(webhook_events::attempts + 1),
+                webhook_events::next_attempt_at.eq(next_attempt_at),
+                webhook_events::claimed_until.eq(None::<i64>),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// How many events are still to be sent.
+    pub fn open_count(conn: &mut DbConn) -> QueryResult<i64> {
+        webhook_events::table
+            .filter(webhook_events::done_at.is_null())
+            .count()
+            .get_result(conn)
+    }
+}
