@@ -76,6 +76,9 @@ pub struct DispatchState {
     pub candidates: Vec<Candidate>,
 }
 
+/// A cancelled dispatch's end, and the outstanding offers its cancel cancelled.
+pub type Cancelled = (DispatchEnd, Vec<Assignment>);
+
 /// What one step did.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -412,7 +415,7 @@ impl Dispatch {
         conn: &mut DbConn,
         id: i64,
         now: i64,
-    ) -> QueryResult<Option<Result<(DispatchEnd, Vec<Assignment>), DispatchStatus>>> {
+    ) -> QueryResult<Option<Result<Cancelled, DispatchStatus>>> {
         write_tx(conn, |conn| {
             let Some(order_id) = dispatches::table
                 .find(id)
