@@ -72,7 +72,7 @@ const CLIENT_TYPES: [&str; 11] = [
 ];
 
 /// The types of the protocol's own server messages; a push may not take one.
-const SERVER_TYPES: [&str; 19] = [
+const SERVER_TYPES: [&str; 20] = [
     "connected",
     "auth_success",
     "auth_error",
@@ -87,6 +87,7 @@ const SERVER_TYPES: [&str; 19] = [
     "assignment_cancelled",
     "order_status_update",
     "assignment_event",
+    "dispatch_event",
     "token_expiring",
     "token_refreshed",
     "subscribed",

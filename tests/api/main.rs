@@ -4,6 +4,7 @@ mod helpers;
 mod assignments;
 mod cluster;
 mod concurrency;
+mod dispatch;
 mod expiry;
 mod fuzz;
 mod http_errors;

@@ -101,6 +101,16 @@ impl WsClient {
         message
     }
 
+    /// The next message of this `type`, passing over others.
+    pub async fn recv_skipping_to(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message["type"] == json!(kind) {
+                return message;
+            }
+        }
+    }
+
     /// The next `error`, which must carry this code.
     pub async fn recv_error(&mut self, code: &str) -> Value {
         let message = self.recv_type("error").await;
