@@ -446,3 +446,82 @@ fn cluster_mode_refuses_sqlite_and_a_missing_secret() {
     );
     assert!(!dir.path().join("data").exists(), "no secret was generated");
 }
+
+#[tokio::test]
+async fn a_dispatch_steps_once_across_nodes_that_all_expire_its_offers() {
+    let Some(c) = cluster(3).await else { return };
+    let mut listeners = vec![
+        c.event_listener(0).await,
+        c.event_listener(1).await,
+        c.event_listener(2).await,
+    ];
+    let mut masters = vec![
+        c.subscribed_master(0, 3).await,
+        c.subscribed_master(1, 5).await,
+        c.subscribed_master(2, 8).await,
+    ];
+    c.put_order(0, 10, 7).await;
+    let body = json!({"candidates": [3, 5, 8], "ttlSeconds": 1, "skipOffline": false});
+    let (status, created) = c
+        .call(
+            1,
+            Method::POST,
+            "/api/v1/orders/10/dispatch",
+            &service_token(),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["dispatch"]["id"].clone();
+
+    // 3 rejects through node 0; the next offers expire while every node watches their deadlines.
+    let offer = masters[0].recv_type("new_assignment").await;
+    let rejected = offer["assignment"]["id"].as_i64().unwrap();
+    masters[0]
+        .send(json!({"type": "reject_assignment", "assignmentId": rejected}))
+        .await;
+    for (i, listener) in listeners.iter_mut().enumerate() {
+        let ended = listener.recv_skipping_to("dispatch_event").await;
+        assert_eq!(
+            (ended["event"].clone(), ended["dispatchId"].clone()),
+            (json!("exhausted"), id.clone()),
+            "node {i}: {}",
+            c.log(i)
+        );
+    }
+    for (i, master) in masters.iter_mut().enumerate() {
+        let offers = collect(master, "new_assignment", Duration::from_millis(800)).await;
+        let read_already = usize::from(i == 0);
+        assert_eq!(
+            offers.len() + read_already,
+            1,
+            "master on node {i}: {offers:?}"
+        );
+    }
+    for listener in &mut listeners {
+        let more = collect(listener, "dispatch_event", Duration::from_millis(300)).await;
+        assert!(more.is_empty(), "{more:?}");
+    }
+    let (status, seen) = c
+        .call(
+            2,
+            Method::GET,
+            &format!("/api/v1/dispatches/{id}"),
+            &admin_token(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let candidates = seen["dispatch"]["candidates"].as_array().unwrap();
+    let outcomes: Vec<&str> = candidates
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["rejected", "expired", "expired"]);
+    let mut offers: Vec<i64> = candidates
+        .iter()
+        .map(|c| c["assignmentId"].as_i64().unwrap())
+        .collect();
+    offers.dedup();
+    assert_eq!(offers.len(), 3, "one offer per candidate: {seen}");
+}
