@@ -455,7 +455,7 @@ async fn a_dispatch_steps_once_across_nodes_that_all_expire_its_offers() {
         c.event_listener(1).await,
         c.event_listener(2).await,
     ];
-    let mut masters = vec![
+    let mut masters = [
         c.subscribed_master(0, 3).await,
         c.subscribed_master(1, 5).await,
         c.subscribed_master(2, 8).await,
