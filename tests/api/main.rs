@@ -18,5 +18,6 @@ mod replay;
 mod restart;
 mod stats;
 mod token_lifetime;
+mod webhooks;
 mod ws_auth;
 mod ws_protocol;

@@ -5,6 +5,7 @@ mod app;
 mod cluster;
 mod process;
 mod storage;
+mod webhook_receiver;
 mod ws;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ pub use app::*;
 pub use cluster::*;
 pub use process::*;
 pub use storage::*;
+pub use webhook_receiver::*;
 pub use ws::*;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
