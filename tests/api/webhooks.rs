@@ -83,34 +83,35 @@ async fn every_event_arrives_signed_in_order_across_an_outage_and_a_restart(db: 
     receiver
         .wait_for(Duration::from_secs(20), |r| r.events.len() >= 5)
         .await;
-    let received = receiver.received.lock().unwrap();
-    assert_eq!(received.bad_signatures, 0);
-    let mut of_10: Vec<_> = summary(&received.events);
-    let of_11: Vec<_> = of_10.iter().filter(|e| e.2 == 11).cloned().collect();
-    of_10.retain(|e| e.2 == 10);
-    assert_eq!(
-        of_10,
-        [
-            ("assignment_event".into(), "rejected".into(), 10, rejected),
-            ("assignment_event".into(), "accepted".into(), 10, accepted),
-        ]
-    );
-    let expired: Vec<i64> = of_11
-        .iter()
-        .filter(|e| e.1 == "expired")
-        .map(|e| e.3)
-        .collect();
-    assert_eq!(expired.len(), 2, "{of_11:?}");
-    assert!(expired[0] < expired[1], "in order: {of_11:?}");
-    assert_eq!(
-        of_11.last().unwrap(),
-        &("dispatch_event".into(), "exhausted".into(), 11, dispatch_id)
-    );
-    for event in &received.events {
-        assert_eq!(event["eventId"].as_str().unwrap().len(), 32, "{event}");
-        assert!(event["at"].as_str().unwrap().ends_with('Z'), "{event}");
+    {
+        let received = receiver.received.lock().unwrap();
+        assert_eq!(received.bad_signatures, 0);
+        let mut of_10: Vec<_> = summary(&received.events);
+        let of_11: Vec<_> = of_10.iter().filter(|e| e.2 == 11).cloned().collect();
+        of_10.retain(|e| e.2 == 10);
+        assert_eq!(
+            of_10,
+            [
+                ("assignment_event".into(), "rejected".into(), 10, rejected),
+                ("assignment_event".into(), "accepted".into(), 10, accepted),
+            ]
+        );
+        let expired: Vec<i64> = of_11
+            .iter()
+            .filter(|e| e.1 == "expired")
+            .map(|e| e.3)
+            .collect();
+        assert_eq!(expired.len(), 2, "{of_11:?}");
+        assert!(expired[0] < expired[1], "in order: {of_11:?}");
+        assert_eq!(
+            of_11.last().unwrap(),
+            &("dispatch_event".into(), "exhausted".into(), 11, dispatch_id)
+        );
+        for event in &received.events {
+            assert_eq!(event["eventId"].as_str().unwrap().len(), 32, "{event}");
+            assert!(event["at"].as_str().unwrap().ends_with('Z'), "{event}");
+        }
     }
-    drop(received);
 
     // Delivered events are not sent again.
     let posts = receiver.received.lock().unwrap().posts;
