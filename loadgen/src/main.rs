@@ -1,6 +1,7 @@
 //! `loadgen`: measures how many masters one dispatcher node holds, how fast an offer reaches the
 //! phone, and what a reconnect storm does. See BENCHMARKS.md.
 
+mod cascade;
 mod cluster;
 mod fleet;
 mod floor;
@@ -37,6 +38,8 @@ enum Scenario {
     Slow,
     /// One push to 1,000 users, then to 10,000 in 10 requests.
     Push,
+    /// How soon a dispatch offers to the next candidate after a reject or an expiry.
+    Cascade,
     /// Three nodes on PostgreSQL and Redis; not part of `all`, since it needs both.
     Cluster,
     /// Masters held for a long time while some reconnect, offers accepted and expiring; not
@@ -277,6 +280,9 @@ async fn run(scenarios: &[Scenario], opts: &Opts, soak: &soak::SoakOpts) -> Repo
     }
     if wants(Scenario::Push) {
         push::push(opts, &mut report).await;
+    }
+    if wants(Scenario::Cascade) {
+        cascade::cascade(opts, &mut report).await;
     }
     if scenarios.contains(&Scenario::Cluster) {
         cluster::cluster(opts, &mut report).await;
