@@ -147,6 +147,20 @@ pub async fn cascade(opts: &Opts, report: &mut Report) {
             .unwrap();
     }
 
+    report.add(
+        "cascade",
+        "next offers after a reject",
+        after_reject.len() as f64,
+        "",
+        Goal::AtLeast(REJECT_ROUNDS as f64),
+    );
+    report.add(
+        "cascade",
+        "next offers after an expiry",
+        after_expiry.len() as f64,
+        "",
+        Goal::AtLeast(EXPIRY_ROUNDS as f64),
+    );
     for (label, hist) in [
         ("after a reject", &after_reject),
         (

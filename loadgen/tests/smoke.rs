@@ -31,7 +31,9 @@ fn every_scenario_runs_small_and_loses_nothing() {
     ]);
     let rows = report["rows"].as_array().unwrap();
     let value = |scenario: &str, name: &str| metric(&report, scenario, name);
-    for scenario in ["idle", "e2e", "routing", "storm", "expiry", "slow", "push"] {
+    for scenario in [
+        "idle", "e2e", "routing", "storm", "expiry", "slow", "push", "cascade",
+    ] {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario),
             "{scenario} missing"
@@ -47,6 +49,8 @@ fn every_scenario_runs_small_and_loses_nothing() {
     assert!(value("routing", "deliveries/s with p99 < 50 ms") > 0.0);
     assert!(value("idle", "server memory per connection") > 0.0);
     assert_eq!(value("push", "connect failures"), 0.0);
+    assert_eq!(value("cascade", "next offers after a reject"), 200.0);
+    assert_eq!(value("cascade", "next offers after an expiry"), 100.0);
     assert_eq!(
         value("push", "1000 users in 1 request(s): rounds complete"),
         20.0
