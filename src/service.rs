@@ -117,11 +117,7 @@ impl Service {
         let reached = self.bus.publish(events).await;
         if !to_step.is_empty() {
             let service = self.clone();
-            actix_web::rt::spawn(async move {
-                for id in to_step {
-                    service.step_logged(id).await;
-                }
-            });
+            actix_web::rt::spawn(async move { service.step_logged(to_step).await });
         }
         Ok((value, reached))
     }
@@ -407,24 +403,31 @@ impl Service {
         self.get_dispatch(id).await
     }
 
-    /// Offers a dispatch to its next candidates, when a decision left it short of offers.
-    pub async fn step(&self, id: DispatchId) -> Result<(), AppError> {
-        let waiting = self
-            .with_db(move |conn| Ok(Dispatch::waiting_candidates(conn, id.0)?))
-            .await?;
+    /// Offers dispatches to their next candidates, when decisions left them short of offers:
+    /// one read, one presence check and one transaction for all of them.
+    pub async fn step(&self, ids: Vec<DispatchId>) -> Result<(), AppError> {
+        let raw: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let waiting = {
+            let raw = raw.clone();
+            self.with_db(move |conn| Ok(Dispatch::waiting_candidates(conn, &raw)?))
+                .await?
+        };
         let online = self.subscribed_among(&waiting).await;
         let now = now_ms();
         self.commit(move |conn| {
-            let step = Dispatch::step(conn, id.0, &online, now)?;
-            Ok(((), step.events()))
+            let mut events = Vec::new();
+            for id in raw {
+                events.extend(Dispatch::step(conn, id, &online, now)?.events());
+            }
+            Ok(((), events))
         })
         .await?;
         Ok(())
     }
 
-    async fn step_logged(&self, id: DispatchId) {
-        if let Err(e) = self.step(id).await {
-            log::warn!("dispatch {id}: the next step failed ({e}); the sweep takes it again");
+    async fn step_logged(&self, ids: Vec<DispatchId>) {
+        if let Err(e) = self.step(ids.clone()).await {
+            log::warn!("dispatches {ids:?}: the next step failed ({e}); the sweep takes it again");
         }
     }
 
@@ -435,10 +438,12 @@ impl Service {
         let overdue = self
             .with_db(move |conn| Ok(Dispatch::needing_step(conn, before)?))
             .await?;
-        for &id in &overdue {
-            self.step_logged(DispatchId(id)).await;
+        let count = overdue.len();
+        if count > 0 {
+            self.step(overdue.into_iter().map(DispatchId).collect())
+                .await?;
         }
-        Ok(overdue.len())
+        Ok(count)
     }
 
     async fn subscribed_among(&self, masters: &[i64]) -> HashSet<i64> {

@@ -200,10 +200,10 @@ impl Dispatch {
         })
     }
 
-    /// The masters a step of this dispatch could offer to next.
-    pub fn waiting_candidates(conn: &mut DbConn, id: i64) -> QueryResult<Vec<i64>> {
+    /// The masters a step of these dispatches could offer to next.
+    pub fn waiting_candidates(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<i64>> {
         dispatch_candidates::table
-            .filter(dispatch_candidates::dispatch_id.eq(id))
+            .filter(dispatch_candidates::dispatch_id.eq_any(ids))
             .filter(dispatch_candidates::outcome.eq(CandidateOutcome::Pending))
             .select(dispatch_candidates::master_id)
             .load(conn)
@@ -458,6 +458,8 @@ impl Dispatch {
             .filter(dispatches::needs_step.eq(true))
             .filter(dispatches::status.eq(DispatchStatus::Running))
             .filter(dispatches::updated_at.lt(before))
+            .order(dispatches::id.asc())
+            .limit(1000)
             .select(dispatches::id)
             .load(conn)
     }
