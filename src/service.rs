@@ -403,9 +403,21 @@ impl Service {
         self.get_dispatch(id).await
     }
 
-    /// Offers dispatches to their next candidates, when decisions left them short of offers:
-    /// one read, one presence check and one transaction for all of them.
+    /// Offers dispatches to their next candidates, when decisions left them short of offers.
+    /// A burst (many offers expiring at once) is taken in batches side by side, each with one
+    /// read, one presence check and one transaction, so the first offers go out early.
     pub async fn step(&self, ids: Vec<DispatchId>) -> Result<(), AppError> {
+        const BATCH: usize = 10;
+        let batches = ids
+            .chunks(BATCH)
+            .map(|batch| self.step_batch(batch.to_vec()));
+        futures_util::future::join_all(batches)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn step_batch(&self, ids: Vec<DispatchId>) -> Result<(), AppError> {
         let raw: Vec<i64> = ids.iter().map(|id| id.0).collect();
         let waiting = {
             let raw = raw.clone();
