@@ -355,41 +355,45 @@ impl Dispatch {
     /// cancels it. Every decision passes here, so none can leave a dispatch behind.
     pub fn follow(conn: &mut DbConn, events: &[DomainEvent], now: i64) -> QueryResult<Followed> {
         let mut followed = Followed::default();
+        // One statement per outcome, however many offers ended (an expiry decides many at once).
+        let mut touched = Vec::new();
+        for outcome in [
+            Outcome::Accepted,
+            Outcome::Rejected,
+            Outcome::Expired,
+            Outcome::Cancelled,
+        ] {
+            let ids: Vec<i64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    DomainEvent::Decided(d) if d.outcome == outcome => Some(d.assignment_id.0),
+                    _ => None,
+                })
+                .collect();
+            for chunk in ids.chunks(1000) {
+                let of_dispatches: Vec<i64> = diesel::update(
+                    dispatch_candidates::table
+                        .filter(dispatch_candidates::assignment_id.eq_any(chunk))
+                        .filter(dispatch_candidates::outcome.eq(CandidateOutcome::Offered)),
+                )
+                .set(dispatch_candidates::outcome.eq(CandidateOutcome::from(outcome)))
+                .returning(dispatch_candidates::dispatch_id)
+                .get_results(conn)?;
+                if outcome != Outcome::Accepted {
+                    touched.extend(of_dispatches);
+                }
+            }
+        }
         for event in events {
             match event {
-                DomainEvent::Decided(decision) => {
-                    let of_dispatch: Option<i64> = diesel::update(
-                        dispatch_candidates::table
-                            .filter(dispatch_candidates::assignment_id.eq(decision.assignment_id.0))
-                            .filter(dispatch_candidates::outcome.eq(CandidateOutcome::Offered)),
-                    )
-                    .set(dispatch_candidates::outcome.eq(CandidateOutcome::from(decision.outcome)))
-                    .returning(dispatch_candidates::dispatch_id)
-                    .get_result(conn)
-                    .optional()?;
-                    if decision.outcome == Outcome::Accepted {
-                        followed.ended.extend(Self::finish_running_of_order(
-                            conn,
-                            decision.order_id,
-                            DispatchStatus::Assigned,
-                            Some(decision.master_id),
-                            now,
-                        )?);
-                    } else if let Some(id) = of_dispatch {
-                        let marked = diesel::update(
-                            dispatches::table
-                                .find(id)
-                                .filter(dispatches::status.eq(DispatchStatus::Running)),
-                        )
-                        .set((
-                            dispatches::needs_step.eq(true),
-                            dispatches::updated_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                        if marked == 1 && !followed.to_step.contains(&DispatchId(id)) {
-                            followed.to_step.push(DispatchId(id));
-                        }
-                    }
+                DomainEvent::Decided(d) if d.outcome == Outcome::Accepted => {
+                    followed.ended.extend(Self::finish_running_of_order(
+                        conn,
+                        d.order_id,
+                        DispatchStatus::Assigned,
+                        Some(d.master_id),
+                        now,
+                    )?);
                 }
                 DomainEvent::OrderStatusChanged(change) if change.status.is_closed() => {
                     followed.ended.extend(Self::finish_running_of_order(
@@ -403,9 +407,23 @@ impl Dispatch {
                 _ => {}
             }
         }
-        followed
-            .to_step
-            .retain(|id| !followed.ended.iter().any(|end| end.dispatch_id == *id));
+        touched.sort_unstable();
+        touched.dedup();
+        for chunk in touched.chunks(1000) {
+            let marked: Vec<i64> = diesel::update(
+                dispatches::table
+                    .filter(dispatches::id.eq_any(chunk))
+                    .filter(dispatches::status.eq(DispatchStatus::Running)),
+            )
+            .set((
+                dispatches::needs_step.eq(true),
+                dispatches::updated_at.eq(now),
+            ))
+            .returning(dispatches::id)
+            .get_results(conn)?;
+            followed.to_step.extend(marked.into_iter().map(DispatchId));
+        }
+        followed.to_step.sort_unstable();
         Ok(followed)
     }
 

@@ -249,6 +249,25 @@ pub fn lock_order(conn: &mut DbConn, order_id: i64) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// Locks those of these offers that are pending, lowest id first, as [`lock_order`] takes them,
+/// so that a write to many offers at once waits for (and never deadlocks with) an accept, or the
+/// same write on another node. PostgreSQL's alone, as above.
+pub fn lock_pending(conn: &mut DbConn, ids: &[i64]) -> Result<(), QueryError> {
+    use diesel::{
+        RunQueryDsl,
+        sql_types::{Array, BigInt},
+    };
+    if let DbConn::Postgresql(pg) = conn {
+        diesel::sql_query(
+            "SELECT id FROM assignments WHERE id = ANY($1) AND status = 'pending' \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so a
 /// transaction that reads before writing queues for the lock instead of failing on upgrade;
 /// PostgreSQL's row locks need no such help. This is the one place the dialects differ.

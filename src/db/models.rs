@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use diesel::{prelude::*, result::Error as QueryError};
 
 use super::{
-    DbConn, is_unique_violation, lock_order,
+    DbConn, is_unique_violation, lock_order, lock_pending,
     schema::{assignments, masters, orders},
     write_tx,
 };
@@ -438,23 +438,27 @@ impl Assignment {
 
     /// Expires those of `ids` whose deadline has passed and that are still pending.
     pub fn expire_due(conn: &mut DbConn, ids: &[i64], now: i64) -> QueryResult<Vec<Assignment>> {
-        // Lowest id first, the order `lock_order` takes offers in.
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
         write_tx(conn, |conn| {
             let mut expired = Vec::new();
-            for &id in &ids {
-                if Self::decide(
-                    conn,
-                    id,
-                    AssignmentStatus::Expired,
-                    Deadline::Reached(now),
-                    now,
-                    None,
-                )? {
-                    expired.push(assignments::table.find(id).first(conn)?);
-                }
+            // Chunks keep each statement under the backends' limits on bound parameters.
+            for chunk in ids.chunks(1000) {
+                lock_pending(conn, chunk)?;
+                expired.extend(
+                    diesel::update(
+                        assignments::table
+                            .filter(assignments::id.eq_any(chunk))
+                            .filter(assignments::status.eq(AssignmentStatus::Pending))
+                            .filter(assignments::expires_at.le(now)),
+                    )
+                    .set((
+                        assignments::status.eq(AssignmentStatus::Expired),
+                        assignments::decided_at.eq(now),
+                    ))
+                    .returning(assignments::all_columns)
+                    .get_results::<Assignment>(conn)?,
+                );
             }
+            expired.sort_unstable_by_key(|a| a.id);
             Ok(expired)
         })
     }
