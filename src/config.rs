@@ -118,6 +118,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `NODE_ID`: this node's name in logs, stats and `/health`; unique per process by default.
     pub node_id: String,
+    /// `METRICS_BIND_ADDR`: when set, `/metrics` is served there without a token (and not on
+    /// `BIND_ADDR`), for a scraper on a private network.
+    pub metrics_bind_addr: Option<SocketAddr>,
     /// `WEBHOOK_URL` and `WEBHOOK_SECRET`: when set, assignment and dispatch events are POSTed there.
     pub webhook: Option<WebhookConfig>,
 }
@@ -250,6 +253,11 @@ impl Config {
             node_id: get("NODE_ID")
                 .map(|id| id.trim().to_string())
                 .unwrap_or_else(default_node_id),
+            metrics_bind_addr: match get("METRICS_BIND_ADDR") {
+                None => None,
+                // The default is never used: the value is there.
+                raw => Some(parse("METRICS_BIND_ADDR", raw, ([0, 0, 0, 0], 0).into())?),
+            },
             webhook: WebhookConfig::from_lookup(get, secs("WEBHOOK_MAX_AGE_SECS", 86_400)?)?,
         })
     }

@@ -215,6 +215,9 @@ pub struct Decision {
     pub master_id: MasterId,
     pub outcome: Outcome,
     pub at: i64,
+    /// When the offer was made; older nodes do not send it.
+    #[serde(default)]
+    pub offered_at: i64,
 }
 
 /// An offer that reached the master's app: its first acknowledgement.
@@ -306,11 +309,12 @@ mod tests {
             master_id: MasterId(3),
             outcome: Outcome::Expired,
             at: 5,
+            offered_at: 2,
         });
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"kind":"decided","assignmentId":1,"orderId":10,"masterId":3,"outcome":"expired","at":5})
+            serde_json::json!({"kind":"decided","assignmentId":1,"orderId":10,"masterId":3,"outcome":"expired","at":5,"offeredAt":2})
         );
         assert_eq!(serde_json::from_value::<DomainEvent>(json).unwrap(), event);
     }

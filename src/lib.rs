@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod lifecycle;
+pub mod metrics;
 pub mod outbox;
 pub mod routes;
 pub mod service;

@@ -30,6 +30,7 @@ use crate::{
     error::AppError,
     events::EventBus,
     lifecycle::{self, OfferFigures},
+    metrics::{Metrics, ms_to_secs},
     time::now_ms,
     webhooks,
     wire::{check_push_type, check_topic},
@@ -68,6 +69,7 @@ pub struct Service {
     presence: Arc<dyn Presence>,
     /// Set when webhooks are on: events are recorded for them, and this wakes their sender.
     webhooks: Option<Arc<Notify>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -77,6 +79,7 @@ impl Service {
         default_ttl: Duration,
         presence: Arc<dyn Presence>,
         webhooks: Option<Arc<Notify>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Service {
             pool,
@@ -84,6 +87,7 @@ impl Service {
             default_ttl,
             presence,
             webhooks,
+            metrics,
         }
     }
 
@@ -114,6 +118,7 @@ impl Service {
         if let Some(wake) = &self.webhooks {
             wake.notify_one();
         }
+        self.count(&events);
         let reached = self.bus.publish(events).await;
         if !to_step.is_empty() {
             let service = self.clone();
@@ -288,19 +293,41 @@ impl Service {
         Ok(assignment)
     }
 
+    /// Counts the offers made and decided here (so that over all nodes, each is counted once).
+    fn count(&self, events: &[DomainEvent]) {
+        for event in events {
+            match event {
+                DomainEvent::Offered(_) => {
+                    self.metrics.offers.with_label_values(&["created"]).inc()
+                }
+                DomainEvent::Decided(d) => {
+                    self.metrics.offer_decided(d.outcome, d.offered_at, d.at)
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Expires those of these offers that are still pending and due; answers how many.
     pub async fn expire_due(&self, ids: Vec<AssignmentId>) -> Result<usize, AppError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let now = now_ms();
-        let (count, _) = self
+        let ((count, lateness), _) = self
             .commit(move |conn| {
                 let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
                 let expired = Assignment::expire_due(conn, &ids, now)?;
-                Ok((expired.len(), decided(&expired, Outcome::Expired)))
+                let lateness: Vec<i64> = expired.iter().map(|a| now - a.expires_at).collect();
+                Ok((
+                    (expired.len(), lateness),
+                    decided(&expired, Outcome::Expired),
+                ))
             })
             .await?;
+        for late in lateness {
+            self.metrics.expiry_lateness.observe(ms_to_secs(late));
+        }
         Ok(count)
     }
 

@@ -10,9 +10,15 @@ use std::{
 
 use actix::{Actor, Addr, AsyncContext};
 use actix_http::{HttpService, KeepAlive};
-use actix_server::Server;
+use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config};
-use actix_web::{App, dev::AppConfig, http::header::X_FORWARDED_FOR, middleware::Logger, web};
+use actix_web::{
+    App,
+    dev::{AppConfig, Service as _},
+    http::header::X_FORWARDED_FOR,
+    middleware::Logger,
+    web,
+};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
@@ -31,6 +37,7 @@ use crate::{
     error::AppError,
     events::{EventBus, REMOTE_QUEUE},
     expiry::{Expiry, Recover},
+    metrics::Metrics,
     routes,
     service::{Presence, Service},
     state::AppState,
@@ -100,6 +107,8 @@ const STEP_OVERDUE_AFTER: Duration = Duration::from_secs(2);
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on `METRICS_BIND_ADDR`, when set.
+    metrics_server: Option<ServerHandle>,
     node: Node,
     dispatcher: Addr<Dispatcher>,
     stop: Arc<Notify>,
@@ -125,12 +134,21 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout);
-        let dispatcher = Dispatcher::new(DispatcherSettings {
-            subscription_timeout: config.subscription_timeout,
-            cleanup_interval: config.cleanup_interval,
-            max_connections_per_user: config.max_connections_per_user,
-        })
+        let metrics = Arc::new(Metrics::new(config.redis_url.is_some()));
+        let pool = db::pool(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_timeout,
+            Some(metrics.clone()),
+        );
+        let dispatcher = Dispatcher::new(
+            DispatcherSettings {
+                subscription_timeout: config.subscription_timeout,
+                cleanup_interval: config.cleanup_interval,
+                max_connections_per_user: config.max_connections_per_user,
+            },
+            metrics.clone(),
+        )
         .start();
         let node = match &config.redis_url {
             Some(url) => Node::clustered(&config.node_id, url)?,
@@ -161,6 +179,7 @@ impl Application {
                 config.assignment_ttl,
                 presence,
                 webhook_wake.clone(),
+                metrics.clone(),
             );
             built = Some((bus, service.clone()));
             Expiry::new(service)
@@ -201,6 +220,7 @@ impl Application {
                 dispatcher: dispatcher.clone(),
                 expiry,
                 service: service.clone(),
+                metrics: metrics.clone(),
             };
             node.start(outgoing, parts);
         }
@@ -223,7 +243,12 @@ impl Application {
             jwt: jwt.get_ref().clone(),
             config: Arc::new(config),
             started_at: Instant::now(),
+            metrics: metrics.clone(),
         });
+        let metrics_server = match state.config.metrics_bind_addr {
+            Some(addr) => Some(serve_metrics(state.clone(), addr)?),
+            None => None,
+        };
         let port = listener.local_addr()?.port();
         // Database calls run on blocking threads; more of them than pooled connections would
         // only wait (and each costs a stack and allocator arena), so cap them at the pool size.
@@ -236,6 +261,8 @@ impl Application {
         let server = builder
             .listen("dispatcher", listener, move || {
                 let proxies = state.config.trusted_proxies.clone();
+                let metrics_here = state.config.metrics_bind_addr.is_none();
+                let counted = state.metrics.clone();
                 let app = App::new()
                     .app_data(state.clone())
                     .app_data(jwt.clone())
@@ -254,7 +281,35 @@ impl Application {
                                     .map_or_else(|| "-".into(), |ip| ip.to_string())
                             }),
                     )
-                    .configure(routes::config);
+                    .wrap_fn(move |req, srv| {
+                        let metrics = counted.clone();
+                        let method = method_label(req.method());
+                        let started = Instant::now();
+                        let response = srv.call(req);
+                        async move {
+                            let response = response.await?;
+                            let route = response
+                                .request()
+                                .match_pattern()
+                                .unwrap_or_else(|| "other".into());
+                            let status = response.status().as_u16().to_string();
+                            metrics
+                                .http_requests
+                                .with_label_values(&[method, &route, &status])
+                                .inc();
+                            metrics
+                                .http_request_duration
+                                .with_label_values(&[method, &route])
+                                .observe(started.elapsed().as_secs_f64());
+                            Ok(response)
+                        }
+                    })
+                    .configure(routes::config)
+                    .configure(|cfg| {
+                        if metrics_here {
+                            cfg.route("/metrics", web::get().to(routes::metrics::guarded));
+                        }
+                    });
                 let upgrade_state = state.clone();
                 let draining = draining.clone();
                 HttpService::build()
@@ -280,6 +335,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            metrics_server,
             node,
             dispatcher,
             stop: Arc::new(Notify::new()),
@@ -311,6 +367,9 @@ impl Application {
         let closed = self.dispatcher.send(Shutdown).await.unwrap_or(0);
         log::info!("closing {closed} WebSocket connections with 1001");
         self.node.leave().await;
+        if let Some(metrics_server) = &self.metrics_server {
+            metrics_server.stop(true).await;
+        }
         handle.stop(true).await;
         let _ = server.await;
         Ok(())
@@ -332,6 +391,41 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
+}
+
+/// Methods as labels: the known ones, else `other`, so a client cannot add label values.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `/metrics` alone, without a token, on its own address.
+fn serve_metrics(
+    state: web::Data<AppState>,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<ServerHandle> {
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(routes::metrics::open))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?
+    .run();
+    log::info!("metrics served on {addr}/metrics");
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
 }
 
 /// Migrates, then has the expiry actor expire what fell due while the service was down and arm

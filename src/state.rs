@@ -6,7 +6,7 @@ use actix::Addr;
 
 use crate::{
     auth::JwtKeys, cluster::Node, config::Config, connection_limits::ConnectionLimits,
-    dispatcher::Dispatcher, service::Service,
+    dispatcher::Dispatcher, metrics::Metrics, service::Service,
 };
 
 #[derive(Clone)]
@@ -18,4 +18,5 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub config: Arc<Config>,
     pub started_at: Instant,
+    pub metrics: Arc<Metrics>,
 }

@@ -358,6 +358,33 @@ impl ServerMessage {
         }
     }
 
+    /// The frame's `type`, for the metrics; every push is `push`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Connected { .. } => "connected",
+            ServerMessage::AuthSuccess { .. } => "auth_success",
+            ServerMessage::AuthError { .. } => "auth_error",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::SubscribedAssignments => "subscribed_assignments",
+            ServerMessage::UnsubscribedAssignments { .. } => "unsubscribed_assignments",
+            ServerMessage::SubscribedEvents => "subscribed_events",
+            ServerMessage::NewAssignment { .. } => "new_assignment",
+            ServerMessage::AssignmentAccepted { .. } => "assignment_accepted",
+            ServerMessage::AssignmentRejected { .. } => "assignment_rejected",
+            ServerMessage::AssignmentExpired { .. } => "assignment_expired",
+            ServerMessage::AssignmentCancelled { .. } => "assignment_cancelled",
+            ServerMessage::OrderStatusUpdate { .. } => "order_status_update",
+            ServerMessage::AssignmentEvent { .. } => "assignment_event",
+            ServerMessage::DispatchEvent { .. } => "dispatch_event",
+            ServerMessage::TokenExpiring { .. } => "token_expiring",
+            ServerMessage::TokenRefreshed { .. } => "token_refreshed",
+            ServerMessage::Subscribed { .. } => "subscribed",
+            ServerMessage::Unsubscribed { .. } => "unsubscribed",
+            ServerMessage::Error { .. } => "error",
+            ServerMessage::Push(_) => "push",
+        }
+    }
+
     /// The frame text; a direct reply echoes the request's `requestId`.
     pub fn encode(&self, request_id: Option<&Value>) -> ByteString {
         let text = match request_id {
@@ -375,6 +402,8 @@ impl ServerMessage {
 
 /// A parsed client frame: the message, or the error to answer with; either way the `requestId` to echo.
 pub struct Incoming {
+    /// The message's `type` when it is one the server knows, else `other`.
+    pub kind: &'static str,
     pub request_id: Option<Value>,
     pub message: Result<ClientMessage, AppError>,
 }
@@ -384,12 +413,19 @@ pub fn parse(text: &str) -> Incoming {
         Ok(v) => v,
         Err(e) => {
             return Incoming {
+                kind: "other",
                 request_id: None,
                 message: Err(AppError::BadRequest(format!("invalid JSON: {e}"))),
             };
         }
     };
     let request_id = value.get("requestId").cloned();
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|kind| CLIENT_TYPES.iter().find(|known| **known == kind))
+        .copied()
+        .unwrap_or("other");
     let message = match value.get("type").and_then(Value::as_str) {
         None => Err(AppError::BadRequest(
             "every message needs a string \"type\"".into(),
@@ -399,6 +435,7 @@ pub fn parse(text: &str) -> Incoming {
             .map_err(|e| AppError::BadRequest(format!("invalid {kind} message: {e}"))),
     };
     Incoming {
+        kind,
         request_id,
         message,
     }

@@ -518,7 +518,7 @@ pub async fn expiry(opts: &Opts, report: &mut Report) {
 
 fn seed_pending(url: &str, count: usize, now: i64, min_secs: u64, max_secs: u64) {
     use diesel::{Connection, RunQueryDsl};
-    let pool = dispatcher::db::pool(url, 1, Duration::from_secs(5));
+    let pool = dispatcher::db::pool(url, 1, Duration::from_secs(5), None);
     dispatcher::db::migrate(url, &pool).expect("migrations");
     let mut conn = diesel::SqliteConnection::establish(url).unwrap();
     let span = (max_secs - min_secs) * 1000;

@@ -36,6 +36,7 @@ use crate::{
     domain::{DomainEvent, MasterId, Offer},
     events::EventBus,
     expiry::{Expiry, Recover},
+    metrics::Metrics,
     service::Service,
 };
 
@@ -78,6 +79,7 @@ pub struct Parts {
     pub dispatcher: Addr<Dispatcher>,
     pub expiry: Addr<Expiry>,
     pub service: Service,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -122,7 +124,12 @@ impl Node {
         let Some(link) = &self.redis else {
             return;
         };
-        actix_web::rt::spawn(publish_loop(outgoing, link.clone(), self.id.clone()));
+        actix_web::rt::spawn(publish_loop(
+            outgoing,
+            link.clone(),
+            self.id.clone(),
+            parts.metrics.clone(),
+        ));
         actix_web::rt::spawn(subscribe_loop(link.clone(), self.id.clone(), parts.clone()));
         actix_web::rt::spawn(heartbeat_loop(
             link.clone(),
@@ -204,6 +211,7 @@ async fn publish_loop(
     mut outgoing: mpsc::Receiver<Vec<DomainEvent>>,
     link: Link,
     node_id: Arc<str>,
+    metrics: Arc<Metrics>,
 ) {
     let mut conn = link.conn.clone();
     let mut down = false;
@@ -211,6 +219,12 @@ async fn publish_loop(
         let count = events.len();
         let payload = envelope::encode(&node_id, events);
         if publish_patiently(&mut conn, &payload, !down).await.is_ok() {
+            if let Some(backplane) = &metrics.backplane {
+                backplane
+                    .events
+                    .with_label_values(&["out"])
+                    .inc_by(count as u64);
+            }
             if down {
                 down = false;
                 log::info!("node {node_id} publishing events to Redis again");
@@ -340,6 +354,12 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
                 if envelope.dropped {
                     log::info!("node {} dropped events; catching up", envelope.node);
                     actix_web::rt::spawn(recover_gap(parts.clone()));
+                }
+                if let Some(backplane) = &parts.metrics.backplane {
+                    backplane
+                        .events
+                        .with_label_values(&["in"])
+                        .inc_by(envelope.events.len() as u64);
                 }
                 parts.bus.deliver_local(envelope.events).await;
             }

@@ -152,9 +152,39 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
+/// Tells the metrics how long each checkout waited for a connection.
+struct PoolWaits(std::sync::Arc<crate::metrics::Metrics>);
+
+impl std::fmt::Debug for PoolWaits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolWaits")
+    }
+}
+
+impl diesel::r2d2::HandleEvent for PoolWaits {
+    fn handle_checkout(&self, event: diesel::r2d2::event::CheckoutEvent) {
+        self.0.db_pool_wait.observe(event.duration().as_secs_f64());
+    }
+
+    fn handle_timeout(&self, event: diesel::r2d2::event::TimeoutEvent) {
+        self.0.db_pool_wait.observe(event.timeout().as_secs_f64());
+    }
+}
+
 /// The pool, built without connecting, so a database that is down does not stop the service.
-pub fn pool(database_url: &str, size: u32, timeout: Duration) -> DbPool {
-    Pool::builder()
+/// With `metrics`, each checkout's wait is observed.
+pub fn pool(
+    database_url: &str,
+    size: u32,
+    timeout: Duration,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+) -> DbPool {
+    let builder = Pool::builder();
+    let builder = match metrics {
+        Some(metrics) => builder.event_handler(Box::new(PoolWaits(metrics))),
+        None => builder,
+    };
+    builder
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(timeout)
@@ -306,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_database_work_is_a_bug_not_an_outage() {
-        let pool = pool(":memory:", 1, Duration::from_secs(1));
+        let pool = pool(":memory:", 1, Duration::from_secs(1), None);
         let outcome = actix_web::rt::System::new()
             .block_on(async { run::<(), DbError, _>(&pool, |_| panic!("a bug in a query")).await });
         let error = outcome.expect_err("the panic is caught");

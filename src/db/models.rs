@@ -213,6 +213,7 @@ impl Assignment {
             master_id: MasterId(self.master_id),
             outcome,
             at: self.decided_at.unwrap_or(self.created_at),
+            offered_at: self.created_at,
         }
     }
 

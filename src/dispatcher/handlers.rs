@@ -1,13 +1,23 @@
 use actix::{Context, Handler, MessageResult};
 
 use super::{Audience, Connection, Dispatcher, messages::*, route};
-use crate::{domain::DomainEvent, events::Deliver, wire::CloseCode};
+use crate::{
+    domain::DomainEvent,
+    events::Deliver,
+    metrics::{ms_to_secs, role_label},
+    time::now_ms,
+    wire::CloseCode,
+};
 
 /// Registers a new connection, not yet authenticated.
 impl Handler<Connect> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        self.metrics
+            .connections
+            .with_label_values(&[role_label(None)])
+            .inc();
         self.connections.insert(
             msg.id,
             Connection::new(msg.outbox, msg.control, msg.last_ping),
@@ -34,6 +44,13 @@ impl Handler<Authenticated> for Dispatcher {
         let Some(conn) = self.connections.get_mut(&msg.id) else {
             return;
         };
+        let gauge = &self.metrics.connections;
+        gauge
+            .with_label_values(&[role_label(conn.user.map(|u| u.role))])
+            .dec();
+        gauge
+            .with_label_values(&[role_label(Some(msg.user.role))])
+            .inc();
         conn.user = Some(msg.user);
         self.authentications += 1;
         conn.authenticated_seq = self.authentications;
@@ -50,6 +67,14 @@ impl Handler<SubscribeAssignments> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeAssignments, _: &mut Context<Self>) {
+        let newly = self
+            .connections
+            .get(&msg.id)
+            .filter(|c| !c.subscribed)
+            .and_then(|c| c.user?.master());
+        if let Some(master_id) = newly {
+            self.note_subscribed(master_id);
+        }
         if let Some(conn) = self.connections.get_mut(&msg.id) {
             conn.subscribed = true;
             conn.last_ping.touch();
@@ -80,9 +105,7 @@ impl Handler<UnsubscribeAssignments> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: UnsubscribeAssignments, _: &mut Context<Self>) {
-        if let Some(conn) = self.connections.get_mut(&msg.id) {
-            conn.unsubscribe();
-        }
+        self.unsubscribe(msg.id);
     }
 }
 
@@ -111,8 +134,20 @@ impl Handler<Deliver> for Dispatcher {
             for (audience, message) in route(event) {
                 let counted = matches!(audience, Audience::Offer(..) | Audience::Users(..));
                 let reached = self.deliver(audience, message.encode(None));
+                self.metrics
+                    .ws_messages_sent
+                    .with_label_values(&[message.kind()])
+                    .inc_by(reached as u64);
                 if counted {
                     delivered += reached;
+                }
+                if let DomainEvent::Offered(offer) = event
+                    && counted
+                    && reached > 0
+                {
+                    self.metrics
+                        .offer_delivery
+                        .observe(ms_to_secs(now_ms() - offer.created_at));
                 }
             }
             if let DomainEvent::Offered(offer) = event {

@@ -11,6 +11,7 @@ mod route;
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -24,6 +25,7 @@ pub use route::{Audience, route};
 use crate::{
     auth::{AuthUser, Role},
     domain::{AssignmentId, MasterId, Offer, UserId},
+    metrics::{Metrics, role_label},
     outbox::{Outbox, QueueError},
     time::now_ms,
     wire::{CloseCode, ServerMessage},
@@ -111,11 +113,13 @@ pub struct Dispatcher {
     churn_since_trim: u32,
     last_churn: std::time::Instant,
     trim_scheduled: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
-    pub fn new(settings: DispatcherSettings) -> Self {
+    pub fn new(settings: DispatcherSettings, metrics: Arc<Metrics>) -> Self {
         Dispatcher {
+            metrics,
             settings,
             connections: HashMap::new(),
             by_master: ConnIndex::default(),
@@ -220,6 +224,10 @@ impl Dispatcher {
             }
         }
         if !unsent.is_empty() {
+            self.metrics
+                .ws_messages_sent
+                .with_label_values(&["new_assignment"])
+                .inc_by(unsent.len() as u64);
             // Each frame is built when there is room for it, so it carries the time left then.
             let frames = unsent.into_iter().map(|offer| {
                 let expires_at = offer.expires_at;
@@ -250,6 +258,7 @@ impl Dispatcher {
         match conn.outbox.text(text) {
             Ok(()) => true,
             Err(QueueError::Full) => {
+                self.metrics.slow_consumers.inc();
                 log::warn!("connection {id:016x} is not reading its messages; closing it");
                 conn.control.do_send(CloseConnection {
                     code: CloseCode::Policy,
@@ -269,6 +278,15 @@ impl Dispatcher {
         let Some(conn) = self.connections.remove(&id) else {
             return;
         };
+        self.metrics
+            .connections
+            .with_label_values(&[role_label(conn.user.map(|u| u.role))])
+            .dec();
+        if conn.subscribed
+            && let Some(master_id) = conn.user.and_then(|u| u.master())
+        {
+            self.note_unsubscribed(master_id);
+        }
         self.event_listeners.remove(&id);
         if let Some(user) = conn.user {
             self.by_user.remove(user.user_id, id);
@@ -337,19 +355,54 @@ impl Dispatcher {
         actix_web::rt::task::spawn_blocking(release_memory);
     }
 
+    /// Whether any of this master's connections is subscribed to offers.
+    fn master_subscribed(&self, master_id: MasterId) -> bool {
+        self.by_master
+            .get(&master_id)
+            .any(|id| self.connections.get(&id).is_some_and(|c| c.subscribed))
+    }
+
+    /// A master's connection subscribed: counts him if it is his first.
+    fn note_subscribed(&mut self, master_id: MasterId) {
+        // Called before the connection is marked, so "none yet" is what is checked.
+        if !self.master_subscribed(master_id) {
+            self.metrics.subscribed_masters.inc();
+        }
+    }
+
+    /// A master's connection stopped being subscribed: uncounts him if it was his last.
+    fn note_unsubscribed(&mut self, master_id: MasterId) {
+        if !self.master_subscribed(master_id) {
+            self.metrics.subscribed_masters.dec();
+        }
+    }
+
+    fn unsubscribe(&mut self, id: ConnId) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if !conn.subscribed {
+            return;
+        }
+        conn.unsubscribe();
+        if let Some(master_id) = conn.user.and_then(|u| u.master()) {
+            self.note_unsubscribed(master_id);
+        }
+    }
+
     fn drop_idle_subscriptions(&mut self) {
         let cutoff = now_ms() - self.settings.subscription_timeout.as_millis() as i64;
         let idle: Vec<ConnId> = self
             .connections
-            .iter_mut()
+            .iter()
             .filter(|(_, c)| c.subscribed && c.last_ping.get().unwrap_or(i64::MIN) < cutoff)
-            .map(|(&id, c)| {
-                c.unsubscribe();
-                id
-            })
+            .map(|(&id, _)| id)
             .collect();
         if idle.is_empty() {
             return;
+        }
+        for &id in &idle {
+            self.unsubscribe(id);
         }
         log::info!("dropped {} idle subscriptions", idle.len());
         let text = ServerMessage::UnsubscribedAssignments {

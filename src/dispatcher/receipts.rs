@@ -138,7 +138,12 @@ impl Dispatcher {
             let next = (unacked.next_due, id, assignment_id);
             let frame = ServerMessage::new_assignment(&unacked.offer, now).encode(None);
             self.redeliveries.0.insert(next);
-            self.send_to(id, frame);
+            if self.send_to(id, frame) {
+                self.metrics
+                    .ws_messages_sent
+                    .with_label_values(&["new_assignment"])
+                    .inc();
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ mod assignments;
 mod dispatches;
 mod health;
 mod masters;
+pub mod metrics;
 mod orders;
 mod push;
 

@@ -82,6 +82,8 @@ pub struct WsSession {
     limiter: RateLimiter,
     last_heard: Instant,
     last_ping: PingClock,
+    /// The close code the server sent, for the metrics.
+    closed_with: Option<CloseCode>,
 }
 
 impl WsSession {
@@ -117,6 +119,7 @@ impl WsSession {
                 limiter,
                 last_heard: Instant::now(),
                 last_ping: PingClock::default(),
+                closed_with: None,
             }
         });
     }
@@ -128,7 +131,12 @@ impl WsSession {
         request_id: Option<&Value>,
     ) {
         match self.outbox.text(message.encode(request_id)) {
-            Ok(()) => {}
+            Ok(()) => self
+                .app
+                .metrics
+                .ws_messages_sent
+                .with_label_values(&[message.kind()])
+                .inc(),
             Err(QueueError::Full) => self.close(ctx, CloseCode::Policy, "slow consumer"),
             Err(QueueError::Closed) => ctx.stop(),
         }
@@ -140,11 +148,17 @@ impl WsSession {
         error: &AppError,
         request_id: Option<&Value>,
     ) {
+        self.app
+            .metrics
+            .ws_errors
+            .with_label_values(&[error.code()])
+            .inc();
         self.send(ctx, &ServerMessage::error(error), request_id);
     }
 
     /// Sends a close frame (or, when the queue is stuck, drops the socket) and stops the actor.
     fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        self.closed_with.get_or_insert(code);
         if self.outbox.close(code, reason) == Err(QueueError::Full) {
             self.writer.abort();
         }
@@ -314,6 +328,11 @@ impl WsSession {
             }
         }
         let incoming = parse(text);
+        self.app
+            .metrics
+            .ws_messages_received
+            .with_label_values(&[incoming.kind])
+            .inc();
         let request_id = incoming.request_id;
         match incoming.message {
             Ok(message) => self.on_message(ctx, message, request_id),
@@ -576,6 +595,10 @@ impl Actor for WsSession {
     fn stopped(&mut self, _: &mut Self::Context) {
         // One message per connection lifetime, so bypassing the mailbox bound cannot pile up.
         self.app.dispatcher.do_send(Disconnect { id: self.id });
+        let code = self
+            .closed_with
+            .map_or_else(|| "none".to_string(), |c| (c as u16).to_string());
+        self.app.metrics.ws_closes.with_label_values(&[&code]).inc();
         log::info!(
             "WebSocket {:016x} closed user={:?} {}",
             self.id,

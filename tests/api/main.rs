@@ -9,6 +9,7 @@ mod expiry;
 mod fuzz;
 mod http_errors;
 mod limits;
+mod metrics;
 mod origin;
 mod postgres;
 mod process;

@@ -1,0 +1,26 @@
+use actix_web::{HttpResponse, http::header::ContentType, web};
+
+use crate::{auth::AdminUser, state::AppState};
+
+/// `/metrics` on the service's own address: admins only.
+pub async fn guarded(_: AdminUser, app: web::Data<AppState>) -> HttpResponse {
+    exposition(&app)
+}
+
+/// `/metrics` on `METRICS_BIND_ADDR`: no token, for a scraper on a private network.
+pub async fn open(app: web::Data<AppState>) -> HttpResponse {
+    exposition(&app)
+}
+
+fn exposition(app: &AppState) -> HttpResponse {
+    if let Some(backplane) = &app.metrics.backplane {
+        backplane
+            .up
+            .set(i64::from(app.node.redis_up() == Some(true)));
+    }
+    HttpResponse::Ok()
+        .content_type(ContentType(
+            "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
+        ))
+        .body(app.metrics.render())
+}
