@@ -525,3 +525,58 @@ async fn a_dispatch_steps_once_across_nodes_that_all_expire_its_offers() {
     offers.dedup();
     assert_eq!(offers.len(), 3, "one offer per candidate: {seen}");
 }
+
+#[tokio::test]
+async fn each_node_reports_its_backplane_in_its_metrics() {
+    let Some(c) = cluster(2).await else { return };
+    c.put_order(0, 10, 7).await;
+    c.offer(0, 10, 3, 60).await;
+    let scrape = |i: usize| {
+        let c = &c;
+        async move {
+            let (status, text) = c.get_text(i, "/metrics", &admin_token()).await;
+            assert_eq!(status, StatusCode::OK);
+            crate::metrics::parse(&text)
+        }
+    };
+    let mut received = 0.0;
+    for _ in 0..50 {
+        let seen = scrape(1).await;
+        received = crate::metrics::value(
+            &seen,
+            "dispatcher_backplane_events_total",
+            &[("direction", "in")],
+        );
+        if received >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(received >= 1.0, "the offer reached node 1: {received}");
+    let sender = scrape(0).await;
+    assert_eq!(
+        crate::metrics::value(&sender, "dispatcher_backplane_up", &[]),
+        1.0
+    );
+    assert!(
+        crate::metrics::value(
+            &sender,
+            "dispatcher_backplane_events_total",
+            &[("direction", "out")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        crate::metrics::value(
+            &sender,
+            "dispatcher_offers_total",
+            &[("outcome", "created")]
+        ),
+        1.0
+    );
+    // Offers are counted by the node that made them, so the sum over nodes counts each once.
+    let other = scrape(1).await;
+    assert_eq!(
+        crate::metrics::value(&other, "dispatcher_offers_total", &[("outcome", "created")]),
+        0.0
+    );
+}

@@ -8,10 +8,10 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// Every sample of an exposition: name, labels, value.
-type Scrape = Vec<(String, Vec<(String, String)>, f64)>;
+pub type Scrape = Vec<(String, Vec<(String, String)>, f64)>;
 
 /// One sample's value; a histogram's is its count of observations (`…_count`).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let count = format!("{name}_count");
     scrape
         .iter()
@@ -45,7 +45,7 @@ async fn scrape(app: &TestApp) -> Scrape {
     parse(&response.text().await.unwrap())
 }
 
-fn parse(text: &str) -> Scrape {
+pub fn parse(text: &str) -> Scrape {
     let (rest, families) = nom_openmetrics::parser::prometheus(text).expect("a valid exposition");
     assert!(rest.trim().is_empty(), "unparsed: {rest}");
     families

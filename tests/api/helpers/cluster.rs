@@ -188,6 +188,18 @@ impl Cluster {
         .await
     }
 
+    /// A GET on node `i` whose answer is text, not JSON.
+    pub async fn get_text(&self, i: usize, path: &str, token: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.nodes[i].address()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
     pub async fn put_order(&self, i: usize, order_id: i64, client_user_id: i64) {
         let body = json!({"clientUserId": client_user_id, "address": format!("Lenina {order_id}"),
             "deviceType": "fridge", "problem": "warm"});
