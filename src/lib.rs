@@ -1,5 +1,6 @@
 //! dispatcher: pushes field-service offers to masters over WebSocket, with deadlines that expire on time.
 
+pub mod access;
 pub mod auth;
 pub mod client_addr;
 pub mod cluster;

@@ -37,10 +37,42 @@ enum Command {
 /// logs of several nodes can be told apart when they are gathered in one place.
 static NODE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// Human-readable lines, or with `LOG_FORMAT=json` one JSON object per line: time, level,
+/// target, message, node, and the fields a line carries (`conn_id`, `user_id`, `request_id`, …).
 fn init_logging() {
     use std::io::Write;
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(|buf, record| {
+    let _ = dotenvy::dotenv();
+    let format = std::env::var("LOG_FORMAT").unwrap_or_default();
+    let json = match format.trim() {
+        "json" => true,
+        "" | "text" => false,
+        other => {
+            eprintln!("LOG_FORMAT is not valid: {other:?} (text or json)");
+            std::process::exit(2);
+        }
+    };
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if json {
+        builder.format(|buf, record| {
+            let mut line = serde_json::Map::new();
+            line.insert(
+                "time".into(),
+                chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            );
+            line.insert("level".into(), record.level().as_str().into());
+            line.insert("target".into(), record.target().into());
+            line.insert("message".into(), record.args().to_string().into());
+            if let Some(node) = NODE_ID.get() {
+                line.insert("node".into(), node.as_str().into());
+            }
+            let _ = record.key_values().visit(&mut Fields(&mut line));
+            writeln!(buf, "{}", serde_json::Value::Object(line))
+        });
+    } else {
+        builder.format(|buf, record| {
             let node = NODE_ID.get().map(String::as_str).unwrap_or("-");
             writeln!(
                 buf,
@@ -50,8 +82,36 @@ fn init_logging() {
                 record.target(),
                 record.args()
             )
-        })
-        .init();
+        });
+    }
+    builder.init();
+}
+
+/// A log line's fields, as JSON: numbers stay numbers.
+struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let json = if let Some(n) = value.to_i64() {
+            n.into()
+        } else if let Some(n) = value.to_u64() {
+            n.into()
+        } else if let Some(x) = value.to_f64() {
+            x.into()
+        } else if let Some(b) = value.to_bool() {
+            b.into()
+        } else if value.to_string() == "None" {
+            serde_json::Value::Null
+        } else {
+            value.to_string().into()
+        };
+        self.0.insert(key.as_str().to_string(), json);
+        Ok(())
+    }
 }
 
 /// A panic in database work is caught and answered with 500. Anywhere else (the Dispatcher, the

@@ -15,8 +15,6 @@ use actix_service::{fn_service, map_config};
 use actix_web::{
     App,
     dev::{AppConfig, Service as _},
-    http::header::X_FORWARDED_FOR,
-    middleware::Logger,
     web,
 };
 use thiserror::Error;
@@ -25,6 +23,7 @@ use tokio::sync::{Notify, mpsc};
 use futures_util::future::BoxFuture;
 
 use crate::{
+    access,
     cluster::{Node, Parts},
     config::{Config, ConfigError},
     connection_limits::ConnectionLimits,
@@ -267,40 +266,14 @@ impl Application {
                     .app_data(state.clone())
                     .app_data(jwt.clone())
                     // %U is the path alone: tokens in query strings never reach the log.
-                    .wrap(
-                        Logger::new(r#"%{client}xi "%{method}xi %U" %s %b %Dms "%{User-Agent}i""#)
-                            .custom_request_replace("method", |req| req.method().to_string())
-                            .custom_request_replace("client", move |req| {
-                                let forwarded = req
-                                    .headers()
-                                    .get(X_FORWARDED_FOR)
-                                    .and_then(|v| v.to_str().ok());
-                                let peer = req.peer_addr().map(|a| a.ip());
-                                proxies
-                                    .client(peer, forwarded)
-                                    .map_or_else(|| "-".into(), |ip| ip.to_string())
-                            }),
-                    )
                     .wrap_fn(move |req, srv| {
-                        let metrics = counted.clone();
-                        let method = method_label(req.method());
+                        let (metrics, proxies) = (counted.clone(), proxies.clone());
                         let started = Instant::now();
+                        let request_id = access::new_request_id();
                         let response = srv.call(req);
                         async move {
-                            let response = response.await?;
-                            let route = response
-                                .request()
-                                .match_pattern()
-                                .unwrap_or_else(|| "other".into());
-                            let status = response.status().as_u16().to_string();
-                            metrics
-                                .http_requests
-                                .with_label_values(&[method, &route, &status])
-                                .inc();
-                            metrics
-                                .http_request_duration
-                                .with_label_values(&[method, &route])
-                                .observe(started.elapsed().as_secs_f64());
+                            let mut response = response.await?;
+                            access::record(&metrics, &proxies, &request_id, started, &mut response);
                             Ok(response)
                         }
                     })
@@ -390,21 +363,6 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
-    }
-}
-
-/// Methods as labels: the known ones, else `other`, so a client cannot add label values.
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    use actix_web::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
     }
 }
 

@@ -13,7 +13,10 @@ use super::{
     session::{Peer, WsSession},
     writer,
 };
-use crate::{auth::bearer_token, connection_limits::Refused, state::AppState, wire::CloseCode};
+use crate::{
+    auth::bearer_token, connection_limits::Refused, dispatcher::messages::ConnId, state::AppState,
+    wire::CloseCode,
+};
 
 /// The paths a WebSocket may open on.
 pub const PATHS: [&str; 2] = ["/ws", "/api/v1/ws"];
@@ -139,8 +142,10 @@ async fn take_over(
         io.shutdown().await?;
         return Ok(());
     }
-    log::info!("WebSocket accepted; {peer}");
-    WsSession::start(app, io, &already_read, peer, admitted, upgrade_auth);
+    let id: ConnId = rand::random();
+    let conn_id = format!("{id:016x}");
+    log::info!(conn_id = conn_id.as_str(); "WebSocket {conn_id} accepted; {peer}");
+    WsSession::start(id, app, io, &already_read, peer, admitted, upgrade_auth);
     Ok(())
 }
 

@@ -62,6 +62,17 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// Logs about a connection with its id and user as fields, which `LOG_FORMAT=json` writes out.
+macro_rules! conn_log {
+    ($level:ident, $session:expr, $($arg:tt)+) => {
+        log::$level!(
+            conn_id = format!("{:016x}", $session.id).as_str(),
+            user_id = $session.user.map(|u| u.user_id.0);
+            $($arg)+
+        )
+    };
+}
+
 pub struct WsSession {
     id: ConnId,
     app: web::Data<AppState>,
@@ -90,6 +101,7 @@ impl WsSession {
     /// Starts the session on an upgraded socket; `already_read` holds bytes that arrived with
     /// the handshake.
     pub fn start(
+        id: ConnId,
         app: web::Data<AppState>,
         io: TcpStream,
         already_read: &[u8],
@@ -105,7 +117,7 @@ impl WsSession {
         WsSession::create(move |ctx| {
             ctx.add_stream(frames);
             WsSession {
-                id: rand::random(),
+                id,
                 app,
                 outbox,
                 writer,
@@ -190,7 +202,9 @@ impl WsSession {
                 user,
                 expires_at_ms,
             }) => {
-                log::info!(
+                conn_log!(
+                    info,
+                    self,
                     "WebSocket {:016x} authenticated user={} role={:?} master={:?} {}",
                     self.id,
                     user.user_id,
@@ -210,7 +224,13 @@ impl WsSession {
                 self.send(ctx, &reply, request_id);
             }
             Err(e) => {
-                log::warn!("WebSocket {:016x} refused: {e}; {}", self.id, self.peer);
+                conn_log!(
+                    warn,
+                    self,
+                    "WebSocket {:016x} refused: {e}; {}",
+                    self.id,
+                    self.peer
+                );
                 let reply = ServerMessage::AuthError {
                     message: e.to_string(),
                 };
@@ -253,7 +273,9 @@ impl WsSession {
         let now = now_ms();
         if let Some((exp, warned)) = self.token_deadline {
             if now >= exp {
-                log::info!(
+                conn_log!(
+                    info,
+                    self,
                     "WebSocket {:016x} closed: token expired; {}",
                     self.id,
                     self.peer
@@ -273,7 +295,13 @@ impl WsSession {
             self.next_heartbeat = now + HEARTBEAT.as_millis() as i64;
             let silent = self.last_heard.elapsed();
             if silent > PEER_TIMEOUT {
-                log::info!("WebSocket {:016x} peer went silent; {}", self.id, self.peer);
+                conn_log!(
+                    info,
+                    self,
+                    "WebSocket {:016x} peer went silent; {}",
+                    self.id,
+                    self.peer
+                );
                 self.writer.abort();
                 return ctx.stop();
             }
@@ -319,7 +347,9 @@ impl WsSession {
             Verdict::Allowed => {}
             Verdict::Dropped => return self.send_error(ctx, &AppError::RateLimited, None),
             Verdict::Flooding => {
-                log::warn!(
+                conn_log!(
+                    warn,
+                    self,
                     "WebSocket {:016x} closed for flooding; {}",
                     self.id,
                     self.peer
@@ -577,7 +607,9 @@ impl Actor for WsSession {
             None => {
                 ctx.run_later(self.app.config.auth_timeout, |act, ctx| {
                     if act.user.is_none() {
-                        log::warn!(
+                        conn_log!(
+                            warn,
+                            act,
                             "WebSocket {:016x} closed: no authentication in time; {}",
                             act.id,
                             act.peer
@@ -599,7 +631,9 @@ impl Actor for WsSession {
             .closed_with
             .map_or_else(|| "none".to_string(), |c| (c as u16).to_string());
         self.app.metrics.ws_closes.with_label_values(&[&code]).inc();
-        log::info!(
+        conn_log!(
+            info,
+            self,
             "WebSocket {:016x} closed user={:?} {}",
             self.id,
             self.user.map(|u| u.user_id),
@@ -627,7 +661,9 @@ impl StreamHandler<Inbound> for WsSession {
             Inbound::Close => self.close(ctx, CloseCode::Normal, ""),
             Inbound::TooBig => self.close(ctx, CloseCode::Size, "message too big"),
             Inbound::Invalid(e) => {
-                log::info!(
+                conn_log!(
+                    info,
+                    self,
                     "WebSocket {:016x} protocol error: {e}; {}",
                     self.id,
                     self.peer

@@ -252,3 +252,69 @@ fn concurrent_first_starts_agree_on_one_secret_and_an_exposed_file_is_warned_abo
         );
     }
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line_with_the_request_and_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("server.log");
+    let mut server = dispatcher(dir.path())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .env("LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_health(port, reqwest::StatusCode::OK, Duration::from_secs(10)).await;
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .unwrap();
+    let request_id = health.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let token = dispatcher::auth::JwtKeys::new(SECRET).mint(
+        1003,
+        dispatcher::auth::Role::Master,
+        Some(3),
+        3600,
+    );
+    let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{port}/ws?token={token}"), &[]).await;
+    ws.recv_type("connected").await;
+    ws.recv_type("auth_success").await;
+    ws.close_handshake().await;
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    wait_exit(&mut server, Duration::from_secs(5));
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for field in ["time", "level", "target", "message"] {
+            assert!(line[field].is_string(), "{field} missing: {line}");
+        }
+    }
+    let access = lines
+        .iter()
+        .find(|l| l["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no line with request_id {request_id}: {log}"));
+    assert_eq!(
+        (access["path"].clone(), access["status"].clone()),
+        (json!("/health"), json!(200))
+    );
+    let closed = lines
+        .iter()
+        .find(|l| l["message"].as_str().unwrap().contains("closed") && l["user_id"] == 1003)
+        .unwrap_or_else(|| panic!("no close line with user_id: {log}"));
+    assert_eq!(closed["conn_id"].as_str().unwrap().len(), 16, "{closed}");
+    assert!(
+        !log.contains(token.rsplit('.').next().unwrap()),
+        "the token leaked"
+    );
+}
