@@ -19,6 +19,8 @@ pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod stats;
+pub mod stats_feed;
 pub mod time;
 pub mod views;
 pub mod webhooks;

@@ -12,6 +12,8 @@ pub const WINDOW_SECS: i64 = 15 * 60;
 #[serde(rename_all = "camelCase")]
 pub struct OfferFigures {
     pub window_secs: i64,
+    /// Offers ever made (the highest offer id): its rise per second is the offer rate.
+    pub created_total: i64,
     pub created: usize,
     pub delivered: usize,
     pub accepted: usize,
@@ -61,6 +63,7 @@ pub fn figures(offers: &[Assignment]) -> OfferFigures {
         .collect();
     OfferFigures {
         window_secs: WINDOW_SECS,
+        created_total: 0,
         created: offers.len(),
         delivered: to_deliver.len(),
         accepted: count(AssignmentStatus::Accepted),

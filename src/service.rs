@@ -601,10 +601,18 @@ impl Service {
     /// How the offers of the last 15 minutes fared.
     pub async fn offer_figures(&self) -> Result<OfferFigures, AppError> {
         let since = now_ms() - lifecycle::WINDOW_SECS * 1000;
-        let offers = self
-            .with_db(move |conn| Ok(Assignment::created_since(conn, since)?))
+        let (offers, created_total) = self
+            .with_db(move |conn| {
+                Ok((
+                    Assignment::created_since(conn, since)?,
+                    Assignment::highest_id(conn)?,
+                ))
+            })
             .await?;
-        Ok(lifecycle::figures(&offers))
+        Ok(OfferFigures {
+            created_total,
+            ..lifecycle::figures(&offers)
+        })
     }
 
     /// Shift flags of the given masters; a master with no row is off shift.

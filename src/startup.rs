@@ -40,6 +40,8 @@ use crate::{
     routes,
     service::{Presence, Service},
     state::AppState,
+    stats,
+    stats_feed::StatsFeed,
     webhooks, ws,
 };
 
@@ -243,7 +245,15 @@ impl Application {
             config: Arc::new(config),
             started_at: Instant::now(),
             metrics: metrics.clone(),
+            stats_feed: StatsFeed::new(),
         });
+        {
+            let app = state.clone();
+            actix_web::rt::spawn(state.stats_feed.clone().run(move || {
+                let app = app.clone();
+                Box::pin(async move { stats_frame(&app).await })
+            }));
+        }
         let metrics_server = match state.config.metrics_bind_addr {
             Some(addr) => Some(serve_metrics(state.clone(), addr)?),
             None => None,
@@ -363,6 +373,24 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
+    }
+}
+
+/// The admin stats as a `stats` frame; `None` (and a warning) when they cannot be gathered.
+async fn stats_frame(app: &AppState) -> Option<bytestring::ByteString> {
+    match stats::gather(app).await {
+        Ok(gathered) => {
+            let mut frame = serde_json::Map::new();
+            frame.insert("type".into(), "stats".into());
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&gathered) {
+                frame.extend(fields);
+            }
+            Some(serde_json::Value::Object(frame).to_string().into())
+        }
+        Err(e) => {
+            log::warn!("cannot gather the stats for subscribe_stats: {e}");
+            None
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use actix::Addr;
 
 use crate::{
     auth::JwtKeys, cluster::Node, config::Config, connection_limits::ConnectionLimits,
-    dispatcher::Dispatcher, metrics::Metrics, service::Service,
+    dispatcher::Dispatcher, metrics::Metrics, service::Service, stats_feed::StatsFeed,
 };
 
 #[derive(Clone)]
@@ -19,4 +19,5 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub started_at: Instant,
     pub metrics: Arc<Metrics>,
+    pub stats_feed: Arc<StatsFeed>,
 }

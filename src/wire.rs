@@ -43,6 +43,8 @@ pub enum ClientMessage {
         reason: Option<String>,
     },
     SubscribeEvents,
+    /// Admins: the admin stats, as a `stats` message once a second.
+    SubscribeStats,
     RefreshToken {
         token: String,
     },
@@ -57,7 +59,7 @@ pub enum ClientMessage {
     },
 }
 
-const CLIENT_TYPES: [&str; 11] = [
+const CLIENT_TYPES: [&str; 12] = [
     "auth",
     "ping",
     "subscribe_assignments",
@@ -66,13 +68,14 @@ const CLIENT_TYPES: [&str; 11] = [
     "accept_assignment",
     "reject_assignment",
     "subscribe_events",
+    "subscribe_stats",
     "refresh_token",
     "subscribe",
     "unsubscribe",
 ];
 
 /// The types of the protocol's own server messages; a push may not take one.
-const SERVER_TYPES: [&str; 20] = [
+const SERVER_TYPES: [&str; 21] = [
     "connected",
     "auth_success",
     "auth_error",
@@ -88,6 +91,7 @@ const SERVER_TYPES: [&str; 20] = [
     "order_status_update",
     "assignment_event",
     "dispatch_event",
+    "stats",
     "token_expiring",
     "token_refreshed",
     "subscribed",
@@ -312,6 +316,9 @@ pub enum ServerMessage {
         order_id: i64,
         master_id: i64,
         at: String,
+        /// When the offer was made, on decisions: `at` minus this is the time to decide.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offered_at: Option<String>,
     },
     /// A cascade of offers ended: `assigned` (with the master), `exhausted` or `cancelled`.
     DispatchEvent {

@@ -20,6 +20,9 @@ pub struct NodePresence {
     pub id: String,
     /// Every WebSocket connection the node holds, authenticated or not.
     pub connections: usize,
+    /// Those connections by role; older nodes do not send it.
+    #[serde(default)]
+    pub by_role: std::collections::BTreeMap<String, usize>,
     /// When the node wrote this, in UTC ms.
     pub last_seen: i64,
     pub masters: Vec<MasterConnection>,
@@ -30,6 +33,7 @@ impl NodePresence {
         NodePresence {
             id: node_id.to_string(),
             connections: stats.total_connected,
+            by_role: stats.by_role,
             last_seen: now_ms(),
             masters: stats.masters,
         }

@@ -301,22 +301,28 @@ pub fn lock_pending(conn: &mut DbConn, ids: &[i64]) -> Result<(), QueryError> {
 /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so a
 /// transaction that reads before writing queues for the lock instead of failing on upgrade;
 /// PostgreSQL's row locks need no such help. This is the one place the dialects differ.
-/// Nested in another transaction it is a savepoint.
+/// Nested in another transaction it is part of that one.
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<QueryError>,
 {
+    // Inside another write transaction this one's work simply joins it: an error rolls the
+    // whole of it back. (Work that must undo part of itself and go on takes a savepoint.)
+    let depth = match conn {
+        DbConn::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?
+        }
+        DbConn::Postgresql(pg) => {
+            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()?
+        }
+    };
+    if depth.is_some() {
+        return f(conn);
+    }
     let DbConn::Sqlite(sqlite) = conn else {
         return conn.transaction(f);
     };
-    // Inside another write transaction the lock is held already: a savepoint is enough.
-    if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
-        .transaction_depth()?
-        .is_some()
-    {
-        return conn.transaction(f);
-    }
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {

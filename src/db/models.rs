@@ -250,6 +250,14 @@ impl Assignment {
         assignments::table.find(id).first(conn).optional()
     }
 
+    /// The highest offer id: how many offers were ever made.
+    pub fn highest_id(conn: &mut DbConn) -> QueryResult<i64> {
+        let highest: Option<i64> = assignments::table
+            .select(diesel::dsl::max(assignments::id))
+            .first(conn)?;
+        Ok(highest.unwrap_or(0))
+    }
+
     /// Every offer made since `since` (ms), for the lifecycle figures.
     pub fn created_since(conn: &mut DbConn, since: i64) -> QueryResult<Vec<Assignment>> {
         assignments::table
@@ -357,47 +365,51 @@ impl Assignment {
 
     /// The first accept of an order wins it: the order becomes `assigned` to the acceptor and its other offers are cancelled.
     pub fn accept(conn: &mut DbConn, id: i64, now: i64) -> QueryResult<Option<Accepted>> {
+        // Its own transaction (a savepoint when nested), because a lost race undoes the
+        // accepting write and goes on.
         let outcome = write_tx(conn, |conn| {
-            let order_id: i64 = assignments::table
-                .find(id)
-                .select(assignments::order_id)
-                .first(conn)?;
-            lock_order(conn, order_id)?;
-            if !Self::decide(
-                conn,
-                id,
-                AssignmentStatus::Accepted,
-                Deadline::Before(now),
-                now,
-                None,
-            )? {
-                return Err(QueryError::RollbackTransaction);
-            }
-            let assignment: Assignment = assignments::table.find(id).first(conn)?;
-            let won_order = diesel::update(
-                orders::table
-                    .find(assignment.order_id)
-                    .filter(orders::master_id.is_null())
-                    .filter(
-                        orders::status.ne_all([OrderStatus::Completed, OrderStatus::Cancelled]),
-                    ),
-            )
-            .set((
-                orders::status.eq(OrderStatus::Assigned),
-                orders::master_id.eq(assignment.master_id),
-                orders::updated_at.eq(now),
-            ))
-            .execute(conn)?;
-            if won_order == 0 {
-                return Err(QueryError::RollbackTransaction);
-            }
-            let order = orders::table.find(assignment.order_id).first(conn)?;
-            let cancelled =
-                Self::cancel_pending_of_order(conn, assignment.order_id, Some(id), now)?;
-            Ok(Accepted {
-                assignment,
-                order,
-                cancelled,
+            conn.transaction(|conn| {
+                let order_id: i64 = assignments::table
+                    .find(id)
+                    .select(assignments::order_id)
+                    .first(conn)?;
+                lock_order(conn, order_id)?;
+                if !Self::decide(
+                    conn,
+                    id,
+                    AssignmentStatus::Accepted,
+                    Deadline::Before(now),
+                    now,
+                    None,
+                )? {
+                    return Err(QueryError::RollbackTransaction);
+                }
+                let assignment: Assignment = assignments::table.find(id).first(conn)?;
+                let won_order = diesel::update(
+                    orders::table
+                        .find(assignment.order_id)
+                        .filter(orders::master_id.is_null())
+                        .filter(
+                            orders::status.ne_all([OrderStatus::Completed, OrderStatus::Cancelled]),
+                        ),
+                )
+                .set((
+                    orders::status.eq(OrderStatus::Assigned),
+                    orders::master_id.eq(assignment.master_id),
+                    orders::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+                if won_order == 0 {
+                    return Err(QueryError::RollbackTransaction);
+                }
+                let order = orders::table.find(assignment.order_id).first(conn)?;
+                let cancelled =
+                    Self::cancel_pending_of_order(conn, assignment.order_id, Some(id), now)?;
+                Ok(Accepted {
+                    assignment,
+                    order,
+                    cancelled,
+                })
             })
         });
         match outcome {

@@ -259,8 +259,15 @@ impl Handler<GetStats> for Dispatcher {
                 })
             })
             .collect();
+        let mut by_role = std::collections::BTreeMap::new();
+        for conn in self.connections.values() {
+            *by_role
+                .entry(role_label(conn.user.map(|u| u.role)).to_string())
+                .or_insert(0) += 1;
+        }
         MessageResult(Stats {
             total_connected: self.connections.len(),
+            by_role,
             masters,
         })
     }

@@ -141,6 +141,8 @@ pub struct MasterConnection {
 #[derive(Debug, Clone)]
 pub struct Stats {
     pub total_connected: usize,
+    /// Connections by role (`master`, `client`, `service`, `admin`, `unauthenticated`).
+    pub by_role: std::collections::BTreeMap<String, usize>,
     pub masters: Vec<MasterConnection>,
 }
 

@@ -48,6 +48,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 order_id,
                 master_id: d.master_id.0,
                 at: iso(d.at),
+                offered_at: (d.offered_at > 0).then(|| iso(d.offered_at)),
             };
             to_master
                 .map(|m| (Audience::Master(d.master_id), m))
@@ -78,6 +79,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 order_id: delivery.order_id.0,
                 master_id: delivery.master_id.0,
                 at: iso(delivery.at),
+                offered_at: None,
             },
         )],
         DomainEvent::DispatchEnded(end) => vec![(

@@ -2,6 +2,7 @@
 
 mod admin;
 mod assignments;
+mod dashboard;
 mod dispatches;
 mod health;
 mod masters;
@@ -32,6 +33,9 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         }),
     )
     .route("/health", web::get().to(health::health))
+    .route("/admin", web::get().to(dashboard::page))
+    .route("/admin/app.js", web::get().to(dashboard::script))
+    .route("/admin/app.css", web::get().to(dashboard::style))
     .route("/ws", web::to(not_upgraded))
     .route("/api/v1/ws", web::to(not_upgraded))
     .route(

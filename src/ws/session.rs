@@ -17,7 +17,7 @@ use super::{
     writer,
 };
 use crate::{
-    auth::{AuthError, AuthUser, Verified},
+    auth::{AuthError, AuthUser, Role, Verified},
     connection_limits::Admitted,
     dispatcher::{
         Dispatcher, MAX_TOPICS,
@@ -95,6 +95,8 @@ pub struct WsSession {
     last_ping: PingClock,
     /// The close code the server sent, for the metrics.
     closed_with: Option<CloseCode>,
+    /// The task that queues `stats` frames, after `subscribe_stats`.
+    stats: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WsSession {
@@ -132,6 +134,7 @@ impl WsSession {
                 last_heard: Instant::now(),
                 last_ping: PingClock::default(),
                 closed_with: None,
+                stats: None,
             }
         });
     }
@@ -434,6 +437,15 @@ impl WsSession {
                     rid,
                 );
             }
+            ClientMessage::SubscribeStats => {
+                if user.role != Role::Admin {
+                    let e = AppError::Forbidden("only admins subscribe to stats".into());
+                    return self.send_error(ctx, &e, rid);
+                }
+                if self.stats.is_none() {
+                    self.stats = Some(self.stream_stats());
+                }
+            }
             ClientMessage::SubscribeEvents => {
                 if !user.role.is_staff() {
                     let e =
@@ -508,6 +520,25 @@ impl WsSession {
                 Err(e) => act.send_error(ctx, &e, request_id),
             }
         }));
+    }
+
+    /// Queues each new `stats` frame; a frame the connection has no room for is skipped, and
+    /// the next one is newer.
+    fn stream_stats(&self) -> tokio::task::JoinHandle<()> {
+        let mut frames = self.app.stats_feed.listen();
+        let outbox = self.outbox.clone();
+        let metrics = self.app.metrics.clone();
+        actix_web::rt::spawn(async move {
+            while frames.changed().await.is_ok() {
+                let frame = frames.borrow_and_update().clone();
+                let Some(frame) = frame else { continue };
+                match outbox.text(frame) {
+                    Ok(()) => metrics.ws_messages_sent.with_label_values(&["stats"]).inc(),
+                    Err(QueueError::Full) => continue,
+                    Err(QueueError::Closed) => break,
+                }
+            }
+        })
     }
 
     fn require_master(
@@ -625,6 +656,9 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(stats) = self.stats.take() {
+            stats.abort();
+        }
         // One message per connection lifetime, so bypassing the mailbox bound cannot pile up.
         self.app.dispatcher.do_send(Disconnect { id: self.id });
         let code = self
