@@ -181,8 +181,7 @@ impl Service {
         let expires_at = now + ttl.as_millis() as i64;
         self.commit(move |conn| {
             match Assignment::insert_offer(conn, order_id, master_id, now, expires_at)? {
-                Ok(assignment) => {
-                    let order = Order::find(conn, order_id)?.expect("offered order exists");
+                Ok((assignment, order)) => {
                     let offered = DomainEvent::Offered(assignment.offer(&order));
                     Ok((assignment, vec![offered]))
                 }

@@ -271,7 +271,7 @@ impl Assignment {
         master_id: i64,
         now: i64,
         expires_at: i64,
-    ) -> QueryResult<Result<Assignment, OfferRefused>> {
+    ) -> QueryResult<Result<(Assignment, Order), OfferRefused>> {
         write_tx(conn, |conn| {
             lock_order(conn, order_id)?;
             let Some(order) = Order::find(conn, order_id)? else {
@@ -280,10 +280,13 @@ impl Assignment {
             if !order.takes_offers() {
                 return Ok(Err(OfferRefused::OrderClosed));
             }
-            Ok(
-                Self::insert_pending(conn, order_id, master_id, now, expires_at)?
-                    .ok_or(OfferRefused::AlreadyOffered),
-            )
+            // The unique index refuses a second pending offer: no read first on this hot path.
+            // Refused, the transaction is rolled back by the caller.
+            match Self::insert_row(conn, order_id, master_id, now, expires_at) {
+                Ok(assignment) => Ok(Ok((assignment, order))),
+                Err(e) if is_unique_violation(&e) => Ok(Err(OfferRefused::AlreadyOffered)),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -306,6 +309,16 @@ impl Assignment {
         if offered_already {
             return Ok(None);
         }
+        Self::insert_row(conn, order_id, master_id, now, expires_at).map(Some)
+    }
+
+    fn insert_row(
+        conn: &mut DbConn,
+        order_id: i64,
+        master_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> QueryResult<Assignment> {
         diesel::insert_into(assignments::table)
             .values((
                 assignments::order_id.eq(order_id),
@@ -316,7 +329,6 @@ impl Assignment {
             ))
             .returning(assignments::all_columns)
             .get_result(conn)
-            .map(Some)
     }
 
     /// Moves a pending assignment to `to`; false when something else decided it first.
