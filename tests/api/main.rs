@@ -4,6 +4,7 @@ mod helpers;
 mod assignments;
 mod cluster;
 mod concurrency;
+mod dashboard;
 mod dispatch;
 mod expiry;
 mod fuzz;
