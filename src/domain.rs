@@ -54,7 +54,7 @@ macro_rules! status_type {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
-            diesel::AsExpression, diesel::FromSqlRow,
+            diesel::AsExpression, diesel::FromSqlRow, utoipa::ToSchema,
         )]
         #[serde(rename_all = "snake_case")]
         #[diesel(sql_type = diesel::sql_types::Text)]

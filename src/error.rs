@@ -34,8 +34,11 @@ pub enum AppError {
 }
 
 /// The body of every error answer, over HTTP and inside WebSocket `error` messages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// `unauthorized`, `forbidden`, `bad_request`, `not_found`, `assignment_not_pending`,
+    /// `conflict`, `rate_limited`, `payload_too_large`, `unavailable` or `internal`.
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
 }

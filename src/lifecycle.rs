@@ -8,7 +8,7 @@ use crate::{db::models::Assignment, domain::AssignmentStatus};
 /// The window the admin stats cover.
 pub const WINDOW_SECS: i64 = 15 * 60;
 
-#[derive(Debug, Default, PartialEq, Serialize)]
+#[derive(Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferFigures {
     pub window_secs: i64,
@@ -27,7 +27,7 @@ pub struct OfferFigures {
 }
 
 /// Nearest-rank percentiles; null when there is nothing to rank.
-#[derive(Debug, Default, PartialEq, Serialize)]
+#[derive(Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub p50: Option<i64>,
     pub p90: Option<i64>,

@@ -16,10 +16,12 @@ use crate::{
     time::{iso, now_ms},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionRow {
+    #[schema(value_type = i64)]
     pub user_id: UserId,
+    #[schema(value_type = i64)]
     pub master_id: MasterId,
     pub subscribed: bool,
     pub on_shift: bool,
@@ -28,7 +30,7 @@ pub struct SubscriptionRow {
     pub node: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRow {
     pub id: String,
@@ -36,7 +38,7 @@ pub struct NodeRow {
     pub last_seen: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebsocketStats {
     pub total_connected: usize,

@@ -11,7 +11,7 @@ use crate::{
     time::iso,
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub id: i64,
@@ -45,7 +45,7 @@ impl From<&Order> for OrderView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssignmentView {
     pub id: i64,
@@ -77,7 +77,7 @@ impl From<&Assignment> for AssignmentView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MasterView {
     pub id: i64,
@@ -95,7 +95,7 @@ impl From<&Master> for MasterView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CandidateView {
     pub master_id: i64,
@@ -105,7 +105,7 @@ pub struct CandidateView {
     pub assignment_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DispatchView {
     pub id: i64,
@@ -155,4 +155,29 @@ impl From<&DispatchState> for DispatchView {
             updated_at: iso(d.updated_at),
         }
     }
+}
+
+/// `POST /api/v1/assignments`: the offer, and how many of the answering node's connections it reached.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AssignmentCreated {
+    pub assignment: AssignmentView,
+    pub delivered: usize,
+}
+
+/// A dispatch, as its routes answer it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DispatchAnswer {
+    pub dispatch: DispatchView,
+}
+
+/// The polling fallback: a master's open offers, as `new_assignment` shows them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OpenOffers {
+    pub assignments: Vec<crate::wire::OfferView>,
+}
+
+/// `POST /api/v1/push`: how many of the answering node's connections were written to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Delivered {
+    pub delivered: usize,
 }

@@ -227,7 +227,7 @@ pub enum CloseCode {
 }
 
 /// What a master sees of an offer before accepting it: never the client's name or phone.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferView {
     pub id: i64,

@@ -3,6 +3,7 @@ use actix_web::{HttpResponse, web};
 use crate::{auth::AdminUser, error::AppError, state::AppState, stats};
 
 /// Seed 001's monitoring view over every live node.
+#[utoipa::path(get, path = "/api/admin/websocket/stats", tag = "operators", security(("bearer" = [])), responses((status = 200, body = crate::stats::WebsocketStats), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn websocket_stats(
     _: AdminUser,
     app: web::Data<AppState>,

@@ -2,17 +2,16 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{MAX_BODY_BYTES, at_most};
 use crate::{
     auth::{AuthUser, MasterUser, Staff},
     error::AppError,
     state::AppState,
-    views::AssignmentView,
+    views::{AssignmentCreated, AssignmentView},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
     order_id: i64,
@@ -20,11 +19,12 @@ pub struct CreateBody {
     ttl_seconds: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct RejectBody {
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/assignments", tag = "assignments", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, body = AssignmentCreated), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn create(
     _: Staff,
     app: web::Data<AppState>,
@@ -36,12 +36,13 @@ pub async fn create(
         .service
         .offer(body.order_id, body.master_id, ttl)
         .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "assignment": AssignmentView::from(&assignment),
-        "delivered": delivered,
-    })))
+    Ok(HttpResponse::Created().json(AssignmentCreated {
+        assignment: AssignmentView::from(&assignment),
+        delivered,
+    }))
 }
 
+#[utoipa::path(get, path = "/api/v1/assignments/{id}", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn get(
     user: AuthUser,
     app: web::Data<AppState>,
@@ -56,6 +57,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/accept", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn accept(
     MasterUser(user): MasterUser,
     app: web::Data<AppState>,
@@ -65,6 +67,7 @@ pub async fn accept(
     Ok(HttpResponse::Ok().json(AssignmentView::from(&accepted.assignment)))
 }
 
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/reject", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<RejectBody>, description = "optional"), responses((status = 200, body = AssignmentView), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn reject(
     MasterUser(user): MasterUser,
     app: web::Data<AppState>,
@@ -87,6 +90,7 @@ pub async fn reject(
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/cancel", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn cancel(
     Staff(user): Staff,
     app: web::Data<AppState>,

@@ -7,6 +7,7 @@ const PAGE: &str = include_str!("../admin_page/index.html");
 const SCRIPT: &str = include_str!("../admin_page/app.js");
 const STYLE: &str = include_str!("../admin_page/app.css");
 
+#[utoipa::path(get, path = "/admin", tag = "operators", responses((status = 200, description = "the operations page (HTML); it asks for an admin token", content_type = "text/html")))]
 pub async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::html())
@@ -17,12 +18,14 @@ pub async fn page() -> HttpResponse {
         .body(PAGE)
 }
 
+#[utoipa::path(get, path = "/admin/app.js", tag = "operators", responses((status = 200, description = "the operations page's script", content_type = "text/javascript")))]
 pub async fn script() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .body(SCRIPT)
 }
 
+#[utoipa::path(get, path = "/admin/app.css", tag = "operators", responses((status = 200, description = "the operations page's style sheet", content_type = "text/css")))]
 pub async fn style() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")

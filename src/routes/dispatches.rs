@@ -2,14 +2,18 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::{
-    auth::Staff, db::dispatches::DispatchState, domain::DispatchMode, error::AppError,
-    service::DispatchRequest, state::AppState, views::DispatchView,
+    auth::Staff,
+    db::dispatches::DispatchState,
+    domain::DispatchMode,
+    error::AppError,
+    service::DispatchRequest,
+    state::AppState,
+    views::{DispatchAnswer, DispatchView},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DispatchBody {
     candidates: Vec<i64>,
@@ -19,11 +23,14 @@ pub struct DispatchBody {
     skip_offline: Option<bool>,
 }
 
-fn answer(state: &DispatchState) -> serde_json::Value {
-    json!({ "dispatch": DispatchView::from(state) })
+fn answer(state: &DispatchState) -> DispatchAnswer {
+    DispatchAnswer {
+        dispatch: DispatchView::from(state),
+    }
 }
 
 /// Starts a cascade of offers of the order to its candidates.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path, description = "the order")), request_body = DispatchBody, responses((status = 201, body = DispatchAnswer), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn create(
     _: Staff,
     app: web::Data<AppState>,
@@ -50,6 +57,7 @@ pub async fn create(
     Ok(HttpResponse::Created().json(answer(&state)))
 }
 
+#[utoipa::path(get, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn get(
     _: Staff,
     app: web::Data<AppState>,
@@ -60,6 +68,7 @@ pub async fn get(
 }
 
 /// Cancels the dispatch and its outstanding offers.
+#[utoipa::path(delete, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn cancel(
     _: Staff,
     app: web::Data<AppState>,

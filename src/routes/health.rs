@@ -8,6 +8,7 @@ const DISPATCHER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 
 /// `ok`; `degraded` when a cluster node has lost Redis but still serves its own connections;
 /// `unavailable` (503) when the database does not answer, or the Dispatcher not within 1 s.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "ok or degraded: status, node, database, dispatcher, connections, uptimeSecs, version, and redis in cluster mode", body = Object), (status = 503, description = "the database or the Dispatcher does not answer", body = Object)))]
 pub async fn health(app: web::Data<AppState>) -> HttpResponse {
     let database_ok = app.service.database_ok().await;
     let connections =

@@ -1,23 +1,23 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::{
     auth::{MasterUser, StaffOrMaster},
     domain::MasterId,
     error::AppError,
     state::AppState,
-    views::MasterView,
+    views::{MasterView, OpenOffers},
     wire::OfferView,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShiftBody {
     on_shift: bool,
 }
 
 /// The polling fallback: the caller's open offers.
+#[utoipa::path(get, path = "/api/v1/masters/me/assignments", tag = "masters", security(("bearer" = [])), responses((status = 200, body = OpenOffers), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn my_assignments(
     MasterUser(user): MasterUser,
     app: web::Data<AppState>,
@@ -25,9 +25,10 @@ pub async fn my_assignments(
     let master_id = user.master().expect("MasterUser has a master id");
     let offers = app.service.pending_offers(master_id).await?;
     let assignments: Vec<OfferView> = offers.iter().map(OfferView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "assignments": assignments })))
+    Ok(HttpResponse::Ok().json(OpenOffers { assignments }))
 }
 
+#[utoipa::path(put, path = "/api/v1/masters/{id}/shift", tag = "masters", security(("bearer" = [])), params(("id" = i64, Path)), request_body = ShiftBody, responses((status = 200, body = MasterView), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn set_shift(
     StaffOrMaster(user): StaffOrMaster,
     app: web::Data<AppState>,

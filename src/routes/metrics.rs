@@ -3,6 +3,7 @@ use actix_web::{HttpResponse, http::header::ContentType, web};
 use crate::{auth::AdminUser, state::AppState};
 
 /// `/metrics` on the service's own address: admins only.
+#[utoipa::path(get, path = "/metrics", tag = "operators", security(("bearer" = [])), responses((status = 200, description = "Prometheus text format 0.0.4; with METRICS_BIND_ADDR set it is served there without a token, and this path is 404", content_type = "text/plain"), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody)))]
 pub async fn guarded(_: AdminUser, app: web::Data<AppState>) -> HttpResponse {
     exposition(&app)
 }

@@ -4,6 +4,7 @@ mod admin;
 mod assignments;
 mod dashboard;
 mod dispatches;
+mod docs;
 mod health;
 mod masters;
 pub mod metrics;
@@ -12,7 +13,7 @@ mod push;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -37,7 +38,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .route("/admin/app.js", web::get().to(dashboard::script))
     .route("/admin/app.css", web::get().to(dashboard::style))
     .route("/ws", web::to(not_upgraded))
-    .route("/api/v1/ws", web::to(not_upgraded))
+    .route("/api/v1/ws", web::to(not_upgraded_v1))
+    .configure(docs::config)
     .route(
         "/api/admin/websocket/stats",
         web::get().to(admin::websocket_stats),
@@ -76,10 +78,25 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 }
 
 /// A request for a WebSocket path without the upgrade headers (upgrades never reach the routes).
+#[utoipa::path(get, path = "/ws", tag = "websocket", responses(
+    (status = 101, description = "the WebSocket upgrade; a token in `?token=`, `Authorization: Bearer`, or the first message; the protocol is in docs/PROTOCOL.md"),
+    (status = 400, description = "a request without the upgrade headers", body = ErrorBody),
+    (status = 429, description = "rate_limited: too many unauthenticated connections from this address", body = ErrorBody),
+    (status = 503, description = "over_capacity: MAX_CONNECTIONS reached", body = ErrorBody),
+))]
 async fn not_upgraded() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::BadRequest(
         "this path takes WebSocket upgrades only".into(),
     ))
+}
+
+/// The same WebSocket at the API's own prefix.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "websocket", responses(
+    (status = 101, description = "the WebSocket upgrade, as `/ws`"),
+    (status = 400, description = "a request without the upgrade headers", body = ErrorBody),
+))]
+async fn not_upgraded_v1() -> Result<actix_web::HttpResponse, AppError> {
+    not_upgraded().await
 }
 
 /// The largest request body taken, in bytes.

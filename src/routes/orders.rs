@@ -7,7 +7,7 @@ use crate::{
     views::OrderView,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderBody {
     client_user_id: i64,
@@ -18,11 +18,12 @@ pub struct OrderBody {
     client_phone: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct StatusBody {
     status: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path, description = "the platform's order id")), request_body = OrderBody, responses((status = 200, body = crate::views::OrderView), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn upsert(
     _: Staff,
     app: web::Data<AppState>,
@@ -48,6 +49,7 @@ pub async fn upsert(
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = StatusBody, responses((status = 200, body = crate::views::OrderView), (status = 400, description = "bad_request", body = crate::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::error::ErrorBody), (status = 403, description = "forbidden", body = crate::error::ErrorBody), (status = 404, description = "not_found", body = crate::error::ErrorBody), (status = 503, description = "unavailable", body = crate::error::ErrorBody)))]
 pub async fn set_status(
     _: Staff,
     app: web::Data<AppState>,

@@ -11,6 +11,7 @@ mod fuzz;
 mod http_errors;
 mod limits;
 mod metrics;
+mod openapi;
 mod origin;
 mod postgres;
 mod process;
