@@ -13,7 +13,8 @@ use crate::{
     views::OrderView,
 };
 
-#[derive(Debug, Deserialize, PartialEq)]
+/// Serialize too, so that the examples in docs/PROTOCOL.md can be read and written back.
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -27,7 +28,7 @@ pub enum ClientMessage {
     SubscribeAssignments {
         /// The app acknowledges each offer with `ack_assignment`; unacknowledged offers are sent
         /// again, and a connection that acknowledges none is closed as dead.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         acks: bool,
     },
     UnsubscribeAssignments,
@@ -39,7 +40,7 @@ pub enum ClientMessage {
     },
     RejectAssignment {
         assignment_id: i64,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     SubscribeEvents,
@@ -50,16 +51,16 @@ pub enum ClientMessage {
     },
     /// Topics filter pushes (`POST /api/v1/push` with a `topic`).
     Subscribe {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         topics: Option<Vec<String>>,
     },
     Unsubscribe {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         topics: Option<Vec<String>>,
     },
 }
 
-const CLIENT_TYPES: [&str; 12] = [
+pub const CLIENT_TYPES: [&str; 12] = [
     "auth",
     "ping",
     "subscribe_assignments",
@@ -75,7 +76,7 @@ const CLIENT_TYPES: [&str; 12] = [
 ];
 
 /// The types of the protocol's own server messages; a push may not take one.
-const SERVER_TYPES: [&str; 21] = [
+pub const SERVER_TYPES: [&str; 21] = [
     "connected",
     "auth_success",
     "auth_error",

@@ -15,6 +15,7 @@ mod openapi;
 mod origin;
 mod postgres;
 mod process;
+mod protocol_doc;
 mod push;
 mod receipts;
 mod replay;
