@@ -11,7 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::{auth::Role, domain::Outcome};
+use crate::domain::Outcome;
 
 /// From 0.5 ms to 60 s: delivery takes milliseconds, an offer's decision up to its TTL.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -203,16 +203,6 @@ impl Metrics {
 }
 
 const ROLES: [&str; 5] = ["master", "client", "service", "admin", "unauthenticated"];
-
-pub fn role_label(role: Option<Role>) -> &'static str {
-    match role {
-        None => "unauthenticated",
-        Some(Role::Master) => "master",
-        Some(Role::Client) => "client",
-        Some(Role::Service) => "service",
-        Some(Role::Admin) => "admin",
-    }
-}
 
 fn outcome_label(outcome: Outcome) -> &'static str {
     match outcome {

@@ -170,12 +170,6 @@ pub struct DispatchAnswer {
     pub dispatch: DispatchView,
 }
 
-/// The polling fallback: a master's open offers, as `new_assignment` shows them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct OpenOffers {
-    pub assignments: Vec<crate::wire::OfferView>,
-}
-
 /// `POST /api/v1/push`: how many of the answering node's connections were written to.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivered {

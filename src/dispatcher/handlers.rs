@@ -1,12 +1,8 @@
 use actix::{Context, Handler, MessageResult};
 
-use super::{Audience, Connection, Dispatcher, messages::*, route};
+use super::{Audience, Connection, Dispatcher, messages::*, role_label, route};
 use crate::{
-    domain::DomainEvent,
-    events::Deliver,
-    metrics::{ms_to_secs, role_label},
-    time::now_ms,
-    wire::CloseCode,
+    domain::DomainEvent, events::Deliver, metrics::ms_to_secs, time::now_ms, wire::CloseCode,
 };
 
 /// Registers a new connection, not yet authenticated.

@@ -25,7 +25,7 @@ pub use route::{Audience, route};
 use crate::{
     auth::{AuthUser, Role},
     domain::{AssignmentId, MasterId, Offer, UserId},
-    metrics::{Metrics, role_label},
+    metrics::Metrics,
     outbox::{Outbox, QueueError},
     time::now_ms,
     wire::{CloseCode, ServerMessage},
@@ -435,5 +435,16 @@ impl Actor for Dispatcher {
             act.drop_idle_subscriptions()
         });
         ctx.run_interval(REDELIVERY_TICK, |act, _| act.redeliver_due());
+    }
+}
+
+/// A connection's role as the metrics and stats name it.
+pub fn role_label(role: Option<Role>) -> &'static str {
+    match role {
+        None => "unauthenticated",
+        Some(Role::Master) => "master",
+        Some(Role::Client) => "client",
+        Some(Role::Service) => "service",
+        Some(Role::Admin) => "admin",
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     domain::MasterId,
     error::AppError,
     state::AppState,
-    views::{MasterView, OpenOffers},
+    views::MasterView,
     wire::OfferView,
 };
 
@@ -14,6 +14,12 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct ShiftBody {
     on_shift: bool,
+}
+
+/// The polling fallback: a master's open offers, as `new_assignment` shows them.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OpenOffers {
+    assignments: Vec<OfferView>,
 }
 
 /// The polling fallback: the caller's open offers.
