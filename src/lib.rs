@@ -3,6 +3,7 @@
 pub mod access;
 pub mod auth;
 pub mod client_addr;
+pub mod close_codes;
 pub mod cluster;
 pub mod config;
 pub mod connection_limits;

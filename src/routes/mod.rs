@@ -3,6 +3,7 @@
 mod admin;
 mod assignments;
 mod dashboard;
+mod debug;
 mod dispatches;
 mod docs;
 mod health;
@@ -37,6 +38,10 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .route("/admin", web::get().to(dashboard::page))
     .route("/admin/app.js", web::get().to(dashboard::script))
     .route("/admin/app.css", web::get().to(dashboard::style))
+    .route("/debug", web::get().to(debug::page))
+    .route("/debug/app.js", web::get().to(debug::script))
+    .route("/debug/app.css", web::get().to(debug::style))
+    .route("/debug/close-codes.json", web::get().to(debug::close_codes))
     .route("/ws", web::to(not_upgraded))
     .route("/api/v1/ws", web::to(not_upgraded_v1))
     .configure(docs::config)

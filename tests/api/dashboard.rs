@@ -1,4 +1,4 @@
-//! `/admin` in a real browser: Debian's chromium driven by playwright-core
+//! `/admin` and `/debug` in a real browser: Debian's chromium driven by playwright-core
 //! (`tests/browser/dashboard.mjs`). Skipped where either is missing, except in CI.
 
 use std::{path::Path, process::Command};
@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-fn browser_ready() -> bool {
+pub fn browser_ready() -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let playwright =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
@@ -36,28 +36,14 @@ async fn the_dashboard_shows_a_master_and_an_accepted_offer_live_and_refuses_a_m
     let screenshot = std::env::var("DASHBOARD_SCREENSHOT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| dir.path().join("dashboard.png"));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let address = app.address.clone();
-    let args = [
-        address,
+    let args = vec![
+        app.address.clone(),
         app.admin_token(),
         app.master_token(3),
         app.service_token(),
         screenshot.display().to_string(),
     ];
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(root.join("tests/browser/dashboard.mjs"))
-            .args(args)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    let complained = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{said}\n{complained}");
-    let result: serde_json::Value = serde_json::from_str(said.trim()).expect("one JSON line");
+    let result = run_browser_script("dashboard.mjs", args).await;
     assert_eq!(result["ok"], true);
     for within_3s in ["masterSeenMs", "acceptSeenMs"] {
         assert!(result[within_3s].as_u64().unwrap() <= 3000, "{result}");
@@ -68,4 +54,52 @@ async fn the_dashboard_shows_a_master_and_an_accepted_offer_live_and_refuses_a_m
     );
 }
 
-on_both_backends!(the_dashboard_shows_a_master_and_an_accepted_offer_live_and_refuses_a_master);
+/// Runs a script of `tests/browser` with `args`; answers its one JSON line.
+async fn run_browser_script(script: &str, args: Vec<String>) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser").join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    let complained = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}\n{complained}");
+    serde_json::from_str(said.trim()).expect("one JSON line")
+}
+
+async fn the_debug_page_connects_sends_by_clicking_and_explains_a_refused_token(db: Db) {
+    let app = spawn_app(db).await;
+    let (status, causes) = app
+        .request(reqwest::Method::GET, "/debug/close-codes.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(causes.as_array().unwrap().iter().any(|c| c["code"] == 1006));
+    if !browser_ready() {
+        return;
+    }
+    let result = run_browser_script(
+        "debug.mjs",
+        vec![
+            app.address.clone(),
+            app.master_token(3),
+            app.service_token(),
+        ],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        result["sent"].as_u64().unwrap() >= 4,
+        "auth, subscribe, accept and ping: {result}"
+    );
+}
+
+on_both_backends!(
+    the_dashboard_shows_a_master_and_an_accepted_offer_live_and_refuses_a_master,
+    the_debug_page_connects_sends_by_clicking_and_explains_a_refused_token,
+);

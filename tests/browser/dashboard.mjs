@@ -1,19 +1,10 @@
 // The /admin page in a real Chromium: it renders, a master connecting and an offer being accepted
 // appear without a reload, and a master token is refused. Prints one JSON line of timings.
 // Usage: node dashboard.mjs <base URL> <admin token> <master token> <service token> <screenshot.png>
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, adminToken, masterToken, serviceToken, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const fail = async (why) => {
-  console.error(why);
-  await browser.close();
-  process.exit(1);
-};
+const { browser, fail } = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
   await page.goto(`${base}/admin`);
