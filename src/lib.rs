@@ -9,6 +9,7 @@ pub mod config;
 pub mod connection_limits;
 pub mod db;
 pub mod dispatcher;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod events;

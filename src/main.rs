@@ -16,6 +16,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open a WebSocket as an app does, step by step, and say what fails and how to fix it.
+    Doctor {
+        /// The WebSocket URL, such as wss://host/api/v1/ws
+        url: String,
+        /// A token to sign in with (a master's also checks the subscription)
+        #[arg(long)]
+        token: String,
+        /// The Origin header to send; by default https://<host>, as a browser would
+        #[arg(long)]
+        origin: Option<String>,
+        /// Seconds to hold the connection idle, to catch proxies' idle timeouts
+        #[arg(long, default_value_t = 75)]
+        hold: u64,
+        /// Print the steps as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a signed JWT for trying the service out.
     Token {
         /// master, client, admin or service
@@ -132,6 +149,27 @@ fn main() -> ExitCode {
     init_logging();
     exit_on_panic_outside_database_work();
     let cli = Cli::parse();
+    if let Some(Command::Doctor {
+        url,
+        token,
+        origin,
+        hold,
+        json,
+    }) = &cli.command
+    {
+        let options = dispatcher::doctor::Options {
+            url: url.clone(),
+            token: token.clone(),
+            origin: origin.clone(),
+            hold: std::time::Duration::from_secs(*hold),
+        };
+        let steps = dispatcher::doctor::run(&options);
+        return if dispatcher::doctor::report(&steps, *json) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     dispatcher::config::raise_open_files_limit();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -156,6 +194,7 @@ fn main() -> ExitCode {
             println!("{}", config.jwt_keys().mint(sub, role, master_id, ttl));
             ExitCode::SUCCESS
         }
+        Some(Command::Doctor { .. }) => unreachable!("the doctor ran above"),
         None => serve(config),
     }
 }

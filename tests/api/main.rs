@@ -6,6 +6,7 @@ mod cluster;
 mod concurrency;
 mod dashboard;
 mod dispatch;
+mod doctor;
 mod expiry;
 mod fuzz;
 mod http_errors;
