@@ -368,6 +368,14 @@ fn read_head(stream: &mut Box<dyn Stream>) -> Result<String, Failed> {
 
 type Socket = WebSocket<Box<dyn Stream>>;
 
+/// A read that ended for its timeout, not for the connection.
+fn timed_out(error: &tungstenite::Error) -> bool {
+    matches!(error, tungstenite::Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
 /// The next text message as JSON; a close is a failure explained from the close-code table.
 fn next_message(ws: &mut Socket) -> Result<Value, Failed> {
     loop {
@@ -383,12 +391,7 @@ fn next_message(ws: &mut Socket) -> Result<Value, Failed> {
                 return Err(closed(code, &reason));
             }
             Ok(_) => continue,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if timed_out(&e) => {
                 return Err(Failed("no answer within 10 s".into(), None));
             }
             Err(e) => return Err(closed_abnormally(&e.to_string())),
@@ -527,12 +530,7 @@ fn hold_idle(ws: &mut Socket, socket: &TcpStream, hold: Duration) -> Result<((),
         socket.set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
         match ws.read() {
             Ok(_) => continue,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if timed_out(&e) => {
                 continue;
             }
             Err(e) => {
