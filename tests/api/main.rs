@@ -12,6 +12,7 @@ mod fuzz;
 mod http_errors;
 mod limits;
 mod metrics;
+mod nginx;
 mod openapi;
 mod origin;
 mod postgres;
