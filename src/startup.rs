@@ -251,7 +251,7 @@ impl Application {
             let app = state.clone();
             actix_web::rt::spawn(state.stats_feed.clone().run(move || {
                 let app = app.clone();
-                Box::pin(async move { stats_frame(&app).await })
+                Box::pin(async move { stats::frame(&app).await })
             }));
         }
         let metrics_server = match state.config.metrics_bind_addr {
@@ -373,24 +373,6 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
-    }
-}
-
-/// The admin stats as a `stats` frame; `None` (and a warning) when they cannot be gathered.
-async fn stats_frame(app: &AppState) -> Option<bytestring::ByteString> {
-    match stats::gather(app).await {
-        Ok(gathered) => {
-            let mut frame = serde_json::Map::new();
-            frame.insert("type".into(), "stats".into());
-            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&gathered) {
-                frame.extend(fields);
-            }
-            Some(serde_json::Value::Object(frame).to_string().into())
-        }
-        Err(e) => {
-            log::warn!("cannot gather the stats for subscribe_stats: {e}");
-            None
-        }
     }
 }
 

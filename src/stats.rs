@@ -1,6 +1,6 @@
 //! The admin stats over every live node: connections from each node's Dispatcher (through Redis
 //! in cluster mode), shifts and offer figures from the database. `GET
-//! /api/admin/websocket/stats` answers them, and `subscribe_stats` streams them.
+//! /api/admin/websocket/stats` answers them, and `subscribe_stats` streams them as [`frame`]s.
 
 use std::collections::BTreeMap;
 
@@ -116,4 +116,22 @@ pub async fn gather(app: &AppState) -> Result<WebsocketStats, AppError> {
             .collect(),
         offers,
     })
+}
+
+/// The admin stats as a `stats` frame; `None` (and a warning) when they cannot be gathered.
+pub async fn frame(app: &AppState) -> Option<bytestring::ByteString> {
+    match gather(app).await {
+        Ok(gathered) => {
+            let mut frame = serde_json::Map::new();
+            frame.insert("type".into(), "stats".into());
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&gathered) {
+                frame.extend(fields);
+            }
+            Some(serde_json::Value::Object(frame).to_string().into())
+        }
+        Err(e) => {
+            log::warn!("cannot gather the stats for subscribe_stats: {e}");
+            None
+        }
+    }
 }

@@ -12,13 +12,13 @@ use diesel::prelude::*;
 
 use super::{
     DbConn, lock_order,
-    models::{Assignment, Master, Order},
+    models::{Assignment, Deadline, Master, Order},
     schema::{dispatch_candidates, dispatches},
     write_tx,
 };
 use crate::domain::{
-    CandidateOutcome, DispatchEnd, DispatchId, DispatchMode, DispatchStatus, DomainEvent, MasterId,
-    OrderId, Outcome,
+    AssignmentStatus, CandidateOutcome, DispatchEnd, DispatchId, DispatchMode, DispatchStatus,
+    DomainEvent, MasterId, OrderId, Outcome,
 };
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -214,22 +214,30 @@ impl Dispatch {
     /// twice, or on two nodes, the second step finds nothing to do.
     pub fn step(conn: &mut DbConn, id: i64, online: &HashSet<i64>, now: i64) -> QueryResult<Step> {
         write_tx(conn, |conn| {
-            let Some(order_id) = dispatches::table
-                .find(id)
-                .select(dispatches::order_id)
-                .first::<i64>(conn)
-                .optional()?
-            else {
+            let Some(dispatch) = Self::lock(conn, id)? else {
                 return Ok(Step::default());
             };
-            lock_order(conn, order_id)?;
-            let dispatch: Dispatch = dispatches::table.find(id).first(conn)?;
             if dispatch.status != DispatchStatus::Running {
                 return Ok(Step::default());
             }
-            let order = Order::find(conn, order_id)?.expect("a dispatch's order exists");
+            let order = Order::find(conn, dispatch.order_id)?.expect("a dispatch's order exists");
             Self::step_locked(conn, dispatch, order, online, now)
         })
+    }
+
+    /// Takes the lock of the dispatch's order (every change to a dispatch holds it), then reads
+    /// the dispatch as it stands under the lock.
+    fn lock(conn: &mut DbConn, id: i64) -> QueryResult<Option<Dispatch>> {
+        let Some(order_id) = dispatches::table
+            .find(id)
+            .select(dispatches::order_id)
+            .first::<i64>(conn)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        lock_order(conn, order_id)?;
+        dispatches::table.find(id).first(conn).map(Some)
     }
 
     fn step_locked(
@@ -239,10 +247,8 @@ impl Dispatch {
         online: &HashSet<i64>,
         now: i64,
     ) -> QueryResult<Step> {
+        // Every decision recorded its candidate's outcome in its own transaction (`follow`).
         let mut candidates = Candidate::of(conn, dispatch.id)?;
-        for candidate in &mut candidates {
-            candidate.settle_if_decided(conn)?;
-        }
         let mut step = Step::default();
         if !order.takes_offers() {
             let (status, master) = match order.master_id {
@@ -435,16 +441,9 @@ impl Dispatch {
         now: i64,
     ) -> QueryResult<Option<Result<Cancelled, DispatchStatus>>> {
         write_tx(conn, |conn| {
-            let Some(order_id) = dispatches::table
-                .find(id)
-                .select(dispatches::order_id)
-                .first::<i64>(conn)
-                .optional()?
-            else {
+            let Some(dispatch) = Self::lock(conn, id)? else {
                 return Ok(None);
             };
-            lock_order(conn, order_id)?;
-            let dispatch: Dispatch = dispatches::table.find(id).first(conn)?;
             if dispatch.status != DispatchStatus::Running {
                 return Ok(Some(Err(dispatch.status)));
             }
@@ -456,8 +455,8 @@ impl Dispatch {
                     && let Some(assignment) = Assignment::decide_one(
                         conn,
                         assignment_id,
-                        crate::domain::AssignmentStatus::Cancelled,
-                        super::models::Deadline::Ignored,
+                        AssignmentStatus::Cancelled,
+                        Deadline::Ignored,
                         now,
                         None,
                     )?
@@ -507,21 +506,5 @@ impl Candidate {
         self.outcome = outcome;
         self.assignment_id = assignment_id.or(self.assignment_id);
         Ok(())
-    }
-
-    /// An offered candidate whose offer ended without [`Dispatch::follow`] seeing it takes
-    /// that offer's outcome.
-    fn settle_if_decided(&mut self, conn: &mut DbConn) -> QueryResult<()> {
-        if self.outcome != CandidateOutcome::Offered {
-            return Ok(());
-        }
-        let Some(assignment_id) = self.assignment_id else {
-            return Ok(());
-        };
-        let outcome = Assignment::find(conn, assignment_id)?.and_then(|a| a.outcome());
-        match outcome {
-            Some(outcome) => self.settle(conn, outcome.into(), None),
-            None => Ok(()),
-        }
     }
 }

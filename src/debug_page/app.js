@@ -34,7 +34,11 @@ function send(message) {
 
 $("open").addEventListener("submit", (e) => {
   e.preventDefault();
-  if (socket) socket.close();
+  if (socket) {
+    // The old socket's close is not this connection's: it must not be reported.
+    socket.onclose = null;
+    socket.close();
+  }
   const token = $("token").value.trim();
   $("close").hidden = true;
   let ws;

@@ -20,14 +20,10 @@ pub async fn page() -> HttpResponse {
 
 #[utoipa::path(get, path = "/admin/app.js", tag = "operators", responses((status = 200, description = "the operations page's script", content_type = "text/javascript")))]
 pub async fn script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .body(SCRIPT)
+    super::embedded(super::JAVASCRIPT, SCRIPT)
 }
 
 #[utoipa::path(get, path = "/admin/app.css", tag = "operators", responses((status = 200, description = "the operations page's style sheet", content_type = "text/css")))]
 pub async fn style() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .body(STYLE)
+    super::embedded(super::CSS, STYLE)
 }

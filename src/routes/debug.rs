@@ -21,18 +21,14 @@ pub async fn page() -> HttpResponse {
     (status = 200, description = "the debug page's script", content_type = "text/javascript"),
 ))]
 pub async fn script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .body(SCRIPT)
+    super::embedded(super::JAVASCRIPT, SCRIPT)
 }
 
 #[utoipa::path(get, path = "/debug/app.css", tag = "operators", responses(
     (status = 200, description = "the debug page's style sheet", content_type = "text/css"),
 ))]
 pub async fn style() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .body(STYLE)
+    super::embedded(super::CSS, STYLE)
 }
 
 #[utoipa::path(get, path = "/debug/close-codes.json", tag = "operators", responses(

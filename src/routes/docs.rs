@@ -93,23 +93,20 @@ pub async fn page() -> HttpResponse {
 
 #[utoipa::path(get, path = "/api/docs/swagger-ui-bundle.js", tag = "service", responses((status = 200, description = "the docs page's asset", content_type = "text/javascript")))]
 pub async fn bundle() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .body(SWAGGER_BUNDLE)
+    super::embedded(super::JAVASCRIPT, SWAGGER_BUNDLE)
 }
 
 #[utoipa::path(get, path = "/api/docs/swagger-ui.css", tag = "service", responses((status = 200, description = "the docs page's asset", content_type = "text/css")))]
 pub async fn style() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .body(SWAGGER_STYLE)
+    super::embedded(super::CSS, SWAGGER_STYLE)
 }
 
 #[utoipa::path(get, path = "/api/docs/start.js", tag = "service", responses((status = 200, description = "the docs page's asset", content_type = "text/javascript")))]
 pub async fn start() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .body(r##"window.ui = SwaggerUIBundle({ url: "/api/openapi.json", dom_id: "#ui" });"##)
+    super::embedded(
+        super::JAVASCRIPT,
+        r##"window.ui = SwaggerUIBundle({ url: "/api/openapi.json", dom_id: "#ui" });"##,
+    )
 }
 
 pub fn config(cfg: &mut web::ServiceConfig) {

@@ -104,6 +104,16 @@ async fn not_upgraded_v1() -> Result<actix_web::HttpResponse, AppError> {
     not_upgraded().await
 }
 
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// A file embedded in the binary (the pages' scripts and styles).
+fn embedded(content_type: &'static str, body: &'static str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type(content_type)
+        .body(body)
+}
+
 /// The largest request body taken, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

@@ -49,6 +49,15 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// Masters on shift, each with a connection subscribed to offers, in order.
+    pub async fn ready_masters<const N: usize>(&self, ids: [i64; N]) -> [WsClient; N] {
+        let mut ready = Vec::with_capacity(N);
+        for id in ids {
+            ready.push(self.ready_master(id).await);
+        }
+        ready.try_into().ok().expect("one connection per master")
+    }
+
     /// A master on shift with a connection subscribed to offers.
     pub async fn ready_master(&self, master_id: i64) -> WsClient {
         self.set_shift(master_id, true).await;
@@ -85,11 +94,7 @@ async fn a_sequential_dispatch_moves_on_after_a_reject_and_an_expiry_until_an_ac
     let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut listener = app.event_listener(&app.service_token()).await;
-    let (mut m3, mut m5, mut m8) = (
-        app.ready_master(3).await,
-        app.ready_master(5).await,
-        app.ready_master(8).await,
-    );
+    let [mut m3, mut m5, mut m8] = app.ready_masters([3, 5, 8]).await;
 
     let dispatch = app
         .dispatch_ok(
@@ -195,11 +200,7 @@ async fn a_broadcast_offers_everyone_and_the_first_accept_cancels_the_rest(db: D
     let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut listener = app.event_listener(&app.service_token()).await;
-    let (mut m3, mut m5, mut m8) = (
-        app.ready_master(3).await,
-        app.ready_master(5).await,
-        app.ready_master(8).await,
-    );
+    let [mut m3, mut m5, mut m8] = app.ready_masters([3, 5, 8]).await;
     let dispatch = app
         .dispatch_ok(
             10,
@@ -239,11 +240,7 @@ async fn a_batch_keeps_that_many_offers_out_and_delete_cancels_them(db: Db) {
     let app = spawn_app(db).await;
     app.put_order(10, 7).await;
     let mut listener = app.event_listener(&app.service_token()).await;
-    let (mut m3, mut m5, mut m8) = (
-        app.ready_master(3).await,
-        app.ready_master(5).await,
-        app.ready_master(8).await,
-    );
+    let [mut m3, mut m5, mut m8] = app.ready_masters([3, 5, 8]).await;
     let dispatch = app
         .dispatch_ok(10, json!({"candidates": [3, 5, 8], "batchSize": 2}))
         .await;
