@@ -4,7 +4,7 @@ use std::{env, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
-use crate::{client_addr::TrustedProxies, db::Backend};
+use crate::{storage::Backend, wire::client_addr::TrustedProxies};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -159,8 +159,8 @@ impl WebhookConfig {
 
 impl Config {
     /// The keys that sign and check tokens as this configuration says.
-    pub fn jwt_keys(&self) -> crate::auth::JwtKeys {
-        crate::auth::JwtKeys::checking(
+    pub fn jwt_keys(&self) -> crate::wire::auth::JwtKeys {
+        crate::wire::auth::JwtKeys::checking(
             self.jwt_secret.expose(),
             self.jwt_audience.as_deref(),
             self.jwt_issuer.as_deref(),

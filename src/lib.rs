@@ -1,30 +1,19 @@
 //! dispatcher: pushes field-service offers to masters over WebSocket, with deadlines that expire on time.
+//!
+//! The data path is one line through these rooms: `wire` (HTTP routes and WebSocket sessions) →
+//! `service` → `storage` → `bus` → `router` → the sessions again. `protocol` is the shape of
+//! every frame, `domain` the language all of them speak. docs/ARCHITECTURE.md has the map.
 
-pub mod access;
-pub mod auth;
-pub mod client_addr;
-pub mod close_codes;
+pub mod bus;
 pub mod cluster;
 pub mod config;
-pub mod connection_limits;
-pub mod db;
-pub mod dispatcher;
-pub mod doctor;
 pub mod domain;
-pub mod error;
-pub mod events;
 pub mod expiry;
-pub mod lifecycle;
-pub mod metrics;
-pub mod outbox;
-pub mod routes;
+pub mod operations;
+pub mod protocol;
+pub mod router;
 pub mod service;
 pub mod startup;
-pub mod state;
-pub mod stats;
-pub mod stats_feed;
-pub mod time;
-pub mod views;
+pub mod storage;
 pub mod webhooks;
 pub mod wire;
-pub mod ws;

@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dispatcher::{auth::Role, config::Config, startup::Application};
+mod doctor;
+
+use dispatcher::{config::Config, domain::Role, startup::Application};
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +140,7 @@ fn exit_on_panic_outside_database_work() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        if !dispatcher::db::in_database_task() {
+        if !dispatcher::storage::in_database_task() {
             log::error!("panic outside database work: exiting so that a restart recovers; {info}");
             std::process::exit(70);
         }
@@ -157,14 +159,14 @@ fn main() -> ExitCode {
         json,
     }) = &cli.command
     {
-        let options = dispatcher::doctor::Options {
+        let options = doctor::Options {
             url: url.clone(),
             token: token.clone(),
             origin: origin.clone(),
             hold: std::time::Duration::from_secs(*hold),
         };
-        let steps = dispatcher::doctor::run(&options);
-        return if dispatcher::doctor::report(&steps, *json) {
+        let steps = doctor::run(&options);
+        return if doctor::report(&steps, *json) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

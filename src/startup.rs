@@ -23,26 +23,27 @@ use tokio::sync::{Notify, mpsc};
 use futures_util::future::BoxFuture;
 
 use crate::{
-    access,
+    bus::{EventBus, REMOTE_QUEUE},
     cluster::{Node, Parts},
     config::{Config, ConfigError},
-    connection_limits::ConnectionLimits,
-    db::{self, Backend, DbError, DbPool},
-    dispatcher::{
+    domain::MasterId,
+    expiry::{Expiry, Recover},
+    operations::access,
+    operations::metrics::Metrics,
+    operations::stats,
+    operations::stats_feed::StatsFeed,
+    router::{
         Dispatcher, DispatcherSettings,
         messages::{Shutdown, SubscribedAmong},
     },
-    domain::MasterId,
-    error::AppError,
-    events::{EventBus, REMOTE_QUEUE},
-    expiry::{Expiry, Recover},
-    metrics::Metrics,
-    routes,
+    service::error::AppError,
     service::{Presence, Service},
-    state::AppState,
-    stats,
-    stats_feed::StatsFeed,
-    webhooks, ws,
+    storage::{self, Backend, DbError, DbPool},
+    webhooks,
+    wire::connection_limits::ConnectionLimits,
+    wire::http as routes,
+    wire::state::AppState,
+    wire::ws,
 };
 
 #[derive(Debug, Error)]
@@ -136,7 +137,7 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new(config.redis_url.is_some()));
-        let pool = db::pool(
+        let pool = storage::pool(
             &config.database_url,
             config.db_pool_size,
             config.db_timeout,
@@ -404,7 +405,7 @@ async fn prepare_database(
     expiry: &Addr<Expiry>,
 ) -> Result<(), PrepareError> {
     let (url, migrate_pool) = (database_url.to_string(), pool.clone());
-    actix_web::web::block(move || db::migrate(&url, &migrate_pool))
+    actix_web::web::block(move || storage::migrate(&url, &migrate_pool))
         .await
         .map_err(|_| DbError::Cancelled)??;
     expiry

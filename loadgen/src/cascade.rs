@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dispatcher::auth::{JwtKeys, Role};
+use dispatcher::{domain::Role, wire::auth::JwtKeys};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};

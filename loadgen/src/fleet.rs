@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dispatcher::auth::{JwtKeys, Role};
+use dispatcher::{domain::Role, wire::auth::JwtKeys};
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use hdrhistogram::Histogram;
 use tokio::{net::TcpStream, task::JoinHandle};

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use dispatcher::auth::{JwtKeys, Role};
+use dispatcher::{domain::Role, wire::auth::JwtKeys};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::json;

@@ -10,11 +10,11 @@ use std::{
 };
 
 use dispatcher::{
-    auth::{JwtKeys, Role},
+    bus::Deliver,
     config::Config,
-    domain::{DomainEvent, MasterId, OrderId, OrderStatus, OrderStatusChange, UserId},
-    events::Deliver,
+    domain::{DomainEvent, MasterId, OrderId, OrderStatus, OrderStatusChange, Role, UserId},
     startup::Application,
+    wire::auth::JwtKeys,
 };
 use serde_json::json;
 
@@ -453,14 +453,14 @@ pub async fn expiry(opts: &Opts, report: &mut Report) {
         .to_string_lossy()
         .to_string();
     let (min, max) = opts.expiry_spread;
-    let seeded_at = dispatcher::time::now_ms();
+    let seeded_at = dispatcher::domain::time::now_ms();
     seed_pending(&url, opts.pending, seeded_at, min, max);
     let target = Target::dispatcher(dir.path(), &opts.jwt_secret, &[]).await;
     let armed = settled_rss(&target).await.unwrap_or(0);
     let per_pending = armed.saturating_sub(baseline) as f64 / opts.pending as f64;
 
     let wait_until = seeded_at + (max as i64 + 3) * 1000;
-    let remaining = wait_until - dispatcher::time::now_ms();
+    let remaining = wait_until - dispatcher::domain::time::now_ms();
     if remaining > 0 {
         tokio::time::sleep(Duration::from_millis(remaining as u64)).await;
     }
@@ -518,8 +518,8 @@ pub async fn expiry(opts: &Opts, report: &mut Report) {
 
 fn seed_pending(url: &str, count: usize, now: i64, min_secs: u64, max_secs: u64) {
     use diesel::{Connection, RunQueryDsl};
-    let pool = dispatcher::db::pool(url, 1, Duration::from_secs(5), None);
-    dispatcher::db::migrate(url, &pool).expect("migrations");
+    let pool = dispatcher::storage::pool(url, 1, Duration::from_secs(5), None);
+    dispatcher::storage::migrate(url, &pool).expect("migrations");
     let mut conn = diesel::SqliteConnection::establish(url).unwrap();
     let span = (max_secs - min_secs) * 1000;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {

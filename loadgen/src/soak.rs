@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dispatcher::auth::{JwtKeys, Role};
+use dispatcher::{domain::Role, wire::auth::JwtKeys};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::{connect_async, tungstenite::Message};

@@ -29,14 +29,14 @@ use tokio::sync::mpsc;
 pub use presence::NodePresence;
 
 use crate::{
-    dispatcher::{
+    bus::EventBus,
+    domain::{DomainEvent, MasterId, Offer},
+    expiry::{Expiry, Recover},
+    operations::metrics::Metrics,
+    router::{
         Dispatcher,
         messages::{GetStats, Resync, SubscribedMasters, TellMissed},
     },
-    domain::{DomainEvent, MasterId, Offer},
-    events::EventBus,
-    expiry::{Expiry, Recover},
-    metrics::Metrics,
     service::Service,
 };
 

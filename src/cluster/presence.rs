@@ -5,8 +5,8 @@ use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    dispatcher::messages::{MasterConnection, Stats},
-    time::now_ms,
+    domain::time::now_ms,
+    router::messages::{MasterConnection, Stats},
 };
 
 /// The set of node ids that have written presence; members whose key expired are pruned on read.

@@ -17,11 +17,11 @@ use actix::{
 pub use queue::ExpiryQueue;
 
 use crate::{
+    bus::Deliver,
+    domain::time::now_ms,
     domain::{AssignmentId, DomainEvent},
-    error::AppError,
-    events::Deliver,
     service::Service,
-    time::now_ms,
+    service::error::AppError,
 };
 
 /// When the database refuses an expiry write, try again this much later.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use serde_json::Value;
 
 use crate::helpers::*;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dispatcher::wire::parse;
+use dispatcher::protocol::parse;
 use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestRunner},

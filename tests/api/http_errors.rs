@@ -1,4 +1,4 @@
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

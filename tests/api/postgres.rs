@@ -31,9 +31,9 @@ async fn two_processes_on_one_database_decide_and_expire_each_assignment_once() 
     let Some(db) = Db::postgres() else { return };
     let storage = Storage::new(db);
     let a = ServerProcess::start(&storage.url, storage.dir.path()).await;
-    let keys = dispatcher::auth::JwtKeys::new(SECRET);
-    let service = keys.mint(1, dispatcher::auth::Role::Service, None, 3600);
-    let master = keys.mint(1003, dispatcher::auth::Role::Master, Some(3), 3600);
+    let keys = dispatcher::wire::auth::JwtKeys::new(SECRET);
+    let service = keys.mint(1, dispatcher::domain::Role::Service, None, 3600);
+    let master = keys.mint(1003, dispatcher::domain::Role::Master, Some(3), 3600);
     let http = reqwest::Client::new();
 
     let mut short = Vec::new();

@@ -231,7 +231,7 @@ fn concurrent_first_starts_agree_on_one_secret_and_an_exposed_file_is_warned_abo
         .collect();
     let file = dir.path().join("data/jwt_secret");
     let secret = std::fs::read_to_string(&file).unwrap();
-    let keys = dispatcher::auth::JwtKeys::new(secret.trim());
+    let keys = dispatcher::wire::auth::JwtKeys::new(secret.trim());
     for (code, token, said) in &minted {
         assert_eq!(*code, Some(0), "{said}");
         assert!(
@@ -274,9 +274,9 @@ async fn log_format_json_writes_one_object_per_line_with_the_request_and_connect
         .to_str()
         .unwrap()
         .to_string();
-    let token = dispatcher::auth::JwtKeys::new(SECRET).mint(
+    let token = dispatcher::wire::auth::JwtKeys::new(SECRET).mint(
         1003,
-        dispatcher::auth::Role::Master,
+        dispatcher::domain::Role::Master,
         Some(3),
         3600,
     );

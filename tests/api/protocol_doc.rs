@@ -5,8 +5,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use dispatcher::{
-    auth::Role,
-    wire::{CLIENT_TYPES, ClientMessage, SERVER_TYPES, parse},
+    domain::Role,
+    protocol::{CLIENT_TYPES, ClientMessage, SERVER_TYPES, parse},
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

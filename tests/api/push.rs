@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

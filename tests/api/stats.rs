@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

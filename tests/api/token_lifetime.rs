@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -1,4 +1,4 @@
-use dispatcher::auth::{Claims, Role};
+use dispatcher::{domain::Role, wire::auth::Claims};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -108,7 +108,7 @@ async fn bad_tokens_get_auth_error_and_1008(db: Db) {
         exp: 4_000_000_000,
     });
     let wrong_secret =
-        dispatcher::auth::JwtKeys::new("another secret").mint(5, Role::Admin, None, 3600);
+        dispatcher::wire::auth::JwtKeys::new("another secret").mint(5, Role::Admin, None, 3600);
     let unknown_role = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": 5, "role": "janitor", "exp": 4_000_000_000u64}),

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use dispatcher::auth::Role;
+use dispatcher::domain::Role;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -3,9 +3,10 @@
 use std::{net::TcpListener, sync::Arc, thread::JoinHandle, time::Duration};
 
 use dispatcher::{
-    auth::{JwtKeys, Role},
     config::Config,
+    domain::Role,
     startup::{Application, StopHandle},
+    wire::auth::JwtKeys,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};

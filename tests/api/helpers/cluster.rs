@@ -254,27 +254,27 @@ impl Cluster {
     }
 }
 
-fn keys() -> dispatcher::auth::JwtKeys {
-    dispatcher::auth::JwtKeys::new(super::SECRET)
+fn keys() -> dispatcher::wire::auth::JwtKeys {
+    dispatcher::wire::auth::JwtKeys::new(super::SECRET)
 }
 
 pub fn service_token() -> String {
-    keys().mint(2, dispatcher::auth::Role::Service, None, 3600)
+    keys().mint(2, dispatcher::domain::Role::Service, None, 3600)
 }
 
 pub fn admin_token() -> String {
-    keys().mint(1, dispatcher::auth::Role::Admin, None, 3600)
+    keys().mint(1, dispatcher::domain::Role::Admin, None, 3600)
 }
 
 pub fn master_token(master_id: i64) -> String {
     keys().mint(
         1000 + master_id,
-        dispatcher::auth::Role::Master,
+        dispatcher::domain::Role::Master,
         Some(master_id),
         3600,
     )
 }
 
 pub fn client_token(user_id: i64) -> String {
-    keys().mint(user_id, dispatcher::auth::Role::Client, None, 3600)
+    keys().mint(user_id, dispatcher::domain::Role::Client, None, 3600)
 }

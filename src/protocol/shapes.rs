@@ -1,0 +1,177 @@
+//! JSON shapes of stored objects, shared by HTTP answers and WebSocket messages.
+
+use serde::Serialize;
+
+use crate::{
+    domain::time::iso,
+    domain::{AssignmentStatus, CandidateOutcome, DispatchMode, DispatchStatus, OrderStatus},
+    storage::{
+        dispatches::DispatchState,
+        models::{Assignment, Master, Order},
+    },
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub id: i64,
+    pub client_user_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub client_name: Option<String>,
+    pub client_phone: Option<String>,
+    pub status: OrderStatus,
+    pub master_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        OrderView {
+            id: o.id,
+            client_user_id: o.client_user_id,
+            address: o.address.clone(),
+            device_type: o.device_type.clone(),
+            problem: o.problem.clone(),
+            client_name: o.client_name.clone(),
+            client_phone: o.client_phone.clone(),
+            status: o.status,
+            master_id: o.master_id,
+            created_at: iso(o.created_at),
+            updated_at: iso(o.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentView {
+    pub id: i64,
+    pub order_id: i64,
+    pub master_id: i64,
+    pub status: AssignmentStatus,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+    /// When the master's app first acknowledged the offer (`ack_assignment`).
+    pub delivered_at: Option<String>,
+}
+
+impl From<&Assignment> for AssignmentView {
+    fn from(a: &Assignment) -> Self {
+        AssignmentView {
+            id: a.id,
+            order_id: a.order_id,
+            master_id: a.master_id,
+            status: a.status,
+            created_at: iso(a.created_at),
+            expires_at: iso(a.expires_at),
+            decided_at: a.decided_at.map(iso),
+            reject_reason: a.reject_reason.clone(),
+            delivered_at: a.delivered_at.map(iso),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterView {
+    pub id: i64,
+    pub on_shift: bool,
+    pub updated_at: String,
+}
+
+impl From<&Master> for MasterView {
+    fn from(m: &Master) -> Self {
+        MasterView {
+            id: m.id,
+            on_shift: m.on_shift,
+            updated_at: iso(m.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateView {
+    pub master_id: i64,
+    pub outcome: CandidateOutcome,
+    /// The offer made to this candidate, once there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchView {
+    pub id: i64,
+    pub order_id: i64,
+    pub status: DispatchStatus,
+    pub mode: DispatchMode,
+    pub candidates: Vec<CandidateView>,
+    /// The candidates with an outstanding offer.
+    pub current: Vec<i64>,
+    pub batch_size: i64,
+    pub ttl_seconds: i64,
+    pub skip_offline: bool,
+    /// Who accepted, once it is `assigned`.
+    pub master_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&DispatchState> for DispatchView {
+    fn from(state: &DispatchState) -> Self {
+        let d = &state.dispatch;
+        DispatchView {
+            id: d.id,
+            order_id: d.order_id,
+            status: d.status,
+            mode: d.mode,
+            candidates: state
+                .candidates
+                .iter()
+                .map(|c| CandidateView {
+                    master_id: c.master_id,
+                    outcome: c.outcome,
+                    assignment_id: c.assignment_id,
+                })
+                .collect(),
+            current: state
+                .candidates
+                .iter()
+                .filter(|c| c.outcome == CandidateOutcome::Offered)
+                .map(|c| c.master_id)
+                .collect(),
+            batch_size: d.batch_size,
+            ttl_seconds: d.ttl_ms / 1000,
+            skip_offline: d.skip_offline,
+            master_id: d.master_id,
+            created_at: iso(d.created_at),
+            updated_at: iso(d.updated_at),
+        }
+    }
+}
+
+/// `POST /api/v1/assignments`: the offer, and how many of the answering node's connections it reached.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AssignmentCreated {
+    pub assignment: AssignmentView,
+    pub delivered: usize,
+}
+
+/// A dispatch, as its routes answer it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DispatchAnswer {
+    pub dispatch: DispatchView,
+}
+
+/// `POST /api/v1/push`: how many of the answering node's connections were written to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Delivered {
+    pub delivered: usize,
+}

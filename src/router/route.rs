@@ -1,0 +1,108 @@
+//! The one place that decides who hears of an event, and in which frame.
+
+use crate::{
+    domain::time::{iso, now_ms},
+    domain::{AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId},
+    protocol::{OfferEvent, ServerMessage},
+};
+
+/// Who a frame is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// A master's subscribed connections that have not been sent this offer yet.
+    Offer(MasterId, AssignmentId),
+    /// All of a master's connections.
+    Master(MasterId),
+    /// The connections of a client user (role `client`).
+    Client(UserId),
+    /// Service and admin connections that subscribed to events.
+    EventListeners,
+    /// Every authenticated connection of these users, or, with a topic, those subscribed to it.
+    Users(Vec<UserId>, Option<String>),
+}
+
+/// The frames an event becomes, each with its audience.
+pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
+    match event {
+        DomainEvent::Offered(offer) => vec![(
+            Audience::Offer(offer.master_id, offer.assignment_id),
+            ServerMessage::new_assignment(offer, now_ms()),
+        )],
+        DomainEvent::Decided(d) => {
+            let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);
+            let to_master = match d.outcome {
+                Outcome::Expired => Some(ServerMessage::AssignmentExpired {
+                    assignment_id,
+                    order_id,
+                }),
+                Outcome::Cancelled => Some(ServerMessage::AssignmentCancelled {
+                    assignment_id,
+                    order_id,
+                }),
+                // The master who decided was answered directly.
+                Outcome::Accepted | Outcome::Rejected => None,
+            };
+            let event = ServerMessage::AssignmentEvent {
+                event: d.outcome.into(),
+                assignment_id,
+                order_id,
+                master_id: d.master_id.0,
+                at: iso(d.at),
+                offered_at: (d.offered_at > 0).then(|| iso(d.offered_at)),
+            };
+            to_master
+                .map(|m| (Audience::Master(d.master_id), m))
+                .into_iter()
+                .chain([(Audience::EventListeners, event)])
+                .collect()
+        }
+        DomainEvent::OrderStatusChanged(change) => {
+            let message = ServerMessage::OrderStatusUpdate {
+                order_id: change.order_id.0,
+                status: change.status,
+                updated_at: iso(change.updated_at),
+            };
+            let mut frames = vec![(Audience::Client(change.client_user_id), message.clone())];
+            frames.extend(
+                change
+                    .master_id
+                    .map(|m| (Audience::Master(m), message.clone())),
+            );
+            frames.push((Audience::EventListeners, message));
+            frames
+        }
+        DomainEvent::Delivered(delivery) => vec![(
+            Audience::EventListeners,
+            ServerMessage::AssignmentEvent {
+                event: OfferEvent::Delivered,
+                assignment_id: delivery.assignment_id.0,
+                order_id: delivery.order_id.0,
+                master_id: delivery.master_id.0,
+                at: iso(delivery.at),
+                offered_at: None,
+            },
+        )],
+        DomainEvent::DispatchEnded(end) => vec![(
+            Audience::EventListeners,
+            ServerMessage::DispatchEvent {
+                event: end.status,
+                dispatch_id: end.dispatch_id.0,
+                order_id: end.order_id.0,
+                master_id: end.master_id.map(|m| m.0),
+                at: iso(end.at),
+            },
+        )],
+        DomainEvent::Pushed(push) => vec![(
+            Audience::Users(push.user_ids.clone(), push.topic.clone()),
+            push_frame(push),
+        )],
+    }
+}
+
+/// `{"type": …, …payload}`: the payload's fields at the top level, as the chat apps read them.
+fn push_frame(push: &Push) -> ServerMessage {
+    let mut frame = serde_json::Map::with_capacity(push.payload.len() + 1);
+    frame.insert("type".into(), push.kind.clone().into());
+    frame.extend(push.payload.clone());
+    ServerMessage::Push(frame)
+}

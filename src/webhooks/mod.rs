@@ -1,0 +1,262 @@
+//! Webhooks to the assignment service: every `assignment_event` and `dispatch_event`, POSTed as
+//! JSON with a unique `eventId` and signed as Stripe signs (`X-Dispatcher-Signature:
+//! t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`).
+//!
+//! At least once: the service records the events in the outbox table in the transaction of the
+//! decision ([`bodies`]); a sender on every node claims them from there. Per order, one event is
+//! in flight at a time, so a receiver gets an order's events in order.
+
+use std::{sync::Arc, time::Duration};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::{
+    config::WebhookConfig,
+    domain::DomainEvent,
+    domain::time::now_ms,
+    router::{Audience, route},
+    storage::{
+        self, DbError, DbPool,
+        webhook_events::{NewWebhookEvent, WebhookDone, WebhookEvent},
+    },
+};
+
+pub const SIGNATURE_HEADER: &str = "X-Dispatcher-Signature";
+
+/// The first retry waits this long; each next one twice as long, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A receiver that has not answered by then has failed this attempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A claimed event is this node's for this long; if the node dies, another sends it after.
+const CLAIM: Duration = Duration::from_secs(30);
+/// Events sent at once (each of a different order).
+const BATCH: i64 = 32;
+/// How often the outbox is read when nothing wakes the sender: for retries falling due and for
+/// events other nodes recorded.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The webhook rows for those of `events` that are sent: the frame event listeners get, with a
+/// unique `eventId` first.
+pub fn bodies(events: &[DomainEvent]) -> Vec<NewWebhookEvent> {
+    events
+        .iter()
+        .filter_map(|event| {
+            let order_id = match event {
+                DomainEvent::Decided(d) => d.order_id,
+                DomainEvent::Delivered(d) => d.order_id,
+                DomainEvent::DispatchEnded(end) => end.order_id,
+                DomainEvent::Offered(_)
+                | DomainEvent::OrderStatusChanged(_)
+                | DomainEvent::Pushed(_) => return None,
+            };
+            let (_, frame) = route(event)
+                .into_iter()
+                .find(|(audience, _)| *audience == Audience::EventListeners)?;
+            let event_id = format!("{:032x}", rand::random::<u128>());
+            let mut body = serde_json::Map::new();
+            body.insert("eventId".into(), event_id.clone().into());
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&frame) {
+                body.extend(fields);
+            }
+            Some(NewWebhookEvent {
+                event_id,
+                order_id: order_id.0,
+                body: serde_json::Value::Object(body).to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub fn signature(secret: &[u8], unix_secs: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(unix_secs.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={unix_secs},v1={hex}")
+}
+
+/// The wait before attempt `attempts + 1`, after `attempts` failed ones.
+fn backoff(attempts: i64) -> Duration {
+    let doublings = attempts.clamp(0, 16) as u32;
+    (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// How one POST went.
+enum Answer {
+    Taken,
+    Refused(u16),
+    Failed(String),
+}
+
+/// Sends the outbox's events: woken when this node records some, and every `POLL` for the rest.
+pub struct Sender {
+    pool: DbPool,
+    config: WebhookConfig,
+    client: reqwest::Client,
+    wake: Arc<Notify>,
+}
+
+impl Sender {
+    pub fn new(pool: DbPool, config: WebhookConfig, wake: Arc<Notify>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("dispatcher/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds");
+        Sender {
+            pool,
+            config,
+            client,
+            wake,
+        }
+    }
+
+    pub async fn run(self) {
+        log::info!(
+            "webhooks: sending assignment and dispatch events to the configured WEBHOOK_URL"
+        );
+        loop {
+            match self.send_due().await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!("webhooks: cannot read the outbox: {e}");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Sends what is due now; answers how many were sent (well or not).
+    async fn send_due(&self) -> Result<usize, DbError> {
+        let now = now_ms();
+        let hold_until = now + CLAIM.as_millis() as i64;
+        let claimed = storage::run(&self.pool, move |conn| {
+            WebhookEvent::claim_due(conn, now, hold_until, BATCH).map_err(DbError::from)
+        })
+        .await?;
+        let count = claimed.len();
+        let sends = claimed.into_iter().map(|event| async move {
+            let answer = self.post(&event).await;
+            (event, answer)
+        });
+        for (event, answer) in futures_util::future::join_all(sends).await {
+            self.settle(event, answer).await?;
+        }
+        Ok(count)
+    }
+
+    async fn post(&self, event: &WebhookEvent) -> Answer {
+        let signed = signature(
+            self.config.secret.expose().as_bytes(),
+            now_ms() / 1000,
+            &event.body,
+        );
+        let sent = self
+            .client
+            .post(&self.config.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signed)
+            .body(event.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success() {
+                    Answer::Taken
+                } else if status.is_client_error()
+                    && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                    && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+                {
+                    Answer::Refused(status.as_u16())
+                } else {
+                    Answer::Failed(format!("answered {status}"))
+                }
+            }
+            // Without the URL: it may carry credentials.
+            Err(e) => Answer::Failed(e.without_url().to_string()),
+        }
+    }
+
+    async fn settle(&self, event: WebhookEvent, answer: Answer) -> Result<(), DbError> {
+        let now = now_ms();
+        let max_age = self.config.max_age.as_millis() as i64;
+        let id = event.id;
+        let retry_at = now + backoff(event.attempts).as_millis() as i64;
+        let done = match answer {
+            Answer::Taken => Some(WebhookDone::Delivered),
+            Answer::Refused(status) => {
+                log::warn!(
+                    "webhooks: the receiver refused event {} (order {}) with {status}; given up",
+                    event.event_id,
+                    event.order_id
+                );
+                Some(WebhookDone::Refused)
+            }
+            Answer::Failed(why) if retry_at - event.created_at > max_age => {
+                log::warn!(
+                    "webhooks: event {} (order {}) not delivered within WEBHOOK_MAX_AGE_SECS \
+                     after {} attempts ({why}); given up",
+                    event.event_id,
+                    event.order_id,
+                    event.attempts + 1
+                );
+                Some(WebhookDone::TooOld)
+            }
+            Answer::Failed(why) => {
+                log::info!(
+                    "webhooks: event {} (order {}) attempt {} failed ({why}); next in {:?}",
+                    event.event_id,
+                    event.order_id,
+                    event.attempts + 1,
+                    backoff(event.attempts)
+                );
+                None
+            }
+        };
+        storage::run(&self.pool, move |conn| {
+            match done {
+                Some(done) => WebhookEvent::finish(conn, id, done, now),
+                None => WebhookEvent::retry_at(conn, id, retry_at),
+            }
+            .map_err(DbError::from)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_time_dot_body_in_hex() {
+        // Computed independently with Python's hmac module.
+        assert_eq!(
+            signature(b"0123456789abcdef0123456789abcdef", 1_700_000_000, "{}"),
+            "t=1700000000,v1=417adf36b901772f658597a76d329694e335e65fc0849d7715c3ca33406309b5"
+        );
+    }
+
+    #[test]
+    fn retries_double_from_one_second_up_to_five_minutes() {
+        let waits: Vec<u64> = (0..11).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    }
+}

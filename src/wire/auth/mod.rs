@@ -1,0 +1,261 @@
+//! JWT claims, token decoding and the extractors that guard routes by role.
+
+mod hs256;
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Deserializer, Serialize};
+use thiserror::Error;
+
+use crate::{
+    domain::{AuthUser, MasterId, Role, UserId},
+    service::error::AppError,
+};
+
+#[derive(Debug, Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// What a token says about its bearer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// A number or a decimal string on input; minted as a string (RFC 7519's StringOrURI), which
+    /// strict libraries such as PyJWT require.
+    #[serde(
+        deserialize_with = "id_from_string_or_number",
+        serialize_with = "id_as_string"
+    )]
+    pub sub: i64,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_id: Option<i64>,
+    pub exp: u64,
+}
+
+/// Fails with `forbidden` unless the caller has one of `roles`.
+fn require(user: &AuthUser, roles: &[Role]) -> Result<(), AppError> {
+    if roles.contains(&user.role) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "role \"{}\" may not do this",
+            user.role
+        )))
+    }
+}
+
+fn id_as_string<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(i64),
+        Text(String),
+    }
+    match Id::deserialize(d)? {
+        Id::Number(n) => Ok(n),
+        Id::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom("sub must be a decimal user id")),
+    }
+}
+
+/// A token that checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user: AuthUser,
+    /// Its `exp`, in ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// Signs and checks tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+impl JwtKeys {
+    /// Keys that check no audience or issuer: a token may carry either and is accepted.
+    pub fn new(secret: &str) -> Self {
+        Self::checking(secret, None, None)
+    }
+
+    /// Keys that, for each of `audience` and `issuer` that is set, require the claim and check it.
+    pub fn checking(secret: &str, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        hs256::install();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let mut required = vec!["exp"];
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            audience: audience.map(str::to_string),
+            issuer: issuer.map(str::to_string),
+        }
+    }
+
+    pub fn decode(&self, token: &str) -> Result<AuthUser, AuthError> {
+        self.verify(token).map(|verified| verified.user)
+    }
+
+    /// Checks a token: whom it names, and until when.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::Json(inner) => AuthError::Invalid(inner.to_string()),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Invalid(format!("missing claim {claim}"))
+                }
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
+                _ => AuthError::Invalid("malformed token".into()),
+            })?
+            .claims;
+        if claims.role == Role::Master && claims.master_id.is_none() {
+            return Err(AuthError::Invalid("a master token needs master_id".into()));
+        }
+        Ok(Verified {
+            user: AuthUser {
+                user_id: UserId(claims.sub),
+                role: claims.role,
+                master_id: claims.master_id.map(MasterId),
+            },
+            expires_at_ms: i64::try_from(claims.exp)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        })
+    }
+
+    /// Signs `claims`, adding the audience and issuer these keys check.
+    pub fn encode(&self, claims: &Claims) -> String {
+        #[derive(Serialize)]
+        struct Minted<'a> {
+            #[serde(flatten)]
+            claims: &'a Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+        }
+        let minted = Minted {
+            claims,
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &minted, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// Mints a token valid for `ttl_secs` from now.
+    pub fn mint(&self, user_id: i64, role: Role, master_id: Option<i64>, ttl_secs: u64) -> String {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        self.encode(&Claims {
+            sub: user_id,
+            role,
+            master_id,
+            exp: now + ttl_secs,
+        })
+    }
+}
+
+/// The bearer token of an `Authorization` header, if any.
+pub fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        AppError::Unauthorized(e.to_string())
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
+    let keys = req
+        .app_data::<web::Data<JwtKeys>>()
+        .ok_or_else(|| AppError::Internal("the JWT keys are not registered".into()))?;
+    let token = bearer_token(req.headers()).ok_or(AuthError::Missing)?;
+    Ok(keys.decode(token)?)
+}
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $($role:ident),+) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name(pub AuthUser);
+
+        impl FromRequest for $name {
+            type Error = AppError;
+            type Future = Ready<Result<Self, AppError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(authenticate(req).and_then(|user| {
+                    require(&user, &[$(Role::$role),+])?;
+                    Ok($name(user))
+                }))
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// A service or admin caller: 401 without a token, 403 for other roles.
+    Staff, Service, Admin
+);
+role_guard!(
+    /// An admin caller.
+    AdminUser, Admin
+);
+role_guard!(
+    /// A master caller.
+    MasterUser, Master
+);
+role_guard!(
+    /// A service, admin or master caller.
+    StaffOrMaster, Service, Admin, Master
+);

@@ -1,0 +1,102 @@
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{MAX_BODY_BYTES, at_most};
+use crate::{
+    domain::AuthUser,
+    protocol::shapes::{AssignmentCreated, AssignmentView},
+    service::error::AppError,
+    wire::auth::{MasterUser, Staff},
+    wire::state::AppState,
+};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBody {
+    order_id: i64,
+    master_id: i64,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct RejectBody {
+    reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/assignments", tag = "assignments", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, body = AssignmentCreated), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+pub async fn create(
+    _: Staff,
+    app: web::Data<AppState>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let ttl = body.ttl_seconds.map(Duration::from_secs);
+    let (assignment, delivered) = app
+        .service
+        .offer(body.order_id, body.master_id, ttl)
+        .await?;
+    Ok(HttpResponse::Created().json(AssignmentCreated {
+        assignment: AssignmentView::from(&assignment),
+        delivered,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/assignments/{id}", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+pub async fn get(
+    user: AuthUser,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    if !user.role.is_staff() && user.master().is_none() {
+        return Err(AppError::Forbidden(
+            "only staff and masters see assignments".into(),
+        ));
+    }
+    let assignment = app.service.get_assignment(user, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
+}
+
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/accept", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+pub async fn accept(
+    MasterUser(user): MasterUser,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let accepted = app.service.accept(user, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(AssignmentView::from(&accepted.assignment)))
+}
+
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/reject", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<RejectBody>, description = "optional"), responses((status = 200, body = AssignmentView), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+pub async fn reject(
+    MasterUser(user): MasterUser,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let body = body
+        .to_bytes_limited(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge(MAX_BODY_BYTES))?
+        .map_err(|e| AppError::BadRequest(format!("cannot read the body: {e}")))?;
+    let body: RejectBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RejectBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let reason = body.reason.map(|r| at_most("reason", 500, r)).transpose()?;
+    let assignment = app.service.reject(user, id.into_inner(), reason).await?;
+    Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
+}
+
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/cancel", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+pub async fn cancel(
+    Staff(user): Staff,
+    app: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let assignment = app.service.cancel(user, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
+}

@@ -1,0 +1,9 @@
+//! The edge: HTTP routes and WebSocket sessions, who the caller is, and the connection limits.
+//! Everything here authenticates and translates; the service decides.
+
+pub mod auth;
+pub mod client_addr;
+pub mod connection_limits;
+pub mod http;
+pub mod state;
+pub mod ws;

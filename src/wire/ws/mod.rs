@@ -1,0 +1,10 @@
+//! WebSocket connections: the upgrade, the session actor that reads frames, and the task that
+//! writes them.
+
+pub mod outbox;
+
+mod frames;
+mod rate_limit;
+pub mod route;
+pub mod session;
+mod writer;

@@ -1,8 +1,0 @@
-//! WebSocket connections: the upgrade, the session actor that reads frames, and the task that
-//! writes them.
-
-mod frames;
-mod rate_limit;
-pub mod route;
-pub mod session;
-mod writer;
