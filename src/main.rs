@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 mod doctor;
 
-use dispatcher::{config::Config, domain::Role, startup::Application};
+use dispatcher::{config::Config, domain::Role, startup::Application, wire::auth::JwtKeys};
 
 #[derive(Parser)]
 #[command(
@@ -193,7 +193,10 @@ fn main() -> ExitCode {
                 eprintln!("--master-id is required for --role master");
                 return ExitCode::FAILURE;
             }
-            println!("{}", config.jwt_keys().mint(sub, role, master_id, ttl));
+            println!(
+                "{}",
+                JwtKeys::from_config(&config).mint(sub, role, master_id, ttl)
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Doctor { .. }) => unreachable!("the doctor ran above"),

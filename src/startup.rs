@@ -28,20 +28,21 @@ use crate::{
     config::{Config, ConfigError},
     domain::MasterId,
     expiry::{Expiry, Recover},
-    operations::access,
-    operations::metrics::Metrics,
-    operations::stats,
-    operations::stats_feed::StatsFeed,
+    metrics::Metrics,
     router::{
         Dispatcher, DispatcherSettings,
         messages::{Shutdown, SubscribedAmong},
     },
     service::error::AppError,
     service::{Presence, Service},
+    stats,
+    stats::feed::StatsFeed,
     storage::{self, Backend, DbError, DbPool},
     webhooks,
+    wire::auth::JwtKeys,
     wire::connection_limits::ConnectionLimits,
     wire::http as routes,
+    wire::http::access,
     wire::state::AppState,
     wire::ws,
 };
@@ -226,7 +227,7 @@ impl Application {
             };
             node.start(outgoing, parts);
         }
-        let jwt = web::Data::new(config.jwt_keys());
+        let jwt = web::Data::new(JwtKeys::from_config(&config));
         log::info!(
             "limits: {} WebSocket connections (MAX_CONNECTIONS), {} per master or client, {} \
              unauthenticated per address, {} unsent bytes per connection",

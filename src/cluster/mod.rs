@@ -32,7 +32,7 @@ use crate::{
     bus::EventBus,
     domain::{DomainEvent, MasterId, Offer},
     expiry::{Expiry, Recover},
-    operations::metrics::Metrics,
+    metrics::Metrics,
     router::{
         Dispatcher,
         messages::{GetStats, Resync, SubscribedMasters, TellMissed},

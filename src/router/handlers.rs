@@ -3,7 +3,7 @@ use actix::{Context, Handler, MessageResult};
 use super::{Audience, Connection, Dispatcher, messages::*, route};
 use crate::domain::Role;
 use crate::{
-    bus::Deliver, domain::DomainEvent, domain::time::now_ms, operations::metrics::ms_to_secs,
+    bus::Deliver, domain::DomainEvent, domain::time::now_ms, metrics::ms_to_secs,
     protocol::CloseCode,
 };
 
@@ -190,7 +190,7 @@ impl Handler<UnsubscribeTopics> for Dispatcher {
 }
 
 /// Sends a newly subscribed connection the open offers it has not been pushed yet, paced by how
-/// fast it reads (see [`Outbox::replay`](crate::wire::ws::outbox::Outbox::replay)).
+/// fast it reads (see [`Outbox::replay`](crate::router::outbox::Outbox::replay)).
 impl Handler<ReplayOffers> for Dispatcher {
     type Result = ();
 

@@ -7,7 +7,7 @@ use crate::{
     domain::AuthUser,
     domain::{AssignmentId, Decision, MasterId, Offer, UserId},
     protocol::CloseCode,
-    wire::ws::outbox::Outbox,
+    router::outbox::Outbox,
 };
 
 /// Opaque per-process connection id; shown to clients as hex.

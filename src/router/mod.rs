@@ -6,6 +6,7 @@
 mod handlers;
 mod index;
 pub mod messages;
+pub mod outbox;
 mod receipts;
 mod route;
 
@@ -26,9 +27,9 @@ use crate::{
     domain::time::now_ms,
     domain::{AssignmentId, MasterId, Offer, UserId},
     domain::{AuthUser, Role},
-    operations::metrics::Metrics,
+    metrics::Metrics,
     protocol::{CloseCode, ServerMessage},
-    wire::ws::outbox::{Outbox, QueueError},
+    router::outbox::{Outbox, QueueError},
 };
 
 /// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.

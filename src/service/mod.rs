@@ -24,10 +24,10 @@ use crate::{
         AssignmentId, Decision, DispatchId, DispatchMode, DomainEvent, MasterId, Offer,
         OrderStatus, Outcome, Push, UserId,
     },
-    operations::metrics::{Metrics, ms_to_secs},
-    operations::offer_figures::{self, OfferFigures},
+    metrics::{Metrics, ms_to_secs},
     protocol::{check_push_type, check_topic},
     service::error::AppError,
+    stats::offer_figures::{self, OfferFigures},
     storage::{
         self, DbConn, DbPool,
         dispatches::{Dispatch, DispatchPlan, DispatchRefused, DispatchState},

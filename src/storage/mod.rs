@@ -153,7 +153,7 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
 }
 
 /// Tells the metrics how long each checkout waited for a connection.
-struct PoolWaits(std::sync::Arc<crate::operations::metrics::Metrics>);
+struct PoolWaits(std::sync::Arc<crate::metrics::Metrics>);
 
 impl std::fmt::Debug for PoolWaits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,7 +177,7 @@ pub fn pool(
     database_url: &str,
     size: u32,
     timeout: Duration,
-    metrics: Option<std::sync::Arc<crate::operations::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 ) -> DbPool {
     let builder = Pool::builder();
     let builder = match metrics {

@@ -2,7 +2,6 @@
 //! Everything here authenticates and translates; the service decides.
 
 pub mod auth;
-pub mod client_addr;
 pub mod connection_limits;
 pub mod http;
 pub mod state;

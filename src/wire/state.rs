@@ -5,9 +5,8 @@ use std::{sync::Arc, time::Instant};
 use actix::Addr;
 
 use crate::{
-    cluster::Node, config::Config, operations::metrics::Metrics, operations::stats_feed::StatsFeed,
-    router::Dispatcher, service::Service, wire::auth::JwtKeys,
-    wire::connection_limits::ConnectionLimits,
+    cluster::Node, config::Config, metrics::Metrics, router::Dispatcher, service::Service,
+    stats::feed::StatsFeed, wire::auth::JwtKeys, wire::connection_limits::ConnectionLimits,
 };
 
 #[derive(Clone)]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use crate::{
+    config::Config,
     domain::{AuthUser, MasterId, Role, UserId},
     service::error::AppError,
 };
@@ -91,6 +92,15 @@ pub struct JwtKeys {
 }
 
 impl JwtKeys {
+    /// The keys that sign and check tokens as the configuration says.
+    pub fn from_config(config: &Config) -> Self {
+        Self::checking(
+            config.jwt_secret.expose(),
+            config.jwt_audience.as_deref(),
+            config.jwt_issuer.as_deref(),
+        )
+    }
+
     /// Keys that check no audience or issuer: a token may carry either and is accepted.
     pub fn new(secret: &str) -> Self {
         Self::checking(secret, None, None)

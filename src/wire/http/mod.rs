@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource, mounted by [`config`].
 
+pub mod access;
 mod admin;
 mod assignments;
 mod dashboard;

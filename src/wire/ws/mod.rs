@@ -1,8 +1,6 @@
 //! WebSocket connections: the upgrade, the session actor that reads frames, and the task that
 //! writes them.
 
-pub mod outbox;
-
 mod frames;
 mod rate_limit;
 pub mod route;

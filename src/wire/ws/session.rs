@@ -22,6 +22,7 @@ use crate::{
     domain::{AuthUser, Role},
     protocol::shapes::OrderView,
     protocol::{ClientMessage, CloseCode, ServerMessage, parse, topics_of},
+    router::outbox::{Outbound, Outbox, QueueError},
     router::{
         Dispatcher, MAX_TOPICS,
         messages::{
@@ -34,7 +35,6 @@ use crate::{
     wire::auth::{AuthError, Verified},
     wire::connection_limits::Admitted,
     wire::state::AppState,
-    wire::ws::outbox::{Outbound, Outbox, QueueError},
 };
 
 /// How often the server checks that a peer is still there.

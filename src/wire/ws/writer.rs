@@ -8,7 +8,7 @@ use tokio_util::codec::Encoder;
 
 use crate::{
     protocol::CloseCode,
-    wire::ws::outbox::{Drain, Outbound},
+    router::outbox::{Drain, Outbound},
 };
 
 /// Starts the writer task for `io`, draining `rx`. After a close frame it shuts the socket's

@@ -8,7 +8,7 @@ use actix_web::{
     http::header::{HeaderName, HeaderValue, USER_AGENT, X_FORWARDED_FOR},
 };
 
-use crate::{operations::metrics::Metrics, wire::client_addr::TrustedProxies};
+use crate::{config::TrustedProxies, metrics::Metrics};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

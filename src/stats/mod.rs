@@ -2,6 +2,9 @@
 //! in cluster mode), shifts and offer figures from the database. `GET
 //! /api/admin/websocket/stats` answers them, and `subscribe_stats` streams them as [`frame`]s.
 
+pub mod feed;
+pub mod offer_figures;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -11,9 +14,9 @@ use crate::{
     domain::Role,
     domain::time::{iso, now_ms},
     domain::{MasterId, UserId},
-    operations::offer_figures::OfferFigures,
     router::messages::GetStats,
     service::error::AppError,
+    stats::offer_figures::OfferFigures,
     wire::state::AppState,
 };
 

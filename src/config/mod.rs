@@ -4,7 +4,11 @@ use std::{env, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
-use crate::{storage::Backend, wire::client_addr::TrustedProxies};
+mod trusted_proxies;
+
+pub use trusted_proxies::TrustedProxies;
+
+use crate::storage::Backend;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -158,15 +162,6 @@ impl WebhookConfig {
 }
 
 impl Config {
-    /// The keys that sign and check tokens as this configuration says.
-    pub fn jwt_keys(&self) -> crate::wire::auth::JwtKeys {
-        crate::wire::auth::JwtKeys::checking(
-            self.jwt_secret.expose(),
-            self.jwt_audience.as_deref(),
-            self.jwt_issuer.as_deref(),
-        )
-    }
-
     /// Reads `.env` (if present) and then the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
