@@ -11,6 +11,7 @@ pub mod domain;
 pub mod expiry;
 pub mod metrics;
 pub mod protocol;
+pub mod recovery;
 pub mod router;
 pub mod service;
 pub mod startup;

@@ -133,7 +133,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
     }
 }
 
-/// A panic in database work is caught and answered with 500. Anywhere else (the Dispatcher, the
+/// A panic in database work is caught and answered with 500. Anywhere else (the router, the
 /// expiry actor, a worker) it would leave a half-dead process that still answers `/health`, so
 /// the process exits instead, and the process manager's restart runs start-up recovery.
 fn exit_on_panic_outside_database_work() {

@@ -1,14 +1,14 @@
-//! Builds the application on a listener: database, the Dispatcher, the expiry actor and the
-//! event bus between them, start-up recovery, the HTTP server.
+//! The composition root: builds the parts (database pool, router, bus, service, expiry actor,
+//! cluster link, stats), wires them together, runs start-up recovery and serves HTTP and
+//! WebSocket on a listener.
 
 use std::{
-    collections::HashSet,
     net::TcpListener,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr, AsyncContext};
+use actix::{Actor, Addr, AsyncContext, Context};
 use actix_http::{HttpService, KeepAlive};
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config};
@@ -20,31 +20,24 @@ use actix_web::{
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
-use futures_util::future::BoxFuture;
-
 use crate::{
     bus::{EventBus, REMOTE_QUEUE},
-    cluster::{Node, Parts},
+    cluster::{Node, Parts, Reach},
     config::{Config, ConfigError},
-    domain::MasterId,
-    expiry::{Expiry, Recover},
+    expiry::Expiry,
     metrics::Metrics,
-    router::{
-        Dispatcher, DispatcherSettings,
-        messages::{Shutdown, SubscribedAmong},
+    recovery::{self, PrepareError},
+    router::{Router, RouterSettings, messages::Shutdown},
+    service::{Service, WebhookOutbox},
+    stats::Stats,
+    storage, webhooks,
+    wire::{
+        auth::JwtKeys,
+        connection_limits::ConnectionLimits,
+        http::{self as routes, access},
+        state::AppState,
+        ws,
     },
-    service::error::AppError,
-    service::{Presence, Service},
-    stats,
-    stats::feed::StatsFeed,
-    storage::{self, Backend, DbError, DbPool},
-    webhooks,
-    wire::auth::JwtKeys,
-    wire::connection_limits::ConnectionLimits,
-    wire::http as routes,
-    wire::http::access,
-    wire::state::AppState,
-    wire::ws,
 };
 
 #[derive(Debug, Error)]
@@ -59,61 +52,13 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
 }
 
-/// Why the database could not be made ready at start.
-#[derive(Debug, Error)]
-pub enum PrepareError {
-    #[error(transparent)]
-    Migrate(#[from] DbError),
-    #[error("recovering open offers: {0}")]
-    Recover(AppError),
-}
-
-impl PrepareError {
-    fn is_unavailable(&self) -> bool {
-        match self {
-            PrepareError::Migrate(e) => e.is_unavailable(),
-            PrepareError::Recover(e) => matches!(e, AppError::Unavailable),
-        }
-    }
-}
-
-/// Which masters have a subscribed connection: this node's Dispatcher, then the other nodes'
-/// presence for the rest.
-struct Reach {
-    dispatcher: Addr<Dispatcher>,
-    node: Node,
-}
-
-impl Presence for Reach {
-    fn subscribed_among(&self, masters: Vec<MasterId>) -> BoxFuture<'static, HashSet<MasterId>> {
-        let (dispatcher, node) = (self.dispatcher.clone(), self.node.clone());
-        Box::pin(async move {
-            let wanted = masters.clone();
-            let mut found: HashSet<MasterId> = dispatcher
-                .send(SubscribedAmong(masters))
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            if found.len() < wanted.len() && node.redis_up().is_some() {
-                let elsewhere = node.subscribed_elsewhere().await;
-                found.extend(wanted.into_iter().filter(|m| elsewhere.contains(m)));
-            }
-            found
-        })
-    }
-}
-
-/// A decided offer's dispatch step that has not been taken this long after is taken by the sweep.
-const STEP_OVERDUE_AFTER: Duration = Duration::from_secs(2);
-
 pub struct Application {
     port: u16,
     server: Server,
     /// `/metrics` on `METRICS_BIND_ADDR`, when set.
     metrics_server: Option<ServerHandle>,
     node: Node,
-    dispatcher: Addr<Dispatcher>,
+    router: Addr<Router>,
     stop: Arc<Notify>,
 }
 
@@ -144,8 +89,8 @@ impl Application {
             config.db_timeout,
             Some(metrics.clone()),
         );
-        let dispatcher = Dispatcher::new(
-            DispatcherSettings {
+        let router = Router::new(
+            RouterSettings {
                 subscription_timeout: config.subscription_timeout,
                 cleanup_interval: config.cleanup_interval,
                 max_connections_per_user: config.max_connections_per_user,
@@ -165,29 +110,30 @@ impl Application {
             None => (None, None),
         };
         let presence = Arc::new(Reach {
-            dispatcher: dispatcher.clone(),
+            router: router.clone(),
             node: node.clone(),
         });
-        let webhook_wake = config.webhook.as_ref().map(|_| Arc::new(Notify::new()));
-        let mut built = None;
-        let expiry = Expiry::create(|ctx| {
-            let bus = EventBus::new(
-                dispatcher.clone().recipient(),
-                ctx.address().recipient(),
-                to_other_nodes,
-            );
-            let service = Service::new(
-                pool.clone(),
-                bus.clone(),
-                config.assignment_ttl,
-                presence,
-                webhook_wake.clone(),
-                metrics.clone(),
-            );
-            built = Some((bus, service.clone()));
-            Expiry::new(service)
+        let webhook_outbox = config.webhook.as_ref().map(|_| WebhookOutbox {
+            bodies: webhooks::bodies,
+            wake: Arc::new(Notify::new()),
         });
-        let (bus, service) = built.expect("the bus and service are built with the expiry actor");
+        // The bus comes first: the expiry actor's address exists before the actor, which
+        // needs the service, which needs the bus.
+        let expiry_context = Context::<Expiry>::new();
+        let bus = EventBus::new(
+            router.clone().recipient(),
+            expiry_context.address().recipient(),
+            to_other_nodes,
+        );
+        let service = Service::new(
+            pool.clone(),
+            bus.clone(),
+            config.assignment_ttl,
+            presence,
+            webhook_outbox.clone(),
+            metrics.clone(),
+        );
+        let expiry = expiry_context.run(Expiry::new(service.clone()));
         log::info!(
             "node {} starting ({})",
             config.node_id,
@@ -197,35 +143,27 @@ impl Application {
                 "single process"
             }
         );
-        match prepare_database(&config.database_url, &pool, &expiry).await {
-            Ok(()) => {}
-            Err(e)
-                if e.is_unavailable() && Backend::of(&config.database_url) == Backend::Postgres =>
-            {
-                log::warn!("database unavailable at start ({e}); serving 503 and retrying");
-                actix_web::rt::spawn(retry_prepare(
-                    config.database_url.clone(),
-                    pool.clone(),
-                    expiry.clone(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
-
-        if let (Some(webhook), Some(wake)) = (&config.webhook, webhook_wake) {
-            let sender = webhooks::Sender::new(pool.clone(), webhook.clone(), wake);
+        recovery::start_up(&config.database_url, &pool, &expiry).await?;
+        if let (Some(webhook), Some(outbox)) = (&config.webhook, webhook_outbox) {
+            let sender = webhooks::Sender::new(pool.clone(), webhook.clone(), outbox.wake);
             actix_web::rt::spawn(sender.run());
         }
-        actix_web::rt::spawn(sweep_dispatches(service.clone()));
+        actix_web::rt::spawn(recovery::sweep_dispatches(service.clone()));
         if let Some(outgoing) = outgoing {
+            let gaps = Arc::new(Notify::new());
             let parts = Parts {
                 bus,
-                dispatcher: dispatcher.clone(),
-                expiry,
-                service: service.clone(),
+                router: router.clone(),
                 metrics: metrics.clone(),
+                gaps: gaps.clone(),
             };
             node.start(outgoing, parts);
+            actix_web::rt::spawn(recovery::recover_gaps(
+                gaps,
+                expiry,
+                router.clone(),
+                service.clone(),
+            ));
         }
         let jwt = web::Data::new(JwtKeys::from_config(&config));
         log::info!(
@@ -238,24 +176,23 @@ impl Application {
         );
         let limits =
             ConnectionLimits::new(config.max_connections, config.max_unauthenticated_per_ip);
+        let stats = Stats::start(
+            router.clone(),
+            node.clone(),
+            service.clone(),
+            config.active_window,
+        );
         let state = web::Data::new(AppState {
             limits,
-            service,
+            service: service.clone(),
             node: node.clone(),
-            dispatcher: dispatcher.clone(),
+            router: router.clone(),
             jwt: jwt.get_ref().clone(),
             config: Arc::new(config),
             started_at: Instant::now(),
             metrics: metrics.clone(),
-            stats_feed: StatsFeed::new(),
+            stats,
         });
-        {
-            let app = state.clone();
-            actix_web::rt::spawn(state.stats_feed.clone().run(move || {
-                let app = app.clone();
-                Box::pin(async move { stats::frame(&app).await })
-            }));
-        }
         let metrics_server = match state.config.metrics_bind_addr {
             Some(addr) => Some(serve_metrics(state.clone(), addr)?),
             None => None,
@@ -322,7 +259,7 @@ impl Application {
             server,
             metrics_server,
             node,
-            dispatcher,
+            router,
             stop: Arc::new(Notify::new()),
         })
     }
@@ -331,9 +268,9 @@ impl Application {
         self.port
     }
 
-    /// The process's Dispatcher, for in-process harnesses that bypass HTTP.
-    pub fn dispatcher(&self) -> Addr<Dispatcher> {
-        self.dispatcher.clone()
+    /// The process's router, for in-process harnesses that bypass HTTP.
+    pub fn router(&self) -> Addr<Router> {
+        self.router.clone()
     }
 
     pub fn stop_handle(&self) -> StopHandle {
@@ -349,7 +286,7 @@ impl Application {
             signal = shutdown_signal() => log::info!("{signal} received; shutting down"),
             _ = self.stop.notified() => log::info!("stop requested; shutting down"),
         }
-        let closed = self.dispatcher.send(Shutdown).await.unwrap_or(0);
+        let closed = self.router.send(Shutdown).await.unwrap_or(0);
         log::info!("closing {closed} WebSocket connections with 1001");
         self.node.leave().await;
         if let Some(metrics_server) = &self.metrics_server {
@@ -396,56 +333,4 @@ fn serve_metrics(
     let handle = server.handle();
     actix_web::rt::spawn(server);
     Ok(handle)
-}
-
-/// Migrates, then has the expiry actor expire what fell due while the service was down and arm
-/// the rest.
-async fn prepare_database(
-    database_url: &str,
-    pool: &DbPool,
-    expiry: &Addr<Expiry>,
-) -> Result<(), PrepareError> {
-    let (url, migrate_pool) = (database_url.to_string(), pool.clone());
-    actix_web::web::block(move || storage::migrate(&url, &migrate_pool))
-        .await
-        .map_err(|_| DbError::Cancelled)??;
-    expiry
-        .send(Recover)
-        .await
-        .map_err(|_| DbError::Cancelled)?
-        .map_err(PrepareError::Recover)
-        .map(|_| ())
-}
-
-/// Takes the dispatch steps that were decided but not taken: at start, for what a stop left,
-/// then for what another node (or this one) left when it died or lost the database.
-async fn sweep_dispatches(service: Service) {
-    loop {
-        match service.step_overdue(STEP_OVERDUE_AFTER).await {
-            Ok(0) => {}
-            Ok(taken) => log::info!("dispatch sweep: took {taken} overdue steps"),
-            Err(AppError::Unavailable) => {}
-            Err(e) => log::warn!("dispatch sweep failed: {e}"),
-        }
-        tokio::time::sleep(STEP_OVERDUE_AFTER).await;
-    }
-}
-
-/// Keeps trying to reach a database that was down at start, backing off up to `MAX_BACKOFF`.
-async fn retry_prepare(database_url: String, pool: DbPool, expiry: Addr<Expiry>) {
-    const MAX_BACKOFF: Duration = Duration::from_secs(30);
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        tokio::time::sleep(backoff).await;
-        match prepare_database(&database_url, &pool, &expiry).await {
-            Ok(()) => {
-                log::info!("database reachable again");
-                return;
-            }
-            Err(e) => {
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                log::warn!("database still unavailable ({e}); next try in {backoff:?}");
-            }
-        }
-    }
 }

@@ -627,7 +627,7 @@ async fn route_dispatcher(opts: &Opts) -> f64 {
             let app = Application::build_with_listener(config, listener)
                 .await
                 .expect("app");
-            tx.send((app.port(), app.dispatcher(), app.stop_handle()))
+            tx.send((app.port(), app.router(), app.stop_handle()))
                 .unwrap();
             let _ = app.run_until_stopped().await;
         })

@@ -1,7 +1,8 @@
-//! The event bus: the one road by which stored changes reach whoever must know.
+//! The event bus: how committed changes reach this node's router and expiry actor, and the other
+//! nodes. (Webhooks take another way: their rows are written in the decision's own transaction.)
 //!
 //! The service publishes [`DomainEvent`]s here after committing them. Each goes to the local
-//! router (the Dispatcher, which pushes frames to connections) and to the local expiry actor
+//! router (which pushes frames to connections) and to the local expiry actor
 //! (which arms and disarms deadlines). In cluster mode it also goes to the other nodes, whose
 //! buses deliver it to their own actors.
 

@@ -3,9 +3,9 @@
 //! - Events: every node publishes the events it produces on one pub/sub channel and hands what
 //!   the others publish to its own bus, so its connections hear of every change and its expiry
 //!   actor arms every offer.
-//! - Gaps: the subscription is a loop of its own. Each time it (re)subscribes, the node re-arms
-//!   deadlines from the database and re-sends subscribed masters the open offers they have not
-//!   been sent, so nothing published while Redis was away is lost.
+//! - Gaps: the subscription is a loop of its own. Each time it (re)subscribes, and when another
+//!   node says it dropped events, it tells `Parts::gaps`, and recovery reads back what the node
+//!   may have missed, so nothing published while Redis was away is lost.
 //! - Presence: a heartbeat keeps this node's connections in Redis with a TTL, so any node can
 //!   answer the stats for all of them.
 
@@ -13,7 +13,7 @@ mod envelope;
 mod presence;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,22 +22,21 @@ use std::{
 };
 
 use actix::Addr;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, future::BoxFuture};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub use presence::NodePresence;
 
 use crate::{
     bus::EventBus,
-    domain::{DomainEvent, MasterId, Offer},
-    expiry::{Expiry, Recover},
+    domain::{DomainEvent, MasterId},
     metrics::Metrics,
     router::{
-        Dispatcher,
-        messages::{GetStats, Resync, SubscribedMasters, TellMissed},
+        Router,
+        messages::{GetStats, SubscribedAmong},
     },
-    service::Service,
+    service::Presence,
 };
 
 /// The one channel every node publishes on and listens to.
@@ -72,14 +71,42 @@ struct Link {
     dropped: Arc<AtomicBool>,
 }
 
-/// What a gap recovery needs to reach.
+/// What the links to the other nodes reach on this one.
 #[derive(Clone)]
 pub struct Parts {
     pub bus: EventBus,
-    pub dispatcher: Addr<Dispatcher>,
-    pub expiry: Addr<Expiry>,
-    pub service: Service,
+    pub router: Addr<Router>,
     pub metrics: Arc<Metrics>,
+    /// Told after every gap in what this node heard from the others; recovery reads back
+    /// what it may have missed.
+    pub gaps: Arc<Notify>,
+}
+
+/// Which masters have a subscribed connection: this node's Router, then the other nodes'
+/// presence for the rest.
+pub struct Reach {
+    pub router: Addr<Router>,
+    pub node: Node,
+}
+
+impl Presence for Reach {
+    fn subscribed_among(&self, masters: Vec<MasterId>) -> BoxFuture<'static, HashSet<MasterId>> {
+        let (router, node) = (self.router.clone(), self.node.clone());
+        Box::pin(async move {
+            let wanted = masters.clone();
+            let mut found: HashSet<MasterId> = router
+                .send(SubscribedAmong(masters))
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if found.len() < wanted.len() && node.redis_up().is_some() {
+                let elsewhere = node.subscribed_elsewhere().await;
+                found.extend(wanted.into_iter().filter(|m| elsewhere.contains(m)));
+            }
+            found
+        })
+    }
 }
 
 impl Node {
@@ -131,11 +158,7 @@ impl Node {
             parts.metrics.clone(),
         ));
         actix_web::rt::spawn(subscribe_loop(link.clone(), self.id.clone(), parts.clone()));
-        actix_web::rt::spawn(heartbeat_loop(
-            link.clone(),
-            self.id.clone(),
-            parts.dispatcher,
-        ));
+        actix_web::rt::spawn(heartbeat_loop(link.clone(), self.id.clone(), parts.router));
     }
 
     /// Every live node's presence, this node's (`own`) fresh; only `own` when Redis is away.
@@ -296,7 +319,7 @@ async fn subscribe_loop(link: Link, node_id: Arc<str>, parts: Parts) {
                 log::info!("node {node_id} subscribed to cluster events");
                 backoff = RECONNECT_MIN;
                 reported = false;
-                actix_web::rt::spawn(recover_gap(parts.clone()));
+                parts.gaps.notify_one();
                 announce_dropped(&link, &node_id).await;
                 listen(pubsub, &node_id, &parts).await;
                 link.subscribed.store(false, Ordering::Relaxed);
@@ -353,7 +376,7 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
             Ok(envelope) => {
                 if envelope.dropped {
                     log::info!("node {} dropped events; catching up", envelope.node);
-                    actix_web::rt::spawn(recover_gap(parts.clone()));
+                    parts.gaps.notify_one();
                 }
                 if let Some(backplane) = &parts.metrics.backplane {
                     backplane
@@ -368,61 +391,14 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
     }
 }
 
-/// After (re)subscribing: arm every pending deadline again, send subscribed masters the open
-/// offers they missed (the Dispatcher skips offers a connection has already been sent), and tell
-/// them of offers they hold that were expired or cancelled meanwhile.
-async fn recover_gap(parts: Parts) {
-    match parts.expiry.send(Recover).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log::warn!("gap recovery could not re-arm deadlines: {e}"),
-        Err(e) => log::error!("gap recovery: expiry actor unreachable: {e}"),
-    }
-    let Ok(subscribed) = parts.dispatcher.send(SubscribedMasters).await else {
-        return;
-    };
-    if subscribed.is_empty() {
-        return;
-    }
-    let mut masters: Vec<MasterId> = subscribed.iter().map(|&(_, m)| m).collect();
-    masters.sort_unstable();
-    masters.dedup();
-    let offers = match parts.service.pending_offers_of(masters).await {
-        Ok(offers) => offers,
-        Err(e) => {
-            log::warn!("gap recovery could not read open offers: {e}");
-            return;
-        }
-    };
-    let mut by_master: HashMap<MasterId, Vec<Offer>> = HashMap::new();
-    for offer in offers {
-        by_master.entry(offer.master_id).or_default().push(offer);
-    }
-    for (id, master) in subscribed {
-        let open = by_master.get(&master).cloned().unwrap_or_default();
-        let Ok(stale) = parts.dispatcher.send(Resync { id, open }).await else {
-            return;
-        };
-        if stale.is_empty() {
-            continue;
-        }
-        match parts.service.decisions_among(stale).await {
-            Ok(decisions) if !decisions.is_empty() => {
-                let _ = parts.dispatcher.send(TellMissed { id, decisions }).await;
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("gap recovery could not read missed decisions: {e}"),
-        }
-    }
-}
-
 /// Keeps this node's presence fresh in Redis.
-async fn heartbeat_loop(link: Link, node_id: Arc<str>, dispatcher: Addr<Dispatcher>) {
+async fn heartbeat_loop(link: Link, node_id: Arc<str>, router: Addr<Router>) {
     let mut conn = link.conn;
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut failing = false;
     loop {
         tick.tick().await;
-        let Ok(stats) = dispatcher.send(GetStats).await else {
+        let Ok(stats) = router.send(GetStats).await else {
             return;
         };
         if link.leaving.load(Ordering::Relaxed) {

@@ -1,4 +1,4 @@
-//! `dispatcher doctor URL --token T`: seed 004's checklist as a tool. It opens a WebSocket the
+//! `dispatcher doctor URL --token T`: the troubleshooting checklist as a tool. It opens a WebSocket the
 //! way an app does, one step at a time (URL, DNS, TCP, TLS, upgrade, origin, authentication,
 //! subscription, round trips, an idle hold, the close), and on the first failure says what it
 //! most likely means and how to fix it. Blocking code: it is a command, not part of the server.
@@ -429,7 +429,7 @@ fn first_frame(ws: &mut Socket, origin: &str) -> Result<((), String), Failed> {
         if failed.0.contains("origin not allowed") {
             failed.1 = Some(format!(
                 "{origin} is not in ALLOWED_ORIGINS: add it, or unset ALLOWED_ORIGINS. Mobile apps send \
-                 no browser origin and are always let in (seed 000); pass --origin to test another"
+                 no browser origin and are always let in; pass --origin to test another"
             ));
         }
         failed

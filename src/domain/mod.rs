@@ -1,9 +1,12 @@
-//! The language of the service: typed ids, the statuses of orders and assignments, and the
-//! events that say what changed. Every other layer speaks it; it depends on none of them.
+//! The language of the service: typed ids, the statuses of orders and assignments, roles, checked
+//! inputs, the records the service answers with, and the events that say what changed. Every
+//! other room speaks it; it imports none of them.
 //!
 //! Events are plain serde data, so they can travel between nodes as JSON that a second
 //! implementation could read.
 
+pub mod input;
+pub mod records;
 mod role;
 pub mod time;
 

@@ -1,8 +1,20 @@
 //! What each WebSocket close means here, why it happens, and what fixes it: one table that the
-//! `/debug` page explains closes with (and, later, `dispatcher doctor`). From seed 004's table of
-//! codes and the close reasons this server sends.
+//! `/debug` page and `dispatcher doctor` explain closes with, covering the standard codes and
+//! every close reason this server sends.
 
 use serde::Serialize;
+
+/// The close codes this service sends (RFC 6455, section 7.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    Normal = 1000,
+    Away = 1001,
+    Protocol = 1002,
+    Unsupported = 1003,
+    Policy = 1008,
+    Size = 1009,
+    Error = 1011,
+}
 
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -87,7 +99,7 @@ pub const CLOSE_CAUSES: &[CloseCause] = &[
         1008,
         Some("origin not allowed"),
         "A browser origin that ALLOWED_ORIGINS does not list.",
-        "Add the web app's origin to ALLOWED_ORIGINS. Mobile apps send no browser origin and are always let in (seed 000).",
+        "Add the web app's origin to ALLOWED_ORIGINS. Mobile apps send no browser origin and are always let in.",
     ),
     cause(
         1008,

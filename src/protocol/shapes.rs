@@ -1,15 +1,51 @@
-//! JSON shapes of stored objects, shared by HTTP answers and WebSocket messages.
+//! JSON shapes of offers, orders, masters, dispatches and errors, shared by HTTP answers and
+//! WebSocket messages.
 
 use serde::Serialize;
 
-use crate::{
-    domain::time::iso,
-    domain::{AssignmentStatus, CandidateOutcome, DispatchMode, DispatchStatus, OrderStatus},
-    storage::{
-        dispatches::DispatchState,
-        models::{Assignment, Master, Order},
-    },
+use crate::domain::{
+    AssignmentStatus, CandidateOutcome, DispatchMode, DispatchStatus, Offer, OrderStatus,
+    records::{Assignment, Dispatch, Master, Order},
+    time::iso,
 };
+
+/// The body of every error answer, over HTTP and inside WebSocket `error` messages.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `unauthorized`, `forbidden`, `bad_request`, `unknown_type`, `not_found`,
+    /// `assignment_not_pending`, `conflict`, `rate_limited`, `payload_too_large`, `over_capacity`,
+    /// `unavailable` or `internal`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What a master sees of an offer before accepting it: never the client's name or phone.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferView {
+    pub id: i64,
+    pub order_id: i64,
+    pub address: String,
+    pub device_type: String,
+    pub problem: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<&Offer> for OfferView {
+    fn from(o: &Offer) -> Self {
+        OfferView {
+            id: o.assignment_id.0,
+            order_id: o.order_id.0,
+            address: o.address.clone(),
+            device_type: o.device_type.clone(),
+            problem: o.problem.clone(),
+            created_at: iso(o.created_at),
+            expires_at: iso(o.expires_at),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -30,15 +66,15 @@ pub struct OrderView {
 impl From<&Order> for OrderView {
     fn from(o: &Order) -> Self {
         OrderView {
-            id: o.id,
-            client_user_id: o.client_user_id,
+            id: o.id.0,
+            client_user_id: o.client_user_id.0,
             address: o.address.clone(),
             device_type: o.device_type.clone(),
             problem: o.problem.clone(),
             client_name: o.client_name.clone(),
             client_phone: o.client_phone.clone(),
             status: o.status,
-            master_id: o.master_id,
+            master_id: o.master_id.map(|m| m.0),
             created_at: iso(o.created_at),
             updated_at: iso(o.updated_at),
         }
@@ -64,9 +100,9 @@ pub struct AssignmentView {
 impl From<&Assignment> for AssignmentView {
     fn from(a: &Assignment) -> Self {
         AssignmentView {
-            id: a.id,
-            order_id: a.order_id,
-            master_id: a.master_id,
+            id: a.id.0,
+            order_id: a.order_id.0,
+            master_id: a.master_id.0,
             status: a.status,
             created_at: iso(a.created_at),
             expires_at: iso(a.expires_at),
@@ -88,7 +124,7 @@ pub struct MasterView {
 impl From<&Master> for MasterView {
     fn from(m: &Master) -> Self {
         MasterView {
-            id: m.id,
+            id: m.id.0,
             on_shift: m.on_shift,
             updated_at: iso(m.updated_at),
         }
@@ -124,33 +160,32 @@ pub struct DispatchView {
     pub updated_at: String,
 }
 
-impl From<&DispatchState> for DispatchView {
-    fn from(state: &DispatchState) -> Self {
-        let d = &state.dispatch;
+impl From<&Dispatch> for DispatchView {
+    fn from(d: &Dispatch) -> Self {
         DispatchView {
-            id: d.id,
-            order_id: d.order_id,
+            id: d.id.0,
+            order_id: d.order_id.0,
             status: d.status,
             mode: d.mode,
-            candidates: state
+            candidates: d
                 .candidates
                 .iter()
                 .map(|c| CandidateView {
-                    master_id: c.master_id,
+                    master_id: c.master_id.0,
                     outcome: c.outcome,
-                    assignment_id: c.assignment_id,
+                    assignment_id: c.assignment_id.map(|a| a.0),
                 })
                 .collect(),
-            current: state
+            current: d
                 .candidates
                 .iter()
                 .filter(|c| c.outcome == CandidateOutcome::Offered)
-                .map(|c| c.master_id)
+                .map(|c| c.master_id.0)
                 .collect(),
             batch_size: d.batch_size,
             ttl_seconds: d.ttl_ms / 1000,
             skip_offline: d.skip_offline,
-            master_id: d.master_id,
+            master_id: d.master_id.map(|m| m.0),
             created_at: iso(d.created_at),
             updated_at: iso(d.updated_at),
         }
@@ -174,4 +209,10 @@ pub struct DispatchAnswer {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivered {
     pub delivered: usize,
+}
+
+/// The polling fallback: a master's open offers, as `new_assignment` shows them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OpenOffers {
+    pub assignments: Vec<OfferView>,
 }

@@ -1,14 +1,18 @@
 use actix::{Context, Handler, MessageResult};
 
-use super::{Audience, Connection, Dispatcher, messages::*, route};
+use super::{Connection, Router, messages::*};
 use crate::domain::Role;
 use crate::{
-    bus::Deliver, domain::DomainEvent, domain::time::now_ms, metrics::ms_to_secs,
+    bus::Deliver,
+    domain::DomainEvent,
+    domain::time::now_ms,
+    metrics::ms_to_secs,
     protocol::CloseCode,
+    protocol::{Audience, route},
 };
 
 /// Registers a new connection, not yet authenticated.
-impl Handler<Connect> for Dispatcher {
+impl Handler<Connect> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
@@ -25,7 +29,7 @@ impl Handler<Connect> for Dispatcher {
 }
 
 /// Forgets a closed connection.
-impl Handler<Disconnect> for Dispatcher {
+impl Handler<Disconnect> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
@@ -35,7 +39,7 @@ impl Handler<Disconnect> for Dispatcher {
 }
 
 /// Indexes a connection by its user and, for masters, by master id.
-impl Handler<Authenticated> for Dispatcher {
+impl Handler<Authenticated> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Authenticated, _: &mut Context<Self>) {
@@ -61,7 +65,7 @@ impl Handler<Authenticated> for Dispatcher {
 }
 
 /// Subscribes a master connection to offers, recording the time as a ping.
-impl Handler<SubscribeAssignments> for Dispatcher {
+impl Handler<SubscribeAssignments> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeAssignments, _: &mut Context<Self>) {
@@ -84,7 +88,7 @@ impl Handler<SubscribeAssignments> for Dispatcher {
 }
 
 /// Stops sending an offer again to the connection that acknowledged it.
-impl Handler<Acknowledged> for Dispatcher {
+impl Handler<Acknowledged> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Acknowledged, _: &mut Context<Self>) {
@@ -99,7 +103,7 @@ impl Handler<Acknowledged> for Dispatcher {
 }
 
 /// Stops offers to a connection.
-impl Handler<UnsubscribeAssignments> for Dispatcher {
+impl Handler<UnsubscribeAssignments> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: UnsubscribeAssignments, _: &mut Context<Self>) {
@@ -108,7 +112,7 @@ impl Handler<UnsubscribeAssignments> for Dispatcher {
 }
 
 /// Adds a service or admin connection to the assignment event feed.
-impl Handler<SubscribeEvents> for Dispatcher {
+impl Handler<SubscribeEvents> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeEvents, _: &mut Context<Self>) {
@@ -120,7 +124,7 @@ impl Handler<SubscribeEvents> for Dispatcher {
 
 /// Routes events to this node's connections; answers how many connections the offers and
 /// pushes among them reached.
-impl Handler<Deliver> for Dispatcher {
+impl Handler<Deliver> for Router {
     type Result = usize;
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> usize {
@@ -131,11 +135,7 @@ impl Handler<Deliver> for Dispatcher {
             }
             for (audience, message) in route(event) {
                 let counted = matches!(audience, Audience::Offer(..) | Audience::Users(..));
-                let reached = self.deliver(audience, message.encode(None));
-                self.metrics
-                    .ws_messages_sent
-                    .with_label_values(&[message.kind()])
-                    .inc_by(reached as u64);
+                let reached = self.deliver(audience, message.frame(None));
                 if counted {
                     delivered += reached;
                 }
@@ -157,7 +157,7 @@ impl Handler<Deliver> for Dispatcher {
 }
 
 /// Adds push topics to a connection; refuses past `MAX_TOPICS`, adding none.
-impl Handler<SubscribeTopics> for Dispatcher {
+impl Handler<SubscribeTopics> for Router {
     type Result = Result<(), TooManyTopics>;
 
     fn handle(&mut self, msg: SubscribeTopics, _: &mut Context<Self>) -> Self::Result {
@@ -178,7 +178,7 @@ impl Handler<SubscribeTopics> for Dispatcher {
     }
 }
 
-impl Handler<UnsubscribeTopics> for Dispatcher {
+impl Handler<UnsubscribeTopics> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: UnsubscribeTopics, _: &mut Context<Self>) {
@@ -191,7 +191,7 @@ impl Handler<UnsubscribeTopics> for Dispatcher {
 
 /// Sends a newly subscribed connection the open offers it has not been pushed yet, paced by how
 /// fast it reads (see [`Outbox::replay`](crate::router::outbox::Outbox::replay)).
-impl Handler<ReplayOffers> for Dispatcher {
+impl Handler<ReplayOffers> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: ReplayOffers, _: &mut Context<Self>) {
@@ -200,7 +200,7 @@ impl Handler<ReplayOffers> for Dispatcher {
 }
 
 /// Replays a connection's open offers after a gap; answers those it holds that are not open.
-impl Handler<Resync> for Dispatcher {
+impl Handler<Resync> for Router {
     type Result = MessageResult<Resync>;
 
     fn handle(&mut self, msg: Resync, _: &mut Context<Self>) -> Self::Result {
@@ -219,7 +219,7 @@ impl Handler<Resync> for Dispatcher {
 }
 
 /// Tells one connection the decisions it missed in a gap, with the frames a master gets.
-impl Handler<TellMissed> for Dispatcher {
+impl Handler<TellMissed> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: TellMissed, _: &mut Context<Self>) {
@@ -232,7 +232,7 @@ impl Handler<TellMissed> for Dispatcher {
             }
             for (audience, message) in route(&DomainEvent::Decided(decision)) {
                 if matches!(audience, Audience::Master(_)) {
-                    self.send_to(msg.id, message.encode(None));
+                    self.send_to(msg.id, message.frame(None));
                 }
             }
         }
@@ -240,7 +240,7 @@ impl Handler<TellMissed> for Dispatcher {
 }
 
 /// A snapshot of the connections for the admin stats.
-impl Handler<GetStats> for Dispatcher {
+impl Handler<GetStats> for Router {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
@@ -272,7 +272,7 @@ impl Handler<GetStats> for Dispatcher {
 }
 
 /// Which connections are subscribed to offers, and whose.
-impl Handler<SubscribedMasters> for Dispatcher {
+impl Handler<SubscribedMasters> for Router {
     type Result = MessageResult<SubscribedMasters>;
 
     fn handle(&mut self, _: SubscribedMasters, _: &mut Context<Self>) -> Self::Result {
@@ -286,7 +286,7 @@ impl Handler<SubscribedMasters> for Dispatcher {
     }
 }
 
-impl Handler<SubscribedAmong> for Dispatcher {
+impl Handler<SubscribedAmong> for Router {
     type Result = MessageResult<SubscribedAmong>;
 
     fn handle(&mut self, msg: SubscribedAmong, _: &mut Context<Self>) -> Self::Result {
@@ -301,7 +301,7 @@ impl Handler<SubscribedAmong> for Dispatcher {
 }
 
 /// How many connections are open.
-impl Handler<CountConnections> for Dispatcher {
+impl Handler<CountConnections> for Router {
     type Result = usize;
 
     fn handle(&mut self, _: CountConnections, _: &mut Context<Self>) -> usize {
@@ -310,7 +310,7 @@ impl Handler<CountConnections> for Dispatcher {
 }
 
 /// Closes every connection with 1001 as the server goes down.
-impl Handler<Shutdown> for Dispatcher {
+impl Handler<Shutdown> for Router {
     type Result = usize;
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {

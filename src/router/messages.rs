@@ -1,4 +1,4 @@
-//! Every message the Dispatcher takes (besides the bus's `Deliver`), and the one it sends back
+//! Every message the router takes (besides the bus's `Deliver`), and the one it sends back
 //! to connections.
 
 use actix::{Message, Recipient};
@@ -24,7 +24,7 @@ pub struct Connect {
 }
 
 /// When a connection last pinged (ms since the epoch, 0 for never). The session writes it on
-/// every ping; the Dispatcher reads it for stats and cleanup. Pings are frequent and idempotent,
+/// every ping; the router reads it for stats and cleanup. Pings are frequent and idempotent,
 /// so they need no message, and no thread is woken for them.
 #[derive(Debug, Clone, Default)]
 pub struct PingClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
@@ -112,7 +112,7 @@ pub struct ReplayOffers {
     pub offers: Vec<Offer>,
 }
 
-/// After a gap: a subscribed connection's open offers, read from the database. The Dispatcher
+/// After a gap: a subscribed connection's open offers, read from the database. The router
 /// sends those it has not been sent, and answers the offers it was sent that are not among them
 /// (perhaps decided while this node heard nothing).
 #[derive(Message)]

@@ -1,14 +1,15 @@
-//! The Dispatcher actor: the registry of connections, subscriptions and ping times, and the
-//! router that turns each event into (audience, frame) and queues the frame for its connections.
+//! The router (the design's Dispatcher actor): the registry of connections, subscriptions and ping
+//! times. For each event it asks the protocol for its (audience, frame) pairs and queues each
+//! frame for the connections of its audience.
 //!
-//! It never touches the database and never waits: frames go into each connection's bounded queue.
+//! It touches neither the database nor a socket, and never waits: frames go into each
+//! connection's bounded queue, which the connection's writer drains.
 
 mod handlers;
 mod index;
 pub mod messages;
 pub mod outbox;
 mod receipts;
-mod route;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,22 +18,20 @@ use std::{
 };
 
 use actix::{Actor, AsyncContext, Context, Recipient};
-use bytestring::ByteString;
 
 use index::ConnIndex;
 use messages::{CloseConnection, ConnId, PingClock};
-pub use route::{Audience, route};
 
 use crate::{
     domain::time::now_ms,
     domain::{AssignmentId, MasterId, Offer, UserId},
     domain::{AuthUser, Role},
     metrics::Metrics,
-    protocol::{CloseCode, ServerMessage},
+    protocol::{Audience, CloseCode, Frame, ServerMessage},
     router::outbox::{Outbox, QueueError},
 };
 
-/// Bounds the Dispatcher's mailbox; senders that use `send` wait for room.
+/// Bounds the router's mailbox; senders that use `send` wait for room.
 const MAILBOX_CAPACITY: usize = 65_536;
 /// How often offers that fell due are sent again.
 const REDELIVERY_TICK: Duration = Duration::from_millis(250);
@@ -45,9 +44,9 @@ const MAX_REMEMBERED_OFFERS: usize = 1024;
 const CHURN_BEFORE_TRIM: u32 = 512;
 const CHURN_QUIET: Duration = Duration::from_millis(500);
 
-/// The timing settings the Dispatcher needs.
+/// The timing settings the router needs.
 #[derive(Debug, Clone)]
-pub struct DispatcherSettings {
+pub struct RouterSettings {
     pub subscription_timeout: Duration,
     pub cleanup_interval: Duration,
     /// A master's or client's connections past this close the oldest.
@@ -62,7 +61,7 @@ struct Connection {
     last_ping: PingClock,
     /// Open offers this connection has been sent since it subscribed.
     offered: HashSet<AssignmentId>,
-    /// When it authenticated, in the Dispatcher's count: lower is older.
+    /// When it authenticated, in the router's count: lower is older.
     authenticated_seq: u64,
     /// Push topics it subscribed to; at most `MAX_TOPICS`.
     topics: Vec<Box<str>>,
@@ -103,8 +102,8 @@ impl Connection {
     }
 }
 
-pub struct Dispatcher {
-    settings: DispatcherSettings,
+pub struct Router {
+    settings: RouterSettings,
     connections: HashMap<ConnId, Connection>,
     by_master: ConnIndex<MasterId>,
     by_user: ConnIndex<UserId>,
@@ -117,9 +116,9 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
 }
 
-impl Dispatcher {
-    pub fn new(settings: DispatcherSettings, metrics: Arc<Metrics>) -> Self {
-        Dispatcher {
+impl Router {
+    pub fn new(settings: RouterSettings, metrics: Arc<Metrics>) -> Self {
+        Router {
             metrics,
             settings,
             connections: HashMap::new(),
@@ -135,18 +134,18 @@ impl Dispatcher {
     }
 
     /// Queues a frame for an audience; answers how many connections took it.
-    fn deliver(&mut self, audience: Audience, text: ByteString) -> usize {
+    fn deliver(&mut self, audience: Audience, frame: Frame) -> usize {
         match audience {
             Audience::Offer(master_id, assignment_id) => {
                 let targets = self.by_master.ids(&master_id);
                 targets
                     .into_iter()
-                    .filter(|&id| self.offer_to(id, assignment_id, text.clone()))
+                    .filter(|&id| self.offer_to(id, assignment_id, frame.clone()))
                     .count()
             }
             Audience::Master(master_id) => {
                 let targets = self.by_master.ids(&master_id);
-                self.deliver_each(targets, text)
+                self.deliver_each(targets, frame)
             }
             Audience::Client(user_id) => {
                 let clients = self
@@ -159,11 +158,11 @@ impl Dispatcher {
                             .is_some_and(|u| u.role == Role::Client)
                     })
                     .collect::<smallvec::SmallVec<[ConnId; 2]>>();
-                self.deliver_each(clients, text)
+                self.deliver_each(clients, frame)
             }
             Audience::EventListeners => {
                 let targets: Vec<ConnId> = self.event_listeners.iter().copied().collect();
-                self.deliver_each(targets, text)
+                self.deliver_each(targets, frame)
             }
             Audience::Users(user_ids, topic) => {
                 let targets: Vec<ConnId> = user_ids
@@ -177,31 +176,27 @@ impl Dispatcher {
                             .is_some_and(|c| c.topics.iter().any(|t| **t == **topic)),
                     })
                     .collect();
-                self.deliver_each(targets, text)
+                self.deliver_each(targets, frame)
             }
         }
     }
 
-    fn deliver_each(
-        &mut self,
-        targets: impl IntoIterator<Item = ConnId>,
-        text: ByteString,
-    ) -> usize {
+    fn deliver_each(&mut self, targets: impl IntoIterator<Item = ConnId>, frame: Frame) -> usize {
         targets
             .into_iter()
-            .filter(|&id| self.send_to(id, text.clone()))
+            .filter(|&id| self.send_to(id, frame.clone()))
             .count()
     }
 
     /// Sends an offer to one subscribed connection unless it has had it already.
-    fn offer_to(&mut self, id: ConnId, assignment_id: AssignmentId, text: ByteString) -> bool {
+    fn offer_to(&mut self, id: ConnId, assignment_id: AssignmentId, frame: Frame) -> bool {
         let Some(conn) = self.connections.get_mut(&id) else {
             return false;
         };
         if !conn.subscribed || !conn.remember(assignment_id) {
             return false;
         }
-        self.send_to(id, text)
+        self.send_to(id, frame)
     }
 
     /// Queues, paced, the offers a subscribed connection has not been sent yet.
@@ -225,14 +220,10 @@ impl Dispatcher {
             }
         }
         if !unsent.is_empty() {
-            self.metrics
-                .ws_messages_sent
-                .with_label_values(&["new_assignment"])
-                .inc_by(unsent.len() as u64);
             // Each frame is built when there is room for it, so it carries the time left then.
             let frames = unsent.into_iter().map(|offer| {
                 let expires_at = offer.expires_at;
-                let frame = move |now| ServerMessage::new_assignment(&offer, now).encode(None);
+                let frame = move |now| ServerMessage::new_assignment(&offer, now).frame(None);
                 (expires_at, frame)
             });
             actix_web::rt::spawn(outbox.replay(frames.collect()));
@@ -252,11 +243,11 @@ impl Dispatcher {
     }
 
     /// Queues a frame for one connection; a full queue marks a slow consumer, which is closed.
-    fn send_to(&mut self, id: ConnId, text: ByteString) -> bool {
+    fn send_to(&mut self, id: ConnId, frame: Frame) -> bool {
         let Some(conn) = self.connections.get(&id) else {
             return false;
         };
-        match conn.outbox.text(text) {
+        match conn.outbox.text(frame) {
             Ok(()) => true,
             Err(QueueError::Full) => {
                 self.metrics.slow_consumers.inc();
@@ -406,12 +397,12 @@ impl Dispatcher {
             self.unsubscribe(id);
         }
         log::info!("dropped {} idle subscriptions", idle.len());
-        let text = ServerMessage::UnsubscribedAssignments {
+        let frame = ServerMessage::UnsubscribedAssignments {
             reason: Some("idle"),
         }
-        .encode(None);
+        .frame(None);
         for id in idle {
-            self.send_to(id, text.clone());
+            self.send_to(id, frame.clone());
         }
     }
 }
@@ -427,7 +418,7 @@ fn release_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_memory() {}
 
-impl Actor for Dispatcher {
+impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {

@@ -1,4 +1,4 @@
-//! A connection's outbound queue, bounded by bytes. The Dispatcher and the session put frames in;
+//! A connection's outbound queue, bounded by bytes. The router and the session put frames in;
 //! the session's writer task takes them out to the socket.
 //!
 //! A connection is a slow consumer when its unsent live frames pass `MAX_QUEUED_BYTES`. Replayed
@@ -11,16 +11,18 @@ use std::sync::{
 };
 
 use actix_web::web::Bytes;
-use bytestring::ByteString;
 use tokio::sync::{Notify, mpsc};
 
-use crate::{domain::time::now_ms, protocol::CloseCode};
+use crate::{
+    domain::time::now_ms,
+    protocol::{CloseCode, Frame},
+};
 
 #[derive(Debug)]
 pub enum Outbound {
-    Text(ByteString),
+    Text(Frame),
     /// An offer sent again on subscribe or after a gap.
-    Replayed(ByteString),
+    Replayed(Frame),
     Ping,
     Pong(Bytes),
     Close(CloseCode, String),
@@ -32,7 +34,7 @@ impl Outbound {
         const HEADER: usize = 4;
         HEADER
             + match self {
-                Outbound::Text(text) | Outbound::Replayed(text) => text.len(),
+                Outbound::Text(frame) | Outbound::Replayed(frame) => frame.text.len(),
                 Outbound::Ping => 0,
                 Outbound::Pong(payload) => payload.len(),
                 Outbound::Close(_, reason) => 2 + reason.len(),
@@ -66,7 +68,7 @@ impl Backlog {
     }
 }
 
-/// The sending side of a connection's queue; cheap to clone, shared with the Dispatcher.
+/// The sending side of a connection's queue; cheap to clone, shared with the router.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     frames: mpsc::UnboundedSender<Outbound>,
@@ -117,8 +119,8 @@ impl Outbox {
         self.frames.send(frame).map_err(|_| QueueError::Closed)
     }
 
-    pub fn text(&self, text: ByteString) -> Result<(), QueueError> {
-        self.push(Outbound::Text(text))
+    pub fn text(&self, frame: Frame) -> Result<(), QueueError> {
+        self.push(Outbound::Text(frame))
     }
 
     pub fn close(&self, code: CloseCode, description: &str) -> Result<(), QueueError> {
@@ -128,7 +130,7 @@ impl Outbox {
     /// Queues offers sent again, each once there is room for it, as `(deadline, frame at a
     /// time)`; the frame is built when it goes in, and skipped if its deadline has passed. Ends
     /// when all are queued or the connection is gone.
-    pub async fn replay<F: Fn(i64) -> ByteString>(self, offers: Vec<(i64, F)>) {
+    pub async fn replay<F: Fn(i64) -> Frame>(self, offers: Vec<(i64, F)>) {
         /// Room kept for the next frame before it is built.
         const TYPICAL_FRAME: usize = 512;
         for (expires_at, frame) in offers {
@@ -146,10 +148,11 @@ impl Outbox {
             if now >= expires_at {
                 continue;
             }
-            let text = frame(now);
-            let size = Outbound::Replayed(text.clone()).size();
-            self.backlog.replayed.fetch_add(size, Ordering::AcqRel);
-            if self.frames.send(Outbound::Replayed(text)).is_err() {
+            let replayed = Outbound::Replayed(frame(now));
+            self.backlog
+                .replayed
+                .fetch_add(replayed.size(), Ordering::AcqRel);
+            if self.frames.send(replayed).is_err() {
                 return;
             }
         }
@@ -185,12 +188,15 @@ mod tests {
 
     #[tokio::test]
     async fn live_frames_are_judged_by_bytes_and_replays_wait_for_room() {
-        let frame = || ByteString::from("x".repeat(60));
+        let frame = || Frame {
+            kind: "test",
+            text: "x".repeat(60).into(),
+        };
         let (outbox, mut drain) = Outbox::channel(100);
         outbox.text(frame()).unwrap();
         // Past the limit, a replay waits for the client to read instead of being refused.
         let far = now_ms() + 60_000;
-        let sixty = |_: i64| ByteString::from("x".repeat(60));
+        let sixty = move |_: i64| frame();
         let replay = tokio::spawn(outbox.clone().replay(vec![(far, sixty), (far, sixty)]));
         let mut replayed = 0;
         while replayed < 2 {

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{Dispatcher, messages::CloseConnection};
+use super::{Router, messages::CloseConnection};
 use crate::{
     domain::time::now_ms,
     domain::{AssignmentId, Offer},
@@ -50,7 +50,7 @@ impl Receipts {
     }
 }
 
-impl Dispatcher {
+impl Router {
     /// Starts waiting for the receipts of an offer just pushed to its master's connections.
     pub(super) fn await_receipts(&mut self, offer: &Offer) {
         let sent_to: Vec<ConnId> = self
@@ -136,14 +136,9 @@ impl Dispatcher {
             unacked.sends += 1;
             unacked.next_due = due + gap_after(unacked.sends);
             let next = (unacked.next_due, id, assignment_id);
-            let frame = ServerMessage::new_assignment(&unacked.offer, now).encode(None);
+            let frame = ServerMessage::new_assignment(&unacked.offer, now).frame(None);
             self.redeliveries.0.insert(next);
-            if self.send_to(id, frame) {
-                self.metrics
-                    .ws_messages_sent
-                    .with_label_values(&["new_assignment"])
-                    .inc();
-            }
+            self.send_to(id, frame);
         }
     }
 }

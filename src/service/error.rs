@@ -1,11 +1,9 @@
-//! The one error type that requests and WebSocket messages answer with.
-//! Each variant maps once to an HTTP status and a wire `code`.
+//! The one error type that the service's operations answer with. The wire edge maps each variant
+//! once to an HTTP status and to the protocol's error body.
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use serde::Serialize;
 use thiserror::Error;
 
-use crate::storage::DbError;
+use crate::{domain::input::InputError, storage::DbError};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -33,17 +31,8 @@ pub enum AppError {
     Internal(String),
 }
 
-/// The body of every error answer, over HTTP and inside WebSocket `error` messages.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// `unauthorized`, `forbidden`, `bad_request`, `not_found`, `assignment_not_pending`,
-    /// `conflict`, `rate_limited`, `payload_too_large`, `unavailable` or `internal`.
-    #[schema(value_type = String)]
-    pub code: &'static str,
-    pub message: String,
-}
-
 impl AppError {
+    /// The error's name on the wire, in HTTP bodies and WebSocket `error` messages alike.
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthorized(_) => "unauthorized",
@@ -59,12 +48,11 @@ impl AppError {
             AppError::Internal(_) => "internal",
         }
     }
+}
 
-    pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code(),
-            message: self.to_string(),
-        }
+impl From<InputError> for AppError {
+    fn from(e: InputError) -> Self {
+        AppError::BadRequest(e.0)
     }
 }
 
@@ -83,25 +71,5 @@ impl From<DbError> for AppError {
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
         DbError::from(e).into()
-    }
-}
-
-impl ResponseError for AppError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::BadRequest(_) | AppError::UnknownType(_) => StatusCode::BAD_REQUEST,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::NotPending(_) | AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self.body())
     }
 }

@@ -1,10 +1,11 @@
-//! What callers can do to orders, assignments and masters. HTTP routes and WebSocket messages both
-//! come here after their role checks, so both answer the same way.
+//! What callers can do to orders, assignments and masters. HTTP routes and WebSocket messages
+//! both come here with a [`Permit`](policy::Permit) from the policy, so both answer the same way.
 //!
-//! Each operation decides and stores first, then publishes what changed on the event bus; it
-//! builds no frames, so pushes only ever follow committed changes.
+//! Each operation decides and stores first, then publishes what changed on the event bus. It
+//! builds no frames (that is the protocol's job), so pushes only ever follow committed changes.
 
 pub mod error;
+pub mod policy;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,30 +17,29 @@ use diesel::RunQueryDsl;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
+use self::policy::{
+    CancelOffers, DecideOffers, Dispatch as Dispatching, MakeOffers, ManageOrders, Permit,
+    ReceiveOffers, SeeAssignments, SetShifts,
+};
 use crate::{
     bus::EventBus,
-    domain::AuthUser,
-    domain::time::now_ms,
     domain::{
         AssignmentId, Decision, DispatchId, DispatchMode, DomainEvent, MasterId, Offer,
-        OrderStatus, Outcome, Push, UserId,
+        OrderStatus, Outcome, Push,
+        input::{OrderDetails, RejectReason, positive},
+        records,
+        time::now_ms,
     },
     metrics::{Metrics, ms_to_secs},
-    protocol::{check_push_type, check_topic},
     service::error::AppError,
-    stats::offer_figures::{self, OfferFigures},
     storage::{
         self, DbConn, DbPool,
-        dispatches::{Dispatch, DispatchPlan, DispatchRefused, DispatchState},
-        models::{Accepted, Assignment, Deadline, Master, OfferRefused, Order, OrderFields},
-        webhook_events::WebhookEvent,
+        dispatches::{Dispatch, DispatchPlan, DispatchRefused},
+        models::{Assignment, Deadline, Master, OfferRefused, Order},
+        webhook_deliveries::{NewWebhookDelivery, WebhookDelivery},
         write_tx,
     },
-    webhooks,
 };
-
-/// Users one push may name.
-pub const MAX_PUSH_USERS: usize = 1000;
 
 /// Candidates one dispatch may name.
 pub const MAX_DISPATCH_CANDIDATES: usize = 100;
@@ -48,9 +48,18 @@ pub const MAX_DISPATCH_CANDIDATES: usize = 100;
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Which masters have a connection subscribed to offers now, on any node: what `skipOffline`
-/// asks. Answered by the Dispatcher and, between nodes, by their presence in Redis.
+/// asks. Answered by the router and, between nodes, by their presence in Redis.
 pub trait Presence: Send + Sync + 'static {
     fn subscribed_among(&self, masters: Vec<MasterId>) -> BoxFuture<'static, HashSet<MasterId>>;
+}
+
+/// The webhook outbox, when webhooks are on: events are recorded for them in the transaction of
+/// the decision that made them, and `wake` wakes their sender. The bodies come from the
+/// protocol, handed in by the composition root, so that the service builds no frames.
+#[derive(Clone)]
+pub struct WebhookOutbox {
+    pub bodies: fn(&[DomainEvent]) -> Vec<NewWebhookDelivery>,
+    pub wake: Arc<Notify>,
 }
 
 /// What `POST /api/v1/orders/{id}/dispatch` asks for.
@@ -69,8 +78,7 @@ pub struct Service {
     bus: EventBus,
     default_ttl: Duration,
     presence: Arc<dyn Presence>,
-    /// Set when webhooks are on: events are recorded for them, and this wakes their sender.
-    webhooks: Option<Arc<Notify>>,
+    webhooks: Option<WebhookOutbox>,
     metrics: Arc<Metrics>,
 }
 
@@ -80,7 +88,7 @@ impl Service {
         bus: EventBus,
         default_ttl: Duration,
         presence: Arc<dyn Presence>,
-        webhooks: Option<Arc<Notify>>,
+        webhooks: Option<WebhookOutbox>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Service {
@@ -102,24 +110,39 @@ impl Service {
         F: FnOnce(&mut DbConn) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
         T: Send + 'static,
     {
+        self.commit_answering(decide, |_| {}).await
+    }
+
+    /// As [`Service::commit`], and `answer` runs between the commit and the publishing, so that
+    /// the caller's own answer goes out before anyone hears of the decision.
+    async fn commit_answering<T, F>(
+        &self,
+        decide: F,
+        answer: impl FnOnce(&T),
+    ) -> Result<(T, usize), AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        T: Send + 'static,
+    {
         let now = now_ms();
-        let record_webhooks = self.webhooks.is_some();
+        let webhook_bodies = self.webhooks.as_ref().map(|w| w.bodies);
         let (value, events, to_step) = self
             .with_db(move |conn| {
                 write_tx(conn, |conn| {
                     let (value, mut events) = decide(conn)?;
                     let followed = Dispatch::follow(conn, &events, now)?;
                     events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
-                    if record_webhooks {
-                        WebhookEvent::record(conn, &webhooks::bodies(&events), now)?;
+                    if let Some(bodies) = webhook_bodies {
+                        WebhookDelivery::record(conn, &bodies(&events), now)?;
                     }
                     Ok((value, events, followed.to_step))
                 })
             })
             .await?;
-        if let Some(wake) = &self.webhooks {
-            wake.notify_one();
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.wake.notify_one();
         }
+        answer(&value);
         self.count(&events);
         let reached = self.bus.publish(events).await;
         if !to_step.is_empty() {
@@ -132,7 +155,7 @@ impl Service {
     /// Runs database work for a request on a blocking thread.
     async fn with_db<T, F>(&self, f: F) -> Result<T, AppError>
     where
-        F: FnOnce(&mut storage::DbConn) -> Result<T, AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
         storage::run(&self.pool, f).await
@@ -145,15 +168,27 @@ impl Service {
             .is_ok()
     }
 
-    pub async fn upsert_order(&self, id: i64, fields: OrderFields) -> Result<Order, AppError> {
+    pub async fn upsert_order(
+        &self,
+        _: Permit<ManageOrders>,
+        id: i64,
+        details: OrderDetails,
+    ) -> Result<records::Order, AppError> {
         positive("order id", id)?;
-        positive("clientUserId", fields.client_user_id)?;
         let now = now_ms();
-        self.with_db(move |conn| Ok(Order::upsert(conn, id, &fields, now)?))
-            .await
+        let fields = details.into();
+        let order = self
+            .with_db(move |conn| Ok(Order::upsert(conn, id, &fields, now)?))
+            .await?;
+        Ok(order.into())
     }
 
-    pub async fn set_order_status(&self, id: i64, status: OrderStatus) -> Result<Order, AppError> {
+    pub async fn set_order_status(
+        &self,
+        _: Permit<ManageOrders>,
+        id: i64,
+        status: OrderStatus,
+    ) -> Result<records::Order, AppError> {
         positive("order id", id)?;
         let now = now_ms();
         let (order, _) = self
@@ -165,17 +200,18 @@ impl Service {
                 Ok((order, events))
             })
             .await?;
-        Ok(order)
+        Ok(order.into())
     }
 
     /// Stores an offer and publishes it; answers the assignment and how many of this node's
     /// connections it reached.
     pub async fn offer(
         &self,
+        _: Permit<MakeOffers>,
         order_id: i64,
         master_id: i64,
         ttl: Option<Duration>,
-    ) -> Result<(Assignment, usize), AppError> {
+    ) -> Result<(records::Assignment, usize), AppError> {
         positive("orderId", order_id)?;
         positive("masterId", master_id)?;
         let ttl = self.checked_ttl(ttl)?;
@@ -199,43 +235,64 @@ impl Service {
             }
         })
         .await
+        .map(|(assignment, reached)| (assignment.into(), reached))
     }
 
-    pub async fn get_assignment(&self, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
+    pub async fn get_assignment(
+        &self,
+        permit: Permit<SeeAssignments>,
+        id: i64,
+    ) -> Result<records::Assignment, AppError> {
         positive("assignment id", id)?;
-        self.with_db(move |conn| visible(conn, &user, id)).await
+        let master = permit.master();
+        let assignment = self.with_db(move |conn| visible(conn, master, id)).await?;
+        Ok(assignment.into())
     }
 
     /// A master takes the order: the first accept wins, the order's other offers are cancelled.
-    pub async fn accept(&self, user: AuthUser, id: i64) -> Result<Accepted, AppError> {
+    /// `answer` hears of the win before anyone else does.
+    pub async fn accept(
+        &self,
+        permit: Permit<DecideOffers>,
+        id: i64,
+        answer: impl FnOnce(&records::Accepted),
+    ) -> Result<records::Accepted, AppError> {
         positive("assignment id", id)?;
+        let master = permit.master();
         let now = now_ms();
         let (accepted, _) = self
-            .commit(move |conn| {
-                visible(conn, &user, id)?;
-                let accepted =
-                    Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))?;
-                let mut events = decided(
-                    std::slice::from_ref(&accepted.assignment),
-                    Outcome::Accepted,
-                );
-                events.extend(decided(&accepted.cancelled, Outcome::Cancelled));
-                events.push(DomainEvent::OrderStatusChanged(
-                    accepted.order.status_change(),
-                ));
-                Ok((accepted, events))
-            })
+            .commit_answering(
+                move |conn| {
+                    visible(conn, master, id)?;
+                    let accepted =
+                        Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))?;
+                    let mut events = decided(
+                        std::slice::from_ref(&accepted.assignment),
+                        Outcome::Accepted,
+                    );
+                    events.extend(decided(&accepted.cancelled, Outcome::Cancelled));
+                    events.push(DomainEvent::OrderStatusChanged(
+                        accepted.order.status_change(),
+                    ));
+                    let won = records::Accepted {
+                        assignment: accepted.assignment.into(),
+                        order: accepted.order.into(),
+                    };
+                    Ok((won, events))
+                },
+                answer,
+            )
             .await?;
         Ok(accepted)
     }
 
     /// A master's app acknowledges that an offer reached it. The first acknowledgement records
     /// `deliveredAt` and tells event listeners; repeats change nothing.
-    pub async fn acknowledge(&self, user: AuthUser, id: i64) -> Result<(), AppError> {
+    pub async fn acknowledge(&self, permit: Permit<DecideOffers>, id: i64) -> Result<(), AppError> {
         positive("assignmentId", id)?;
-        let Some(master_id) = user.master() else {
+        let Some(master_id) = permit.master() else {
             return Err(AppError::Forbidden(
-                "only masters acknowledge offers".into(),
+                "only masters act on assignments".into(),
             ));
         };
         let now = now_ms();
@@ -250,48 +307,54 @@ impl Service {
     /// A master turns an offer down before its deadline.
     pub async fn reject(
         &self,
-        user: AuthUser,
+        permit: Permit<DecideOffers>,
         id: i64,
-        reason: Option<String>,
-    ) -> Result<Assignment, AppError> {
+        reason: Option<RejectReason>,
+    ) -> Result<records::Assignment, AppError> {
         let now = now_ms();
-        self.decide(user, id, Outcome::Rejected, Deadline::Before(now), reason)
+        let master = permit.master();
+        self.decide(master, id, Outcome::Rejected, Deadline::Before(now), reason)
             .await
     }
 
     /// Staff withdraw an offer, at any time.
-    pub async fn cancel(&self, user: AuthUser, id: i64) -> Result<Assignment, AppError> {
-        self.decide(user, id, Outcome::Cancelled, Deadline::Ignored, None)
+    pub async fn cancel(
+        &self,
+        _: Permit<CancelOffers>,
+        id: i64,
+    ) -> Result<records::Assignment, AppError> {
+        self.decide(None, id, Outcome::Cancelled, Deadline::Ignored, None)
             .await
     }
 
+    /// Decides one offer; `master`, when set, must be the one it was made to.
     async fn decide(
         &self,
-        user: AuthUser,
+        master: Option<MasterId>,
         id: i64,
         outcome: Outcome,
         deadline: Deadline,
-        reason: Option<String>,
-    ) -> Result<Assignment, AppError> {
+        reason: Option<RejectReason>,
+    ) -> Result<records::Assignment, AppError> {
         positive("assignment id", id)?;
         let now = now_ms();
         let (assignment, _) = self
             .commit(move |conn| {
-                visible(conn, &user, id)?;
+                visible(conn, master, id)?;
                 let assignment = Assignment::decide_one(
                     conn,
                     id,
                     outcome.status(),
                     deadline,
                     now,
-                    reason.as_deref(),
+                    reason.as_ref().map(RejectReason::as_str),
                 )?
                 .ok_or(AppError::NotPending(id))?;
                 let events = decided(std::slice::from_ref(&assignment), outcome);
                 Ok((assignment, events))
             })
             .await?;
-        Ok(assignment)
+        Ok(assignment.into())
     }
 
     /// Counts the offers made and decided here (so that over all nodes, each is counted once).
@@ -343,9 +406,10 @@ impl Service {
     /// Starts a cascade of offers of an order and takes its first step.
     pub async fn dispatch(
         &self,
+        _: Permit<Dispatching>,
         order_id: i64,
         request: DispatchRequest,
-    ) -> Result<DispatchState, AppError> {
+    ) -> Result<records::Dispatch, AppError> {
         positive("order id", order_id)?;
         let bad = AppError::BadRequest;
         let count = request.candidates.len();
@@ -400,20 +464,30 @@ impl Service {
                 },
             )
             .await?;
-        Ok(state)
+        Ok(state.into())
     }
 
-    pub async fn get_dispatch(&self, id: i64) -> Result<DispatchState, AppError> {
+    pub async fn get_dispatch(
+        &self,
+        _: Permit<Dispatching>,
+        id: i64,
+    ) -> Result<records::Dispatch, AppError> {
         positive("dispatch id", id)?;
-        self.with_db(move |conn| {
-            Dispatch::find(conn, id)?
-                .ok_or_else(|| AppError::NotFound(format!("dispatch {id} not found")))
-        })
-        .await
+        let state = self
+            .with_db(move |conn| {
+                Dispatch::find(conn, id)?
+                    .ok_or_else(|| AppError::NotFound(format!("dispatch {id} not found")))
+            })
+            .await?;
+        Ok(state.into())
     }
 
     /// Cancels a running dispatch and its outstanding offers.
-    pub async fn cancel_dispatch(&self, id: i64) -> Result<DispatchState, AppError> {
+    pub async fn cancel_dispatch(
+        &self,
+        permit: Permit<Dispatching>,
+        id: i64,
+    ) -> Result<records::Dispatch, AppError> {
         positive("dispatch id", id)?;
         let now = now_ms();
         self.commit(move |conn| match Dispatch::cancel(conn, id, now)? {
@@ -428,7 +502,7 @@ impl Service {
             }
         })
         .await?;
-        self.get_dispatch(id).await
+        self.get_dispatch(permit, id).await
     }
 
     /// Offers dispatches to their next candidates, when decisions left them short of offers.
@@ -510,8 +584,11 @@ impl Service {
         Ok(ttl)
     }
 
-    /// A master's offers still open, as `new_assignment` shows them.
-    pub async fn pending_offers(&self, master_id: MasterId) -> Result<Vec<Offer>, AppError> {
+    /// The caller's offers still open, as `new_assignment` shows them.
+    pub async fn open_offers(&self, permit: Permit<ReceiveOffers>) -> Result<Vec<Offer>, AppError> {
+        let Some(master_id) = permit.master() else {
+            return Ok(Vec::new());
+        };
         self.pending_offers_of(vec![master_id]).await
     }
 
@@ -548,60 +625,41 @@ impl Service {
             .collect())
     }
 
-    pub async fn set_shift(&self, master_id: i64, on_shift: bool) -> Result<Master, AppError> {
-        positive("master id", master_id)?;
-        let now = now_ms();
-        self.with_db(move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
-            .await
-    }
-
-    /// Pushes a frame to the open connections of `user_ids` (on every node), at most once and
-    /// only to those online: nothing is stored. Answers how many of this node's connections
-    /// were written to.
-    pub async fn push(
+    /// Puts a master on or off shift: staff any master, a master himself.
+    pub async fn set_shift(
         &self,
-        user_ids: Vec<i64>,
-        kind: String,
-        payload: serde_json::Value,
-        topic: Option<String>,
-    ) -> Result<usize, AppError> {
-        let bad = AppError::BadRequest;
-        check_push_type(&kind).map_err(bad)?;
-        let serde_json::Value::Object(payload) = payload else {
-            return Err(bad("payload must be a JSON object".into()));
-        };
-        if payload.contains_key("type") {
-            return Err(bad(
-                "payload must not have a type key: the push's type is its own field".into(),
+        permit: Permit<SetShifts>,
+        master_id: i64,
+        on_shift: bool,
+    ) -> Result<records::Master, AppError> {
+        positive("master id", master_id)?;
+        if permit
+            .master()
+            .is_some_and(|own| own != MasterId(master_id))
+        {
+            return Err(AppError::Forbidden(
+                "a master may only change his own shift".into(),
             ));
         }
-        if let Some(topic) = &topic {
-            check_topic(topic).map_err(bad)?;
-        }
-        if user_ids.is_empty() || user_ids.len() > MAX_PUSH_USERS {
-            return Err(bad(format!(
-                "userIds must hold 1 to {MAX_PUSH_USERS} ids, not {}",
-                user_ids.len()
-            )));
-        }
-        let mut users = Vec::with_capacity(user_ids.len());
-        for id in user_ids {
-            users.push(UserId(positive("userIds", id)?));
-        }
-        users.sort_unstable();
-        users.dedup();
-        let push = Push {
-            user_ids: users,
-            kind,
-            payload,
-            topic,
-        };
-        Ok(self.bus.publish(vec![DomainEvent::Pushed(push)]).await)
+        let now = now_ms();
+        let master = self
+            .with_db(move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
+            .await?;
+        Ok(master.into())
     }
 
-    /// How the offers of the last 15 minutes fared.
-    pub async fn offer_figures(&self) -> Result<OfferFigures, AppError> {
-        let since = now_ms() - offer_figures::WINDOW_SECS * 1000;
+    /// Pushes a frame to the open connections of its users (on every node), at most once and
+    /// only to those online: nothing is stored. Answers how many of this node's connections
+    /// were written to.
+    pub async fn push(&self, _: Permit<policy::Push>, push: Push) -> usize {
+        self.bus.publish(vec![DomainEvent::Pushed(push)]).await
+    }
+
+    /// The offers made since `since` (ms), and how many were ever made (the highest id).
+    pub async fn offers_since(
+        &self,
+        since: i64,
+    ) -> Result<(Vec<records::Assignment>, i64), AppError> {
         let (offers, created_total) = self
             .with_db(move |conn| {
                 Ok((
@@ -610,10 +668,7 @@ impl Service {
                 ))
             })
             .await?;
-        Ok(OfferFigures {
-            created_total,
-            ..offer_figures::figures(&offers)
-        })
+        Ok((offers.into_iter().map(Into::into).collect(), created_total))
     }
 
     /// Shift flags of the given masters; a master with no row is off shift.
@@ -632,17 +687,6 @@ impl Service {
     }
 }
 
-/// Ids are positive: the platform numbers its orders, masters and users from 1.
-fn positive(field: &str, id: i64) -> Result<i64, AppError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(AppError::BadRequest(format!(
-            "{field} must be a positive id, not {id}"
-        )))
-    }
-}
-
 fn decided(assignments: &[Assignment], outcome: Outcome) -> Vec<DomainEvent> {
     assignments
         .iter()
@@ -650,11 +694,11 @@ fn decided(assignments: &[Assignment], outcome: Outcome) -> Vec<DomainEvent> {
         .collect()
 }
 
-/// Finds an assignment the caller may see: staff see all, a master only his own.
-fn visible(conn: &mut storage::DbConn, user: &AuthUser, id: i64) -> Result<Assignment, AppError> {
+/// Finds an assignment; with `master` set, only if it was made to him.
+fn visible(conn: &mut DbConn, master: Option<MasterId>, id: i64) -> Result<Assignment, AppError> {
     let assignment = Assignment::find(conn, id)?
         .ok_or_else(|| AppError::NotFound(format!("assignment {id} not found")))?;
-    if !user.role.is_staff() && user.master() != Some(MasterId(assignment.master_id)) {
+    if master.is_some_and(|m| m != MasterId(assignment.master_id)) {
         return Err(AppError::Forbidden(format!(
             "assignment {id} belongs to another master"
         )));

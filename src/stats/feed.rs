@@ -4,14 +4,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytestring::ByteString;
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
+
+use crate::protocol::Frame;
 
 const EVERY: Duration = Duration::from_secs(1);
 
 pub struct StatsFeed {
-    frames: watch::Sender<Option<ByteString>>,
+    frames: watch::Sender<Option<Frame>>,
     /// Wakes the gathering at once for a first listener, instead of at the next second.
     listener_arrived: Notify,
 }
@@ -25,7 +26,7 @@ impl StatsFeed {
     }
 
     /// A listener: the newest frame whenever it changes, the first one at once.
-    pub fn listen(&self) -> watch::Receiver<Option<ByteString>> {
+    pub fn listen(&self) -> watch::Receiver<Option<Frame>> {
         let mut receiver = self.frames.subscribe();
         receiver.mark_changed();
         self.listener_arrived.notify_one();
@@ -33,7 +34,7 @@ impl StatsFeed {
     }
 
     /// Gathers with `gather` once a second while anyone listens; a `None` is skipped.
-    pub async fn run(self: Arc<Self>, gather: impl Fn() -> BoxFuture<'static, Option<ByteString>>) {
+    pub async fn run(self: Arc<Self>, gather: impl Fn() -> BoxFuture<'static, Option<Frame>>) {
         loop {
             if self.frames.receiver_count() == 0 {
                 self.listener_arrived.notified().await;

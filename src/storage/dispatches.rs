@@ -17,8 +17,8 @@ use super::{
     write_tx,
 };
 use crate::domain::{
-    AssignmentStatus, CandidateOutcome, DispatchEnd, DispatchId, DispatchMode, DispatchStatus,
-    DomainEvent, MasterId, OrderId, Outcome,
+    self, AssignmentId, AssignmentStatus, CandidateOutcome, DispatchEnd, DispatchId, DispatchMode,
+    DispatchStatus, DomainEvent, MasterId, OrderId, Outcome,
 };
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -74,6 +74,33 @@ pub enum DispatchRefused {
 pub struct DispatchState {
     pub dispatch: Dispatch,
     pub candidates: Vec<Candidate>,
+}
+
+impl From<DispatchState> for domain::records::Dispatch {
+    fn from(state: DispatchState) -> Self {
+        let d = state.dispatch;
+        domain::records::Dispatch {
+            id: DispatchId(d.id),
+            order_id: OrderId(d.order_id),
+            status: d.status,
+            mode: d.mode,
+            candidates: state
+                .candidates
+                .into_iter()
+                .map(|c| domain::records::Candidate {
+                    master_id: MasterId(c.master_id),
+                    outcome: c.outcome,
+                    assignment_id: c.assignment_id.map(AssignmentId),
+                })
+                .collect(),
+            batch_size: d.batch_size,
+            ttl_ms: d.ttl_ms,
+            skip_offline: d.skip_offline,
+            master_id: d.master_id.map(MasterId),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
 }
 
 /// A cancelled dispatch's end, and the outstanding offers its cancel cancelled.

@@ -4,7 +4,7 @@ mod columns;
 pub mod dispatches;
 pub mod models;
 pub mod schema;
-pub mod webhook_events;
+pub mod webhook_deliveries;
 
 use std::time::Duration;
 

@@ -10,8 +10,8 @@ use super::{
     write_tx,
 };
 use crate::domain::{
-    AssignmentId, AssignmentStatus, Decision, Delivery, MasterId, Offer, OrderId, OrderStatus,
-    OrderStatusChange, Outcome, UserId,
+    self, AssignmentId, AssignmentStatus, Decision, Delivery, MasterId, Offer, OrderId,
+    OrderStatus, OrderStatusChange, Outcome, UserId, input::OrderDetails,
 };
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -40,6 +40,63 @@ pub struct OrderFields {
     pub problem: String,
     pub client_name: Option<String>,
     pub client_phone: Option<String>,
+}
+
+impl From<OrderDetails> for OrderFields {
+    fn from(d: OrderDetails) -> Self {
+        OrderFields {
+            client_user_id: d.client_user_id.0,
+            address: d.address,
+            device_type: d.device_type,
+            problem: d.problem,
+            client_name: d.client_name,
+            client_phone: d.client_phone,
+        }
+    }
+}
+
+impl From<Order> for domain::records::Order {
+    fn from(o: Order) -> Self {
+        domain::records::Order {
+            id: OrderId(o.id),
+            client_user_id: UserId(o.client_user_id),
+            address: o.address,
+            device_type: o.device_type,
+            problem: o.problem,
+            client_name: o.client_name,
+            client_phone: o.client_phone,
+            status: o.status,
+            master_id: o.master_id.map(MasterId),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+impl From<Assignment> for domain::records::Assignment {
+    fn from(a: Assignment) -> Self {
+        domain::records::Assignment {
+            id: AssignmentId(a.id),
+            order_id: OrderId(a.order_id),
+            master_id: MasterId(a.master_id),
+            status: a.status,
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            decided_at: a.decided_at,
+            reject_reason: a.reject_reason,
+            delivered_at: a.delivered_at,
+        }
+    }
+}
+
+impl From<Master> for domain::records::Master {
+    fn from(m: Master) -> Self {
+        domain::records::Master {
+            id: MasterId(m.id),
+            on_shift: m.on_shift,
+            updated_at: m.updated_at,
+        }
+    }
 }
 
 impl Order {

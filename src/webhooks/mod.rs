@@ -16,10 +16,10 @@ use crate::{
     config::WebhookConfig,
     domain::DomainEvent,
     domain::time::now_ms,
-    router::{Audience, route},
+    protocol::webhook_body,
     storage::{
         self, DbError, DbPool,
-        webhook_events::{NewWebhookEvent, WebhookDone, WebhookEvent},
+        webhook_deliveries::{NewWebhookDelivery, WebhookDelivery, WebhookDone},
     },
 };
 
@@ -38,9 +38,9 @@ const BATCH: i64 = 32;
 /// events other nodes recorded.
 const POLL: Duration = Duration::from_secs(1);
 
-/// The webhook rows for those of `events` that are sent: the frame event listeners get, with a
-/// unique `eventId` first.
-pub fn bodies(events: &[DomainEvent]) -> Vec<NewWebhookEvent> {
+/// The webhook rows for those of `events` that are sent, each body built by the protocol with a
+/// unique `eventId`. Runs inside the decision's transaction, so it only builds text.
+pub fn bodies(events: &[DomainEvent]) -> Vec<NewWebhookDelivery> {
     events
         .iter()
         .filter_map(|event| {
@@ -52,19 +52,12 @@ pub fn bodies(events: &[DomainEvent]) -> Vec<NewWebhookEvent> {
                 | DomainEvent::OrderStatusChanged(_)
                 | DomainEvent::Pushed(_) => return None,
             };
-            let (_, frame) = route(event)
-                .into_iter()
-                .find(|(audience, _)| *audience == Audience::EventListeners)?;
             let event_id = format!("{:032x}", rand::random::<u128>());
-            let mut body = serde_json::Map::new();
-            body.insert("eventId".into(), event_id.clone().into());
-            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&frame) {
-                body.extend(fields);
-            }
-            Some(NewWebhookEvent {
+            let body = webhook_body(event, &event_id)?;
+            Some(NewWebhookDelivery {
                 event_id,
                 order_id: order_id.0,
-                body: serde_json::Value::Object(body).to_string(),
+                body,
             })
         })
         .collect()
@@ -147,7 +140,7 @@ impl Sender {
         let now = now_ms();
         let hold_until = now + CLAIM.as_millis() as i64;
         let claimed = storage::run(&self.pool, move |conn| {
-            WebhookEvent::claim_due(conn, now, hold_until, BATCH).map_err(DbError::from)
+            WebhookDelivery::claim_due(conn, now, hold_until, BATCH).map_err(DbError::from)
         })
         .await?;
         let count = claimed.len();
@@ -161,7 +154,7 @@ impl Sender {
         Ok(count)
     }
 
-    async fn post(&self, event: &WebhookEvent) -> Answer {
+    async fn post(&self, event: &WebhookDelivery) -> Answer {
         let signed = signature(
             self.config.secret.expose().as_bytes(),
             now_ms() / 1000,
@@ -194,7 +187,7 @@ impl Sender {
         }
     }
 
-    async fn settle(&self, event: WebhookEvent, answer: Answer) -> Result<(), DbError> {
+    async fn settle(&self, event: WebhookDelivery, answer: Answer) -> Result<(), DbError> {
         let now = now_ms();
         let max_age = self.config.max_age.as_millis() as i64;
         let id = event.id;
@@ -232,8 +225,8 @@ impl Sender {
         };
         storage::run(&self.pool, move |conn| {
             match done {
-                Some(done) => WebhookEvent::finish(conn, id, done, now),
-                None => WebhookEvent::retry_at(conn, id, retry_at),
+                Some(done) => WebhookDelivery::finish(conn, id, done, now),
+                None => WebhookDelivery::retry_at(conn, id, retry_at),
             }
             .map_err(DbError::from)
         })

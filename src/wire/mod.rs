@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod connection_limits;
+pub mod errors;
 pub mod http;
 pub mod state;
 pub mod ws;

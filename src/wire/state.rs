@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Instant};
 use actix::Addr;
 
 use crate::{
-    cluster::Node, config::Config, metrics::Metrics, router::Dispatcher, service::Service,
-    stats::feed::StatsFeed, wire::auth::JwtKeys, wire::connection_limits::ConnectionLimits,
+    cluster::Node, config::Config, metrics::Metrics, router::Router, service::Service,
+    stats::Stats, wire::auth::JwtKeys, wire::connection_limits::ConnectionLimits,
 };
 
 #[derive(Clone)]
@@ -14,10 +14,10 @@ pub struct AppState {
     pub limits: Arc<ConnectionLimits>,
     pub service: Service,
     pub node: Node,
-    pub dispatcher: Addr<Dispatcher>,
+    pub router: Addr<Router>,
     pub jwt: JwtKeys,
     pub config: Arc<Config>,
     pub started_at: Instant,
     pub metrics: Arc<Metrics>,
-    pub stats_feed: Arc<StatsFeed>,
+    pub stats: Arc<Stats>,
 }

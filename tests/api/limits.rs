@@ -5,6 +5,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use dispatcher::domain::Role;
+
 use crate::helpers::*;
 
 async fn past_max_connections_upgrades_get_503_and_http_keeps_answering(db: Db) {
@@ -109,9 +111,60 @@ async fn forwarded_for_counts_only_from_trusted_proxies(db: Db) {
     assert_eq!(again.err().map(|(status, _)| status), Some(429));
 }
 
+async fn a_websocket_reject_reason_has_the_same_500_character_limit_as_http(db: Db) {
+    let app = spawn_app(db).await;
+    app.put_order(10, 7).await;
+    let mut master = app.subscribed_master(3).await;
+    let (id, _) = app.offer_ok(10, 3, None).await;
+    master.recv_type("new_assignment").await;
+
+    let too_long = "x".repeat(501);
+    master
+        .send(json!({"type": "reject_assignment", "assignmentId": id, "reason": too_long}))
+        .await;
+    let refused = master.recv_error("bad_request").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reason"),
+        "{refused}"
+    );
+    let stored = app.get_assignment(id).await;
+    assert_eq!(stored["status"], "pending", "{stored}");
+
+    let longest = "ж".repeat(500);
+    master
+        .send(json!({"type": "reject_assignment", "assignmentId": id, "reason": longest}))
+        .await;
+    master.recv_type("assignment_rejected").await;
+    assert_eq!(app.get_assignment(id).await["rejectReason"], longest);
+}
+
+async fn topics_are_counted_before_repeats_are_dropped(db: Db) {
+    let app = spawn_app(db).await;
+    let mut chat = app
+        .ws(&format!("/ws?token={}", app.token(Role::Client, 7, None)))
+        .await;
+    chat.recv_type("auth_success").await;
+    let repeated = vec!["dialogs"; 33];
+    chat.send(json!({"type": "subscribe", "topics": repeated}))
+        .await;
+    chat.recv_error("bad_request").await;
+    let at_the_limit = vec!["dialogs"; 32];
+    chat.send(json!({"type": "subscribe", "topics": at_the_limit}))
+        .await;
+    assert_eq!(
+        chat.recv_type("subscribed").await["topics"],
+        json!(["dialogs"])
+    );
+}
+
 on_both_backends!(
     past_max_connections_upgrades_get_503_and_http_keeps_answering,
     a_users_newest_connection_replaces_the_oldest_past_the_cap,
     unauthenticated_connections_per_address_are_capped,
     forwarded_for_counts_only_from_trusted_proxies,
+    a_websocket_reject_reason_has_the_same_500_character_limit_as_http,
+    topics_are_counted_before_repeats_are_dropped,
 );

@@ -11,7 +11,11 @@ use crate::helpers::*;
 fn mounted_routes() -> BTreeSet<(String, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut routes = BTreeSet::new();
-    for file in ["src/routes/mod.rs", "src/routes/docs.rs", "src/startup.rs"] {
+    for file in [
+        "src/wire/http/mod.rs",
+        "src/wire/http/docs.rs",
+        "src/startup.rs",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let scope_at = text.find("web::scope(\"/api/v1\")");
         let scope_end = text.find(".default_service(");

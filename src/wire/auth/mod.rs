@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     domain::{AuthUser, MasterId, Role, UserId},
     service::error::AppError,
+    service::policy::{self, Permit, UseCase},
 };
 
 #[derive(Debug, Error, PartialEq)]
@@ -39,18 +40,6 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_id: Option<i64>,
     pub exp: u64,
-}
-
-/// Fails with `forbidden` unless the caller has one of `roles`.
-fn require(user: &AuthUser, roles: &[Role]) -> Result<(), AppError> {
-    if roles.contains(&user.role) {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(format!(
-            "role \"{}\" may not do this",
-            user.role
-        )))
-    }
 }
 
 fn id_as_string<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -233,39 +222,15 @@ impl FromRequest for AuthUser {
     }
 }
 
-macro_rules! role_guard {
-    ($(#[$doc:meta])* $name:ident, $($role:ident),+) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name(pub AuthUser);
+/// A caller the policy lets do `U`: 401 without a valid token, 403 for a role that may not,
+/// both before the body is read.
+pub struct Permitted<U>(pub Permit<U>);
 
-        impl FromRequest for $name {
-            type Error = AppError;
-            type Future = Ready<Result<Self, AppError>>;
+impl<U: UseCase> FromRequest for Permitted<U> {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
 
-            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                ready(authenticate(req).and_then(|user| {
-                    require(&user, &[$(Role::$role),+])?;
-                    Ok($name(user))
-                }))
-            }
-        }
-    };
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|user| Ok(Permitted(policy::permit::<U>(user)?))))
+    }
 }
-
-role_guard!(
-    /// A service or admin caller: 401 without a token, 403 for other roles.
-    Staff, Service, Admin
-);
-role_guard!(
-    /// An admin caller.
-    AdminUser, Admin
-);
-role_guard!(
-    /// A master caller.
-    MasterUser, Master
-);
-role_guard!(
-    /// A service, admin or master caller.
-    StaffOrMaster, Service, Admin, Master
-);

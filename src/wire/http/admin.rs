@@ -1,12 +1,15 @@
 use actix_web::{HttpResponse, web};
 
-use crate::{service::error::AppError, stats, wire::auth::AdminUser, wire::state::AppState};
+use crate::{
+    service::{error::AppError, policy::WatchStats},
+    wire::{auth::Permitted, state::AppState},
+};
 
-/// Seed 001's monitoring view over every live node.
-#[utoipa::path(get, path = "/api/admin/websocket/stats", tag = "operators", security(("bearer" = [])), responses((status = 200, body = crate::stats::WebsocketStats), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+/// The monitoring view over every live node.
+#[utoipa::path(get, path = "/api/admin/websocket/stats", tag = "operators", security(("bearer" = [])), responses((status = 200, body = crate::protocol::stats::WebsocketStats), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn websocket_stats(
-    _: AdminUser,
+    _: Permitted<WatchStats>,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(stats::gather(&app).await?))
+    Ok(HttpResponse::Ok().json(app.stats.gather().await?))
 }

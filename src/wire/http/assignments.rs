@@ -3,13 +3,15 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{MAX_BODY_BYTES, at_most};
+use super::MAX_BODY_BYTES;
 use crate::{
-    domain::AuthUser,
+    domain::input::RejectReason,
     protocol::shapes::{AssignmentCreated, AssignmentView},
-    service::error::AppError,
-    wire::auth::{MasterUser, Staff},
-    wire::state::AppState,
+    service::{
+        error::AppError,
+        policy::{CancelOffers, DecideOffers, MakeOffers, SeeAssignments},
+    },
+    wire::{auth::Permitted, state::AppState},
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -25,9 +27,9 @@ pub struct RejectBody {
     reason: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/assignments", tag = "assignments", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, body = AssignmentCreated), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/assignments", tag = "assignments", security(("bearer" = [])), request_body = CreateBody, responses((status = 201, body = AssignmentCreated), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn create(
-    _: Staff,
+    Permitted(permit): Permitted<MakeOffers>,
     app: web::Data<AppState>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
@@ -35,7 +37,7 @@ pub async fn create(
     let ttl = body.ttl_seconds.map(Duration::from_secs);
     let (assignment, delivered) = app
         .service
-        .offer(body.order_id, body.master_id, ttl)
+        .offer(permit, body.order_id, body.master_id, ttl)
         .await?;
     Ok(HttpResponse::Created().json(AssignmentCreated {
         assignment: AssignmentView::from(&assignment),
@@ -43,34 +45,29 @@ pub async fn create(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/assignments/{id}", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/assignments/{id}", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn get(
-    user: AuthUser,
+    Permitted(permit): Permitted<SeeAssignments>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    if !user.role.is_staff() && user.master().is_none() {
-        return Err(AppError::Forbidden(
-            "only staff and masters see assignments".into(),
-        ));
-    }
-    let assignment = app.service.get_assignment(user, id.into_inner()).await?;
+    let assignment = app.service.get_assignment(permit, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
-#[utoipa::path(post, path = "/api/v1/assignments/{id}/accept", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/accept", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn accept(
-    MasterUser(user): MasterUser,
+    Permitted(permit): Permitted<DecideOffers>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let accepted = app.service.accept(user, id.into_inner()).await?;
+    let accepted = app.service.accept(permit, id.into_inner(), |_| {}).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&accepted.assignment)))
 }
 
-#[utoipa::path(post, path = "/api/v1/assignments/{id}/reject", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<RejectBody>, description = "optional"), responses((status = 200, body = AssignmentView), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/reject", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), request_body(content = Option<RejectBody>, description = "optional"), responses((status = 200, body = AssignmentView), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 413, description = "payload_too_large", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn reject(
-    MasterUser(user): MasterUser,
+    Permitted(permit): Permitted<DecideOffers>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Payload,
@@ -86,17 +83,17 @@ pub async fn reject(
         serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
     };
-    let reason = body.reason.map(|r| at_most("reason", 500, r)).transpose()?;
-    let assignment = app.service.reject(user, id.into_inner(), reason).await?;
+    let reason = RejectReason::parse(body.reason)?;
+    let assignment = app.service.reject(permit, id.into_inner(), reason).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }
 
-#[utoipa::path(post, path = "/api/v1/assignments/{id}/cancel", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/cancel", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn cancel(
-    Staff(user): Staff,
+    Permitted(permit): Permitted<CancelOffers>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let assignment = app.service.cancel(user, id.into_inner()).await?;
+    let assignment = app.service.cancel(permit, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AssignmentView::from(&assignment)))
 }

@@ -1,4 +1,4 @@
-//! `/debug`: try a connection from a browser, as seed 004's test page sketched; embedded.
+//! `/debug`: try a connection from a browser, frame by frame; embedded in the binary.
 
 use actix_web::{HttpResponse, http::header::ContentType};
 

@@ -4,13 +4,10 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::{
-    domain::DispatchMode,
+    domain::{DispatchMode, records::Dispatch},
     protocol::shapes::{DispatchAnswer, DispatchView},
-    service::DispatchRequest,
-    service::error::AppError,
-    storage::dispatches::DispatchState,
-    wire::auth::Staff,
-    wire::state::AppState,
+    service::{DispatchRequest, error::AppError, policy},
+    wire::{auth::Permitted, state::AppState},
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -23,16 +20,16 @@ pub struct DispatchBody {
     skip_offline: Option<bool>,
 }
 
-fn answer(state: &DispatchState) -> DispatchAnswer {
+fn answer(dispatch: &Dispatch) -> DispatchAnswer {
     DispatchAnswer {
-        dispatch: DispatchView::from(state),
+        dispatch: DispatchView::from(dispatch),
     }
 }
 
 /// Starts a cascade of offers of the order to its candidates.
-#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path, description = "the order")), request_body = DispatchBody, responses((status = 201, body = DispatchAnswer), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/orders/{id}/dispatch", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path, description = "the order")), request_body = DispatchBody, responses((status = 201, body = DispatchAnswer), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn create(
-    _: Staff,
+    Permitted(permit): Permitted<policy::Dispatch>,
     app: web::Data<AppState>,
     order_id: web::Path<i64>,
     body: web::Json<DispatchBody>,
@@ -53,27 +50,30 @@ pub async fn create(
         batch_size: body.batch_size.unwrap_or(1),
         skip_offline: body.skip_offline.unwrap_or(true),
     };
-    let state = app.service.dispatch(order_id.into_inner(), request).await?;
+    let state = app
+        .service
+        .dispatch(permit, order_id.into_inner(), request)
+        .await?;
     Ok(HttpResponse::Created().json(answer(&state)))
 }
 
-#[utoipa::path(get, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn get(
-    _: Staff,
+    Permitted(permit): Permitted<policy::Dispatch>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let state = app.service.get_dispatch(id.into_inner()).await?;
+    let state = app.service.get_dispatch(permit, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(answer(&state)))
 }
 
 /// Cancels the dispatch and its outstanding offers.
-#[utoipa::path(delete, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/dispatches/{id}", tag = "dispatches", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = DispatchAnswer), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 409, description = "conflict or assignment_not_pending", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn cancel(
-    _: Staff,
+    Permitted(permit): Permitted<policy::Dispatch>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let state = app.service.cancel_dispatch(id.into_inner()).await?;
+    let state = app.service.cancel_dispatch(permit, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(answer(&state)))
 }

@@ -3,19 +3,18 @@ use serde_json::json;
 
 use crate::{router::messages::CountConnections, wire::state::AppState};
 
-/// The Dispatcher answers within this or counts as down.
+/// The router answers within this or counts as down.
 const DISPATCHER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `ok`; `degraded` when a cluster node has lost Redis but still serves its own connections;
-/// `unavailable` (503) when the database does not answer, or the Dispatcher not within 1 s.
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "ok or degraded: status, node, database, dispatcher, connections, uptimeSecs, version, and redis in cluster mode", body = Object), (status = 503, description = "the database or the Dispatcher does not answer", body = Object)))]
+/// `unavailable` (503) when the database does not answer, or the router not within 1 s.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "ok or degraded: status, node, database, dispatcher, connections, uptimeSecs, version, and redis in cluster mode", body = Object), (status = 503, description = "the database or the router does not answer", body = Object)))]
 pub async fn health(app: web::Data<AppState>) -> HttpResponse {
     let database_ok = app.service.database_ok().await;
-    let connections =
-        tokio::time::timeout(DISPATCHER_PATIENCE, app.dispatcher.send(CountConnections))
-            .await
-            .ok()
-            .and_then(Result::ok);
+    let connections = tokio::time::timeout(DISPATCHER_PATIENCE, app.router.send(CountConnections))
+        .await
+        .ok()
+        .and_then(Result::ok);
     let dispatcher_ok = connections.is_some();
     let redis_up = app.node.redis_up();
     let status = match (database_ok && dispatcher_ok, redis_up) {

@@ -1,10 +1,13 @@
 use actix_web::{HttpResponse, http::header::ContentType, web};
 
-use crate::{wire::auth::AdminUser, wire::state::AppState};
+use crate::{
+    service::policy::WatchStats,
+    wire::{auth::Permitted, state::AppState},
+};
 
 /// `/metrics` on the service's own address: admins only.
-#[utoipa::path(get, path = "/metrics", tag = "operators", security(("bearer" = [])), responses((status = 200, description = "Prometheus text format 0.0.4; with METRICS_BIND_ADDR set it is served there without a token, and this path is 404", content_type = "text/plain"), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody)))]
-pub async fn guarded(_: AdminUser, app: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operators", security(("bearer" = [])), responses((status = 200, description = "Prometheus text format 0.0.4; with METRICS_BIND_ADDR set it is served there without a token, and this path is 404", content_type = "text/plain"), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody)))]
+pub async fn guarded(_: Permitted<WatchStats>, app: web::Data<AppState>) -> HttpResponse {
     exposition(&app)
 }
 

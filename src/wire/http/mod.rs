@@ -15,7 +15,7 @@ mod push;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
-use crate::service::error::{AppError, ErrorBody};
+use crate::{protocol::shapes::ErrorBody, service::error::AppError};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -117,24 +117,3 @@ fn embedded(content_type: &'static str, body: &'static str) -> actix_web::HttpRe
 
 /// The largest request body taken, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Refuses text longer than `max` characters, naming the field.
-fn at_most(field: &str, max: usize, value: String) -> Result<String, AppError> {
-    if value.chars().count() > max {
-        Err(AppError::BadRequest(format!(
-            "{field} must be at most {max} characters"
-        )))
-    } else {
-        Ok(value)
-    }
-}
-
-/// Rejects blank required text with a message naming the field.
-fn required(field: &str, value: String) -> Result<String, AppError> {
-    let value = value.trim().to_string();
-    if value.is_empty() {
-        Err(AppError::BadRequest(format!("{field} must not be empty")))
-    } else {
-        Ok(value)
-    }
-}

@@ -1,10 +1,11 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use super::{at_most, required};
 use crate::{
-    domain::OrderStatus, protocol::shapes::OrderView, service::error::AppError,
-    storage::models::OrderFields, wire::auth::Staff, wire::state::AppState,
+    domain::{OrderStatus, input::OrderDetails},
+    protocol::shapes::OrderView,
+    service::{error::AppError, policy::ManageOrders},
+    wire::{auth::Permitted, state::AppState},
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -23,35 +24,32 @@ pub struct StatusBody {
     status: String,
 }
 
-#[utoipa::path(put, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path, description = "the platform's order id")), request_body = OrderBody, responses((status = 200, body = crate::protocol::shapes::OrderView), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path, description = "the platform's order id")), request_body = OrderBody, responses((status = 200, body = OrderView), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 413, description = "payload_too_large", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn upsert(
-    _: Staff,
+    Permitted(permit): Permitted<ManageOrders>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<OrderBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let fields = OrderFields {
-        client_user_id: body.client_user_id,
-        address: at_most("address", 500, required("address", body.address)?)?,
-        device_type: at_most("deviceType", 100, required("deviceType", body.device_type)?)?,
-        problem: at_most("problem", 60_000, required("problem", body.problem)?)?,
-        client_name: body
-            .client_name
-            .map(|n| at_most("clientName", 200, n))
-            .transpose()?,
-        client_phone: body
-            .client_phone
-            .map(|p| at_most("clientPhone", 50, p))
-            .transpose()?,
-    };
-    let order = app.service.upsert_order(id.into_inner(), fields).await?;
+    let details = OrderDetails::parse(
+        body.client_user_id,
+        body.address,
+        body.device_type,
+        body.problem,
+        body.client_name,
+        body.client_phone,
+    )?;
+    let order = app
+        .service
+        .upsert_order(permit, id.into_inner(), details)
+        .await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = StatusBody, responses((status = 200, body = crate::protocol::shapes::OrderView), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 404, description = "not_found", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = StatusBody, responses((status = 200, body = OrderView), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn set_status(
-    _: Staff,
+    Permitted(permit): Permitted<ManageOrders>,
     app: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<StatusBody>,
@@ -61,7 +59,7 @@ pub async fn set_status(
     })?;
     let order = app
         .service
-        .set_order_status(id.into_inner(), status)
+        .set_order_status(permit, id.into_inner(), status)
         .await?;
     Ok(HttpResponse::Ok().json(OrderView::from(&order)))
 }

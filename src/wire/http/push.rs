@@ -3,7 +3,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    protocol::shapes::Delivered, service::error::AppError, wire::auth::Staff, wire::state::AppState,
+    domain::Push,
+    protocol::{is_reserved_type, shapes::Delivered},
+    service::{error::AppError, policy},
+    wire::{auth::Permitted, state::AppState},
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -18,9 +21,9 @@ pub struct PushBody {
 }
 
 /// A push from the rest of the platform (chat messages, dialog updates) to users' connections.
-#[utoipa::path(post, path = "/api/v1/push", tag = "pushes", security(("bearer" = [])), request_body = PushBody, responses((status = 202, body = Delivered), (status = 400, description = "bad_request", body = crate::service::error::ErrorBody), (status = 401, description = "unauthorized", body = crate::service::error::ErrorBody), (status = 403, description = "forbidden", body = crate::service::error::ErrorBody), (status = 413, description = "payload_too_large", body = crate::service::error::ErrorBody), (status = 503, description = "unavailable", body = crate::service::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/push", tag = "pushes", security(("bearer" = [])), request_body = PushBody, responses((status = 202, body = Delivered), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 413, description = "payload_too_large", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
 pub async fn push(
-    _: Staff,
+    Permitted(permit): Permitted<policy::Push>,
     app: web::Data<AppState>,
     body: web::Json<PushBody>,
 ) -> Result<HttpResponse, AppError> {
@@ -30,6 +33,7 @@ pub async fn push(
         payload,
         topic,
     } = body.into_inner();
-    let delivered = app.service.push(user_ids, kind, payload, topic).await?;
+    let push = Push::parse(user_ids, kind, payload, topic, is_reserved_type)?;
+    let delivered = app.service.push(permit, push).await;
     Ok(HttpResponse::Accepted().json(Delivered { delivered }))
 }

@@ -26,7 +26,7 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Seed 000: mobile apps send no Origin (or `null`) and identify as Dart/Flutter; they are always let in.
+/// Mobile apps send no Origin (or `null`) and identify as Dart/Flutter; they are always let in.
 pub fn origin_allowed(allowed: Option<&[String]>, origin: &str, user_agent: &str) -> bool {
     let Some(allowed) = allowed else {
         return true;

@@ -1,5 +1,7 @@
-//! One actor per WebSocket connection: reads frames, answers directly, and registers with the Dispatcher
-//! for pushes. Its outbound frames go through a bounded queue drained by a writer task.
+//! One actor per WebSocket connection, keeping the transport: it reads frames, watches the
+//! heartbeat and the token's deadline, limits the rate, and queues what goes out in a bounded
+//! queue that a writer task drains. It registers with the router for pushes. What each client
+//! message does is in [`commands`](super::commands).
 
 use std::time::{Duration, Instant};
 
@@ -17,24 +19,22 @@ use super::{
     writer,
 };
 use crate::{
-    domain::AssignmentId,
-    domain::time::{iso, now_iso, now_ms},
-    domain::{AuthUser, Role},
-    protocol::shapes::OrderView,
-    protocol::{ClientMessage, CloseCode, ServerMessage, parse, topics_of},
-    router::outbox::{Outbound, Outbox, QueueError},
+    domain::{
+        AuthUser,
+        time::{iso, now_iso, now_ms},
+    },
+    protocol::{CloseCode, ServerMessage, parse},
     router::{
-        Dispatcher, MAX_TOPICS,
-        messages::{
-            Acknowledged, Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock,
-            ReplayOffers, SubscribeAssignments, SubscribeEvents, SubscribeTopics,
-            UnsubscribeAssignments, UnsubscribeTopics,
-        },
+        Router,
+        messages::{Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock},
+        outbox::{Outbound, Outbox, QueueError},
     },
     service::error::AppError,
-    wire::auth::{AuthError, Verified},
-    wire::connection_limits::Admitted,
-    wire::state::AppState,
+    wire::{
+        auth::{AuthError, Verified},
+        connection_limits::Admitted,
+        state::AppState,
+    },
 };
 
 /// How often the server checks that a peer is still there.
@@ -75,14 +75,14 @@ macro_rules! conn_log {
 }
 
 pub struct WsSession {
-    id: ConnId,
-    app: web::Data<AppState>,
-    outbox: Outbox,
+    pub(super) id: ConnId,
+    pub(super) app: web::Data<AppState>,
+    pub(super) outbox: Outbox,
     writer: tokio::task::JoinHandle<()>,
     peer: Peer,
     /// Its place under the connection limits, given back when the session ends.
     admitted: Admitted,
-    user: Option<AuthUser>,
+    pub(super) user: Option<AuthUser>,
     /// The outcome of a token given in the query string or header, handled once started.
     upgrade_auth: Option<Result<Verified, AuthError>>,
     /// The connection's one timer: the heartbeat check, and the token's warning and deadline.
@@ -93,11 +93,11 @@ pub struct WsSession {
     token_deadline: Option<(i64, bool)>,
     limiter: RateLimiter,
     last_heard: Instant,
-    last_ping: PingClock,
+    pub(super) last_ping: PingClock,
     /// The close code the server sent, for the metrics.
     closed_with: Option<CloseCode>,
     /// The task that queues `stats` frames, after `subscribe_stats`.
-    stats: Option<tokio::task::JoinHandle<()>>,
+    pub(super) stats: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WsSession {
@@ -114,7 +114,7 @@ impl WsSession {
     ) {
         let (read, write) = io.into_split();
         let (outbox, queued) = Outbox::channel(app.config.max_queued_bytes);
-        let writer = writer::spawn(write, queued);
+        let writer = writer::spawn(write, queued, app.metrics.clone());
         let frames = Frames::new(read, already_read, app.config.max_message_bytes);
         let limiter = RateLimiter::new(app.config.rate_limit_per_sec, app.config.rate_limit_burst);
         WsSession::create(move |ctx| {
@@ -140,25 +140,26 @@ impl WsSession {
         });
     }
 
-    fn send(
+    pub(super) fn send(
         &mut self,
         ctx: &mut Context<Self>,
         message: &ServerMessage,
         request_id: Option<&Value>,
     ) {
-        match self.outbox.text(message.encode(request_id)) {
-            Ok(()) => self
-                .app
-                .metrics
-                .ws_messages_sent
-                .with_label_values(&[message.kind()])
-                .inc(),
+        let queued = self.outbox.text(message.frame(request_id));
+        self.on_queued(ctx, queued);
+    }
+
+    /// Closes a connection whose queue refused a frame: a slow consumer, or one already gone.
+    pub(super) fn on_queued(&mut self, ctx: &mut Context<Self>, queued: Result<(), QueueError>) {
+        match queued {
+            Ok(()) => {}
             Err(QueueError::Full) => self.close(ctx, CloseCode::Policy, "slow consumer"),
             Err(QueueError::Closed) => ctx.stop(),
         }
     }
 
-    fn send_error(
+    pub(super) fn send_error(
         &mut self,
         ctx: &mut Context<Self>,
         error: &AppError,
@@ -169,11 +170,11 @@ impl WsSession {
             .ws_errors
             .with_label_values(&[error.code()])
             .inc();
-        self.send(ctx, &ServerMessage::error(error), request_id);
+        self.send(ctx, &ServerMessage::from(error), request_id);
     }
 
     /// Sends a close frame (or, when the queue is stuck, drops the socket) and stops the actor.
-    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+    pub(super) fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
         self.closed_with.get_or_insert(code);
         if self.outbox.close(code, reason) == Err(QueueError::Full) {
             self.writer.abort();
@@ -181,13 +182,13 @@ impl WsSession {
         ctx.stop();
     }
 
-    /// Hands a message to the Dispatcher and waits for it to be taken before reading further frames.
-    fn tell<M>(&self, ctx: &mut Context<Self>, message: M)
+    /// Hands a message to the router and waits for it to be taken before reading further frames.
+    pub(super) fn tell<M>(&self, ctx: &mut Context<Self>, message: M)
     where
         M: Message<Result = ()> + Send + 'static,
-        Dispatcher: actix::Handler<M>,
+        Router: actix::Handler<M>,
     {
-        let sent = self.app.dispatcher.send(message);
+        let sent = self.app.router.send(message);
         ctx.wait(sent.into_actor(self).map(|result, _, ctx| {
             if result.is_err() {
                 ctx.stop();
@@ -195,7 +196,7 @@ impl WsSession {
         }));
     }
 
-    fn authenticate(
+    pub(super) fn authenticate(
         &mut self,
         ctx: &mut Context<Self>,
         outcome: Result<Verified, AuthError>,
@@ -246,7 +247,7 @@ impl WsSession {
 
     /// Warns `TOKEN_EXPIRY_NOTICE_SECS` before the token's `exp` (at once if less is left), then
     /// closes at `exp`, unless a refresh moves the deadline first.
-    fn watch_token(&mut self, ctx: &mut Context<Self>, expires_at_ms: i64) {
+    pub(super) fn watch_token(&mut self, ctx: &mut Context<Self>, expires_at_ms: i64) {
         self.token_deadline = Some((expires_at_ms, false));
         self.arm_watch(ctx);
     }
@@ -320,32 +321,6 @@ impl WsSession {
         }
     }
 
-    /// A new token for the same identity moves the deadline; any other leaves it as it was.
-    fn refresh(
-        &mut self,
-        ctx: &mut Context<Self>,
-        user: AuthUser,
-        token: &str,
-        request_id: Option<&Value>,
-    ) {
-        match self.app.jwt.verify(token) {
-            Ok(verified) if verified.user == user => {
-                self.watch_token(ctx, verified.expires_at_ms);
-                let reply = ServerMessage::TokenRefreshed {
-                    expires_at: iso(verified.expires_at_ms),
-                };
-                self.send(ctx, &reply, request_id);
-            }
-            Ok(_) => {
-                let e = AppError::Forbidden(
-                    "the new token must name the same user, role and master".into(),
-                );
-                self.send_error(ctx, &e, request_id);
-            }
-            Err(e) => self.send_error(ctx, &AppError::from(e), request_id),
-        }
-    }
-
     fn on_text(&mut self, ctx: &mut Context<Self>, text: &str) {
         match self.limiter.check(Instant::now()) {
             Verdict::Allowed => {}
@@ -369,252 +344,9 @@ impl WsSession {
             .inc();
         let request_id = incoming.request_id;
         match incoming.message {
-            Ok(message) => self.on_message(ctx, message, request_id),
-            Err(e) => self.send_error(ctx, &e, request_id.as_ref()),
+            Ok(message) => self.command(ctx, message, request_id),
+            Err(e) => self.send_error(ctx, &AppError::from(e), request_id.as_ref()),
         }
-    }
-
-    fn on_message(
-        &mut self,
-        ctx: &mut Context<Self>,
-        message: ClientMessage,
-        request_id: Option<Value>,
-    ) {
-        let rid = request_id.as_ref();
-        let (user, message) = match (self.user, message) {
-            (_, ClientMessage::Ping) => {
-                self.last_ping.touch();
-                return self.send(
-                    ctx,
-                    &ServerMessage::Pong {
-                        server_time: now_iso(),
-                    },
-                    rid,
-                );
-            }
-            (None, ClientMessage::Auth { token }) => {
-                let outcome = self.app.jwt.verify(&token);
-                return self.authenticate(ctx, outcome, rid);
-            }
-            (Some(_), ClientMessage::Auth { .. }) => {
-                let e = AppError::BadRequest("this connection is already authenticated".into());
-                return self.send_error(ctx, &e, rid);
-            }
-            (None, _) => {
-                let e = AppError::Unauthorized("authenticate first with an auth message".into());
-                return self.send_error(ctx, &e, rid);
-            }
-            (Some(user), message) => (user, message),
-        };
-        match message {
-            ClientMessage::SubscribeAssignments { acks } => {
-                self.subscribe(ctx, user, acks, request_id)
-            }
-            ClientMessage::AckAssignment { assignment_id } => {
-                let Some(user) = self.require_master(ctx, user, rid) else {
-                    return;
-                };
-                self.tell(
-                    ctx,
-                    Acknowledged {
-                        id: self.id,
-                        assignment_id: AssignmentId(assignment_id),
-                    },
-                );
-                let app = self.app.clone();
-                let work = async move { app.service.acknowledge(user, assignment_id).await };
-                ctx.spawn(work.into_actor(self).map(move |done, act, ctx| {
-                    // An acknowledgement has no reply; only a failure is answered.
-                    if let Err(e) = done {
-                        act.send_error(ctx, &e, request_id.as_ref());
-                    }
-                }));
-            }
-            ClientMessage::UnsubscribeAssignments => {
-                self.tell(ctx, UnsubscribeAssignments { id: self.id });
-                self.send(
-                    ctx,
-                    &ServerMessage::UnsubscribedAssignments { reason: None },
-                    rid,
-                );
-            }
-            ClientMessage::SubscribeStats => {
-                if user.role != Role::Admin {
-                    let e = AppError::Forbidden("only admins subscribe to stats".into());
-                    return self.send_error(ctx, &e, rid);
-                }
-                if self.stats.is_none() {
-                    self.stats = Some(self.stream_stats());
-                }
-            }
-            ClientMessage::SubscribeEvents => {
-                if !user.role.is_staff() {
-                    let e =
-                        AppError::Forbidden("only service and admin connections get events".into());
-                    return self.send_error(ctx, &e, rid);
-                }
-                self.tell(ctx, SubscribeEvents { id: self.id });
-                self.send(ctx, &ServerMessage::SubscribedEvents, rid);
-            }
-            ClientMessage::AcceptAssignment { assignment_id } => {
-                let Some(user) = self.require_master(ctx, user, rid) else {
-                    return;
-                };
-                let app = self.app.clone();
-                let work = async move {
-                    let accepted = app.service.accept(user, assignment_id).await?;
-                    Ok(ServerMessage::AssignmentAccepted {
-                        assignment_id,
-                        order_id: accepted.order.id,
-                        order: OrderView::from(&accepted.order),
-                    })
-                };
-                self.reply_when_done(ctx, work, request_id);
-            }
-            ClientMessage::RejectAssignment {
-                assignment_id,
-                reason,
-            } => {
-                let Some(user) = self.require_master(ctx, user, rid) else {
-                    return;
-                };
-                let app = self.app.clone();
-                let work = async move {
-                    let rejected = app.service.reject(user, assignment_id, reason).await?;
-                    Ok(ServerMessage::AssignmentRejected {
-                        assignment_id,
-                        order_id: rejected.order_id,
-                    })
-                };
-                self.reply_when_done(ctx, work, request_id);
-            }
-            ClientMessage::RefreshToken { token } => self.refresh(ctx, user, &token, rid),
-            ClientMessage::Subscribe { topics } => self.subscribe_topics(ctx, topics, request_id),
-            ClientMessage::Unsubscribe { topics } => match topics_of(topics) {
-                Ok(topics) => {
-                    self.tell(
-                        ctx,
-                        UnsubscribeTopics {
-                            id: self.id,
-                            topics: topics.clone(),
-                        },
-                    );
-                    self.send(ctx, &ServerMessage::Unsubscribed { topics }, rid);
-                }
-                Err(e) => self.send_error(ctx, &AppError::BadRequest(e), rid),
-            },
-            ClientMessage::Ping | ClientMessage::Auth { .. } => unreachable!("handled above"),
-        }
-    }
-
-    /// Runs database work off the actor and answers with its outcome, echoing `request_id`.
-    fn reply_when_done(
-        &mut self,
-        ctx: &mut Context<Self>,
-        work: impl Future<Output = Result<ServerMessage, AppError>> + 'static,
-        request_id: Option<Value>,
-    ) {
-        ctx.spawn(work.into_actor(self).map(move |reply, act, ctx| {
-            let request_id = request_id.as_ref();
-            match reply {
-                Ok(message) => act.send(ctx, &message, request_id),
-                Err(e) => act.send_error(ctx, &e, request_id),
-            }
-        }));
-    }
-
-    /// Queues each new `stats` frame; a frame the connection has no room for is skipped, and
-    /// the next one is newer.
-    fn stream_stats(&self) -> tokio::task::JoinHandle<()> {
-        let mut frames = self.app.stats_feed.listen();
-        let outbox = self.outbox.clone();
-        let metrics = self.app.metrics.clone();
-        actix_web::rt::spawn(async move {
-            while frames.changed().await.is_ok() {
-                let frame = frames.borrow_and_update().clone();
-                let Some(frame) = frame else { continue };
-                match outbox.text(frame) {
-                    Ok(()) => metrics.ws_messages_sent.with_label_values(&["stats"]).inc(),
-                    Err(QueueError::Full) => continue,
-                    Err(QueueError::Closed) => break,
-                }
-            }
-        })
-    }
-
-    fn require_master(
-        &mut self,
-        ctx: &mut Context<Self>,
-        user: AuthUser,
-        request_id: Option<&Value>,
-    ) -> Option<AuthUser> {
-        if user.master().is_some() {
-            return Some(user);
-        }
-        let e = AppError::Forbidden("only masters act on assignments".into());
-        self.send_error(ctx, &e, request_id);
-        None
-    }
-
-    /// Adds push topics, up to `MAX_TOPICS` per connection.
-    fn subscribe_topics(
-        &mut self,
-        ctx: &mut Context<Self>,
-        topics: Option<Vec<String>>,
-        request_id: Option<Value>,
-    ) {
-        let topics = match topics_of(topics) {
-            Ok(topics) => topics,
-            Err(e) => return self.send_error(ctx, &AppError::BadRequest(e), request_id.as_ref()),
-        };
-        let asked = self.app.dispatcher.send(SubscribeTopics {
-            id: self.id,
-            topics: topics.clone(),
-        });
-        ctx.wait(asked.into_actor(self).map(move |answer, act, ctx| {
-            let request_id = request_id.as_ref();
-            match answer {
-                Ok(Ok(())) => act.send(ctx, &ServerMessage::Subscribed { topics }, request_id),
-                Ok(Err(_)) => {
-                    let e = AppError::BadRequest(format!(
-                        "a connection may subscribe to at most {MAX_TOPICS} topics"
-                    ));
-                    act.send_error(ctx, &e, request_id);
-                }
-                Err(_) => ctx.stop(),
-            }
-        }));
-    }
-
-    /// Subscribes, then replays the master's open offers so a reconnecting app misses nothing.
-    fn subscribe(
-        &mut self,
-        ctx: &mut Context<Self>,
-        user: AuthUser,
-        acks: bool,
-        request_id: Option<Value>,
-    ) {
-        let Some(master_id) = self
-            .require_master(ctx, user, request_id.as_ref())
-            .and_then(|u| u.master())
-        else {
-            return;
-        };
-        self.tell(ctx, SubscribeAssignments { id: self.id, acks });
-        self.send(
-            ctx,
-            &ServerMessage::SubscribedAssignments,
-            request_id.as_ref(),
-        );
-        let app = self.app.clone();
-        let work = async move { app.service.pending_offers(master_id).await };
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(offers) => act.tell(ctx, ReplayOffers { id: act.id, offers }),
-                    Err(e) => act.send_error(ctx, &e, None),
-                }),
-        );
     }
 }
 
@@ -661,7 +393,7 @@ impl Actor for WsSession {
             stats.abort();
         }
         // One message per connection lifetime, so bypassing the mailbox bound cannot pile up.
-        self.app.dispatcher.do_send(Disconnect { id: self.id });
+        self.app.router.do_send(Disconnect { id: self.id });
         let code = self
             .closed_with
             .map_or_else(|| "none".to_string(), |c| (c as u16).to_string());
@@ -713,7 +445,7 @@ impl StreamHandler<Inbound> for WsSession {
     }
 }
 
-/// Closes the connection on the Dispatcher's word (shutdown, slow consumer).
+/// Closes the connection on the router's word (shutdown, slow consumer).
 impl Handler<CloseConnection> for WsSession {
     type Result = ();
 

@@ -6,18 +6,21 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Encoder;
 
+use std::sync::Arc;
+
 use crate::{
+    metrics::Metrics,
     protocol::CloseCode,
     router::outbox::{Drain, Outbound},
 };
 
 /// Starts the writer task for `io`, draining `rx`. After a close frame it shuts the socket's
 /// write side at once: RFC 6455 §7.1.1 has the server close the TCP connection first.
-pub fn spawn<W>(io: W, rx: Drain) -> tokio::task::JoinHandle<()>
+pub fn spawn<W>(io: W, rx: Drain, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()>
 where
     W: AsyncWrite + Unpin + 'static,
 {
-    actix_web::rt::spawn(write_frames(io, rx))
+    actix_web::rt::spawn(write_frames(io, rx, metrics))
 }
 
 pub fn close_code(code: CloseCode) -> actix_http::ws::CloseCode {
@@ -33,11 +36,19 @@ pub fn encode(message: Message) -> BytesMut {
     frame
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(mut io: W, mut rx: Drain) {
+/// Writes each frame as it comes; every message the server sends is counted here, once, as it
+/// leaves the queue for the socket.
+async fn write_frames<W: AsyncWrite + Unpin>(mut io: W, mut rx: Drain, metrics: Arc<Metrics>) {
     while let Some(frame) = rx.next().await {
         rx.sent(&frame);
         let (message, last) = match frame {
-            Outbound::Text(text) | Outbound::Replayed(text) => (Message::Text(text), false),
+            Outbound::Text(frame) | Outbound::Replayed(frame) => {
+                metrics
+                    .ws_messages_sent
+                    .with_label_values(&[frame.kind])
+                    .inc();
+                (Message::Text(frame.text), false)
+            }
             Outbound::Ping => (Message::Ping(Default::default()), false),
             Outbound::Pong(payload) => (Message::Pong(payload), false),
             Outbound::Close(code, description) => {

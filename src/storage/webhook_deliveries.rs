@@ -7,7 +7,7 @@ use super::{DbConn, schema::webhook_events};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = webhook_events)]
-pub struct WebhookEvent {
+pub struct WebhookDelivery {
     pub id: i64,
     pub event_id: String,
     pub order_id: i64,
@@ -22,7 +22,7 @@ pub struct WebhookEvent {
 
 /// An event to send, as the transaction that decided it records it.
 #[derive(Debug, Clone)]
-pub struct NewWebhookEvent {
+pub struct NewWebhookDelivery {
     pub event_id: String,
     pub order_id: i64,
     pub body: String,
@@ -48,8 +48,8 @@ impl WebhookDone {
     }
 }
 
-impl WebhookEvent {
-    pub fn record(conn: &mut DbConn, events: &[NewWebhookEvent], now: i64) -> QueryResult<()> {
+impl WebhookDelivery {
+    pub fn record(conn: &mut DbConn, events: &[NewWebhookDelivery], now: i64) -> QueryResult<()> {
         for event in events {
             diesel::insert_into(webhook_events::table)
                 .values((
@@ -72,7 +72,7 @@ impl WebhookEvent {
         now: i64,
         hold_until: i64,
         limit: i64,
-    ) -> QueryResult<Vec<WebhookEvent>> {
+    ) -> QueryResult<Vec<WebhookDelivery>> {
         let heads: Vec<Option<i64>> = webhook_events::table
             .filter(webhook_events::done_at.is_null())
             .group_by(webhook_events::order_id)
@@ -97,8 +97,8 @@ impl WebhookEvent {
                     )
                     .order(webhook_events::id.asc())
                     .limit(limit - due.len() as i64)
-                    .select(WebhookEvent::as_select())
-                    .load::<WebhookEvent>(conn)?,
+                    .select(WebhookDelivery::as_select())
+                    .load::<WebhookDelivery>(conn)?,
             );
         }
         let mut claimed = Vec::with_capacity(due.len());

@@ -1,9 +1,9 @@
 //! The one place that decides who hears of an event, and in which frame.
 
-use crate::{
-    domain::time::{iso, now_ms},
-    domain::{AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId},
-    protocol::{OfferEvent, ServerMessage},
+use super::{AssignmentEventKind, ServerMessage};
+use crate::domain::{
+    AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId,
+    time::{iso, now_ms},
 };
 
 /// Who a frame is for.
@@ -23,6 +23,7 @@ pub enum Audience {
 
 /// The frames an event becomes, each with its audience.
 pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
+    let to_listeners = listener_frame(event).map(|frame| (Audience::EventListeners, frame));
     match event {
         DomainEvent::Offered(offer) => vec![(
             Audience::Offer(offer.master_id, offer.assignment_id),
@@ -42,18 +43,10 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
                 // The master who decided was answered directly.
                 Outcome::Accepted | Outcome::Rejected => None,
             };
-            let event = ServerMessage::AssignmentEvent {
-                event: d.outcome.into(),
-                assignment_id,
-                order_id,
-                master_id: d.master_id.0,
-                at: iso(d.at),
-                offered_at: (d.offered_at > 0).then(|| iso(d.offered_at)),
-            };
             to_master
                 .map(|m| (Audience::Master(d.master_id), m))
                 .into_iter()
-                .chain([(Audience::EventListeners, event)])
+                .chain(to_listeners)
                 .collect()
         }
         DomainEvent::OrderStatusChanged(change) => {
@@ -71,32 +64,58 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
             frames.push((Audience::EventListeners, message));
             frames
         }
-        DomainEvent::Delivered(delivery) => vec![(
-            Audience::EventListeners,
-            ServerMessage::AssignmentEvent {
-                event: OfferEvent::Delivered,
-                assignment_id: delivery.assignment_id.0,
-                order_id: delivery.order_id.0,
-                master_id: delivery.master_id.0,
-                at: iso(delivery.at),
-                offered_at: None,
-            },
-        )],
-        DomainEvent::DispatchEnded(end) => vec![(
-            Audience::EventListeners,
-            ServerMessage::DispatchEvent {
-                event: end.status,
-                dispatch_id: end.dispatch_id.0,
-                order_id: end.order_id.0,
-                master_id: end.master_id.map(|m| m.0),
-                at: iso(end.at),
-            },
-        )],
+        DomainEvent::Delivered(_) | DomainEvent::DispatchEnded(_) => {
+            to_listeners.into_iter().collect()
+        }
         DomainEvent::Pushed(push) => vec![(
             Audience::Users(push.user_ids.clone(), push.topic.clone()),
             push_frame(push),
         )],
     }
+}
+
+/// The frame event listeners get of what happened to an offer or a dispatch.
+fn listener_frame(event: &DomainEvent) -> Option<ServerMessage> {
+    match event {
+        DomainEvent::Decided(d) => Some(ServerMessage::AssignmentEvent {
+            event: d.outcome.into(),
+            assignment_id: d.assignment_id.0,
+            order_id: d.order_id.0,
+            master_id: d.master_id.0,
+            at: iso(d.at),
+            offered_at: (d.offered_at > 0).then(|| iso(d.offered_at)),
+        }),
+        DomainEvent::Delivered(delivery) => Some(ServerMessage::AssignmentEvent {
+            event: AssignmentEventKind::Delivered,
+            assignment_id: delivery.assignment_id.0,
+            order_id: delivery.order_id.0,
+            master_id: delivery.master_id.0,
+            at: iso(delivery.at),
+            offered_at: None,
+        }),
+        DomainEvent::DispatchEnded(end) => Some(ServerMessage::DispatchEvent {
+            event: end.status,
+            dispatch_id: end.dispatch_id.0,
+            order_id: end.order_id.0,
+            master_id: end.master_id.map(|m| m.0),
+            at: iso(end.at),
+        }),
+        DomainEvent::Offered(_) | DomainEvent::OrderStatusChanged(_) | DomainEvent::Pushed(_) => {
+            None
+        }
+    }
+}
+
+/// The body of the webhook an event is sent as: the frame event listeners get of it, with a
+/// unique `eventId` first. `None` for events that are not sent (offers, status changes, pushes).
+pub fn webhook_body(event: &DomainEvent, event_id: &str) -> Option<String> {
+    let frame = listener_frame(event)?;
+    let mut body = serde_json::Map::new();
+    body.insert("eventId".into(), event_id.into());
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&frame) {
+        body.extend(fields);
+    }
+    Some(serde_json::Value::Object(body).to_string())
 }
 
 /// `{"type": …, …payload}`: the payload's fields at the top level, as the chat apps read them.

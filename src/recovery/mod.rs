@@ -1,0 +1,176 @@
+//! Recovery: whatever a node missed, it reads back from the database. At start, the deadlines of
+//! pending offers ([`start_up`]); every few seconds, the dispatch steps another node left
+//! ([`sweep_dispatches`]); and after a gap in what the other nodes told it ([`recover_gaps`]).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use actix::Addr;
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::{
+    domain::{MasterId, Offer},
+    expiry::{Expiry, Recover},
+    router::{
+        Router,
+        messages::{Resync, SubscribedMasters, TellMissed},
+    },
+    service::{Service, error::AppError},
+    storage::{self, Backend, DbError, DbPool},
+};
+
+/// A decided offer's dispatch step that has not been taken this long after is taken by the sweep.
+const STEP_OVERDUE_AFTER: Duration = Duration::from_secs(2);
+
+/// Why the database could not be made ready at start.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Migrate(#[from] DbError),
+    #[error("recovering open offers: {0}")]
+    Recover(AppError),
+}
+
+impl PrepareError {
+    fn is_unavailable(&self) -> bool {
+        match self {
+            PrepareError::Migrate(e) => e.is_unavailable(),
+            PrepareError::Recover(e) => matches!(e, AppError::Unavailable),
+        }
+    }
+}
+
+/// Migrates and recovers the deadlines of pending offers. A PostgreSQL that is down at start
+/// does not stop the node: it serves 503 and keeps trying in the background.
+pub async fn start_up(
+    database_url: &str,
+    pool: &DbPool,
+    expiry: &Addr<Expiry>,
+) -> Result<(), PrepareError> {
+    match prepare_database(database_url, pool, expiry).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_unavailable() && Backend::of(database_url) == Backend::Postgres => {
+            log::warn!("database unavailable at start ({e}); serving 503 and retrying");
+            actix_web::rt::spawn(retry_prepare(
+                database_url.to_string(),
+                pool.clone(),
+                expiry.clone(),
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Recovers after each gap the cluster link reports, one recovery at a time; gaps reported
+/// during one are caught by the next.
+pub async fn recover_gaps(
+    gaps: Arc<Notify>,
+    expiry: Addr<Expiry>,
+    router: Addr<Router>,
+    service: Service,
+) {
+    loop {
+        gaps.notified().await;
+        recover_gap(&expiry, &router, &service).await;
+    }
+}
+
+/// After (re)subscribing: arm every pending deadline again, send subscribed masters the open
+/// offers they missed (the router skips offers a connection has already been sent), and tell
+/// them of offers they hold that were expired or cancelled meanwhile.
+async fn recover_gap(expiry: &Addr<Expiry>, router: &Addr<Router>, service: &Service) {
+    match expiry.send(Recover).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::warn!("gap recovery could not re-arm deadlines: {e}"),
+        Err(e) => log::error!("gap recovery: expiry actor unreachable: {e}"),
+    }
+    let Ok(subscribed) = router.send(SubscribedMasters).await else {
+        return;
+    };
+    if subscribed.is_empty() {
+        return;
+    }
+    let mut masters: Vec<MasterId> = subscribed.iter().map(|&(_, m)| m).collect();
+    masters.sort_unstable();
+    masters.dedup();
+    let offers = match service.pending_offers_of(masters).await {
+        Ok(offers) => offers,
+        Err(e) => {
+            log::warn!("gap recovery could not read open offers: {e}");
+            return;
+        }
+    };
+    let mut by_master: HashMap<MasterId, Vec<Offer>> = HashMap::new();
+    for offer in offers {
+        by_master.entry(offer.master_id).or_default().push(offer);
+    }
+    for (id, master) in subscribed {
+        let open = by_master.get(&master).cloned().unwrap_or_default();
+        let Ok(stale) = router.send(Resync { id, open }).await else {
+            return;
+        };
+        if stale.is_empty() {
+            continue;
+        }
+        match service.decisions_among(stale).await {
+            Ok(decisions) if !decisions.is_empty() => {
+                let _ = router.send(TellMissed { id, decisions }).await;
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("gap recovery could not read missed decisions: {e}"),
+        }
+    }
+}
+
+/// Migrates, then has the expiry actor expire what fell due while the service was down and arm
+/// the rest.
+async fn prepare_database(
+    database_url: &str,
+    pool: &DbPool,
+    expiry: &Addr<Expiry>,
+) -> Result<(), PrepareError> {
+    let (url, migrate_pool) = (database_url.to_string(), pool.clone());
+    actix_web::web::block(move || storage::migrate(&url, &migrate_pool))
+        .await
+        .map_err(|_| DbError::Cancelled)??;
+    expiry
+        .send(Recover)
+        .await
+        .map_err(|_| DbError::Cancelled)?
+        .map_err(PrepareError::Recover)
+        .map(|_| ())
+}
+
+/// Takes the dispatch steps that were decided but not taken: at start, for what a stop left,
+/// then for what another node (or this one) left when it died or lost the database.
+pub async fn sweep_dispatches(service: Service) {
+    loop {
+        match service.step_overdue(STEP_OVERDUE_AFTER).await {
+            Ok(0) => {}
+            Ok(taken) => log::info!("dispatch sweep: took {taken} overdue steps"),
+            Err(AppError::Unavailable) => {}
+            Err(e) => log::warn!("dispatch sweep failed: {e}"),
+        }
+        tokio::time::sleep(STEP_OVERDUE_AFTER).await;
+    }
+}
+
+/// Keeps trying to reach a database that was down at start, backing off up to `MAX_BACKOFF`.
+async fn retry_prepare(database_url: String, pool: DbPool, expiry: Addr<Expiry>) {
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(backoff).await;
+        match prepare_database(&database_url, &pool, &expiry).await {
+            Ok(()) => {
+                log::info!("database reachable again");
+                return;
+            }
+            Err(e) => {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                log::warn!("database still unavailable ({e}); next try in {backoff:?}");
+            }
+        }
+    }
+}
