@@ -5,5 +5,6 @@ pub mod auth;
 pub mod connection_limits;
 pub mod errors;
 pub mod http;
+pub mod server;
 pub mod state;
 pub mod ws;

@@ -14,7 +14,7 @@ fn mounted_routes() -> BTreeSet<(String, String)> {
     for file in [
         "src/wire/http/mod.rs",
         "src/wire/http/docs.rs",
-        "src/startup.rs",
+        "src/wire/server.rs",
     ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let scope_at = text.find("web::scope(\"/api/v1\")");

@@ -14,8 +14,8 @@ use super::{
     writer,
 };
 use crate::{
-    protocol::CloseCode, router::messages::ConnId, wire::auth::bearer_token,
-    wire::connection_limits::Refused, wire::state::AppState,
+    protocol::CloseCode, protocol::shapes::ErrorBody, router::messages::ConnId,
+    wire::auth::bearer_token, wire::connection_limits::Refused, wire::state::AppState,
 };
 
 /// The paths a WebSocket may open on.
@@ -163,10 +163,14 @@ fn token(req: &Request) -> Option<String> {
 async fn refuse(
     io: &mut TcpStream,
     status: &str,
-    code: &str,
+    code: &'static str,
     message: &str,
 ) -> std::io::Result<()> {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let body = serde_json::to_string(&ErrorBody {
+        code,
+        message: message.to_string(),
+    })
+    .expect("an error body always serializes");
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\n\r\n{body}",
