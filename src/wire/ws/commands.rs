@@ -22,7 +22,7 @@ use crate::{
     },
     service::{
         error::AppError,
-        policy::{self, DecideOffers, ReceiveOffers, WatchEvents, WatchStats},
+        policy::{self, DecideOffers, Permit, ReceiveOffers, UseCase, WatchEvents, WatchStats},
     },
 };
 
@@ -93,9 +93,8 @@ impl WsSession {
         acks: bool,
         request_id: Option<Value>,
     ) {
-        let permit = match policy::permit::<ReceiveOffers>(user) {
-            Ok(permit) => permit,
-            Err(e) => return self.send_error(ctx, &e, request_id.as_ref()),
+        let Some(permit) = self.permitted::<ReceiveOffers>(ctx, user, request_id.as_ref()) else {
+            return;
         };
         self.tell(ctx, SubscribeAssignments { id: self.id, acks });
         self.send(
@@ -128,9 +127,8 @@ impl WsSession {
         assignment_id: i64,
         request_id: Option<Value>,
     ) {
-        let permit = match policy::permit::<DecideOffers>(user) {
-            Ok(permit) => permit,
-            Err(e) => return self.send_error(ctx, &e, request_id.as_ref()),
+        let Some(permit) = self.permitted::<DecideOffers>(ctx, user, request_id.as_ref()) else {
+            return;
         };
         self.tell(
             ctx,
@@ -157,9 +155,8 @@ impl WsSession {
         assignment_id: i64,
         request_id: Option<Value>,
     ) {
-        let permit = match policy::permit::<DecideOffers>(user) {
-            Ok(permit) => permit,
-            Err(e) => return self.send_error(ctx, &e, request_id.as_ref()),
+        let Some(permit) = self.permitted::<DecideOffers>(ctx, user, request_id.as_ref()) else {
+            return;
         };
         let (app, outbox) = (self.app.clone(), self.outbox.clone());
         let reply_id = request_id.clone();
@@ -212,8 +209,8 @@ impl WsSession {
     }
 
     fn subscribe_events(&mut self, ctx: &mut Ctx, user: AuthUser, rid: Option<&Value>) {
-        if let Err(e) = policy::permit::<WatchEvents>(user) {
-            return self.send_error(ctx, &e, rid);
+        if self.permitted::<WatchEvents>(ctx, user, rid).is_none() {
+            return;
         }
         self.tell(ctx, SubscribeEvents { id: self.id });
         self.send(ctx, &ServerMessage::SubscribedEvents, rid);
@@ -222,8 +219,8 @@ impl WsSession {
     /// Queues each new `stats` frame; a frame the connection has no room for is skipped, and
     /// the next one is newer.
     fn subscribe_stats(&mut self, ctx: &mut Ctx, user: AuthUser, rid: Option<&Value>) {
-        if let Err(e) = policy::permit::<WatchStats>(user) {
-            return self.send_error(ctx, &e, rid);
+        if self.permitted::<WatchStats>(ctx, user, rid).is_none() {
+            return;
         }
         if self.stats.is_some() {
             return;
@@ -300,6 +297,18 @@ impl WsSession {
             },
         );
         self.send(ctx, &ServerMessage::Unsubscribed { topics }, rid);
+    }
+
+    /// The policy's permit for `U`, or its refusal answered.
+    fn permitted<U: UseCase>(
+        &mut self,
+        ctx: &mut Ctx,
+        user: AuthUser,
+        rid: Option<&Value>,
+    ) -> Option<Permit<U>> {
+        policy::permit::<U>(user)
+            .map_err(|e| self.send_error(ctx, &e, rid))
+            .ok()
     }
 
     /// Runs the service's work off the actor and answers with its outcome, echoing `request_id`.
