@@ -1,7 +1,7 @@
 use actix::{Context, Handler, MessageResult};
 
 use super::{Connection, Router, messages::*};
-use crate::domain::Role;
+use crate::domain::{Role, input::Topics};
 use crate::{
     bus::Deliver,
     domain::DomainEvent,
@@ -156,7 +156,7 @@ impl Handler<Deliver> for Router {
     }
 }
 
-/// Adds push topics to a connection; refuses past `MAX_TOPICS`, adding none.
+/// Adds push topics to a connection; refuses past `Topics::MAX`, adding none.
 impl Handler<SubscribeTopics> for Router {
     type Result = Result<(), TooManyTopics>;
 
@@ -170,7 +170,7 @@ impl Handler<SubscribeTopics> for Router {
             .filter(|t| !conn.topics.iter().any(|have| **have == **t))
             .map(String::into_boxed_str)
             .collect();
-        if conn.topics.len() + new.len() > super::MAX_TOPICS {
+        if conn.topics.len() + new.len() > Topics::MAX {
             return Err(TooManyTopics);
         }
         conn.topics.extend(new);

@@ -86,7 +86,7 @@ pub struct SubscribeTopics {
     pub topics: Vec<String>,
 }
 
-/// The connection would have more than `MAX_TOPICS` topics.
+/// The connection would have more than `Topics::MAX` topics.
 #[derive(Debug)]
 pub struct TooManyTopics;
 

@@ -35,8 +35,6 @@ use crate::{
 const MAILBOX_CAPACITY: usize = 65_536;
 /// How often offers that fell due are sent again.
 const REDELIVERY_TICK: Duration = Duration::from_millis(250);
-/// Push topics one connection may subscribe to.
-pub const MAX_TOPICS: usize = 32;
 /// Offers remembered per connection to avoid sending one twice; past this the memory starts over.
 const MAX_REMEMBERED_OFFERS: usize = 1024;
 /// After this many connects and disconnects, once they have stopped for `CHURN_QUIET`, freed
@@ -63,7 +61,7 @@ struct Connection {
     offered: HashSet<AssignmentId>,
     /// When it authenticated, in the router's count: lower is older.
     authenticated_seq: u64,
-    /// Push topics it subscribed to; at most `MAX_TOPICS`.
+    /// Push topics it subscribed to; at most `Topics::MAX`.
     topics: Vec<Box<str>>,
     /// Offers awaiting its acknowledgement, when it subscribed with `acks`.
     receipts: Option<Box<receipts::Receipts>>,
