@@ -133,6 +133,10 @@ impl Application {
             actix_web::rt::spawn(sender.run());
         }
         actix_web::rt::spawn(recovery::sweep_dispatches(service.clone()));
+        actix_web::rt::spawn(recovery::sweep_deadlines(
+            expiry.clone(),
+            config.expiry_sweep,
+        ));
         if let Some(outgoing) = outgoing {
             let gaps = Arc::new(Notify::new());
             let parts = Parts {

@@ -86,6 +86,9 @@ pub struct Config {
     pub assignment_ttl: Duration,
     /// `SUBSCRIPTION_TIMEOUT_SECS`: a subscription with no ping for this long is dropped.
     pub subscription_timeout: Duration,
+    /// `EXPIRY_SWEEP_SECS` (1 to 60): how often every node expires what fell due and arms what
+    /// falls due soon, from the database.
+    pub expiry_sweep: Duration,
     /// `CLEANUP_INTERVAL_SECS`: how often idle subscriptions are looked for.
     pub cleanup_interval: Duration,
     /// `ACTIVE_WINDOW_SECS`: a master pinged within this window counts as active.
@@ -174,6 +177,21 @@ impl Config {
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             parse(name, get(name), default).map(Duration::from_secs)
         };
+        let secs_between = |name: &'static str,
+                            default: u64,
+                            range: std::ops::RangeInclusive<u64>|
+         -> Result<Duration, ConfigError> {
+            let value: u64 = parse(name, get(name), default)?;
+            if range.contains(&value) {
+                Ok(Duration::from_secs(value))
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    value: value.to_string(),
+                    reason: format!("from {} to {} seconds", range.start(), range.end()),
+                })
+            }
+        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "data/dispatcher.db".into());
         let redis_url = get("REDIS_URL");
         if redis_url.is_some() {
@@ -211,6 +229,7 @@ impl Config {
             allowed_origins,
             assignment_ttl: secs("ASSIGNMENT_TTL_SECS", 300)?,
             subscription_timeout: secs("SUBSCRIPTION_TIMEOUT_SECS", 300)?,
+            expiry_sweep: secs_between("EXPIRY_SWEEP_SECS", 5, 1..=60)?,
             cleanup_interval: secs("CLEANUP_INTERVAL_SECS", 60)?.max(Duration::from_secs(1)),
             active_window: secs("ACTIVE_WINDOW_SECS", 90)?,
             auth_timeout: secs("AUTH_TIMEOUT_SECS", 10)?,
@@ -463,5 +482,24 @@ mod tests {
         .unwrap();
         assert_eq!(config.jwt_secret.expose(), secret);
         assert!(!format!("{config:?}").contains(secret));
+    }
+
+    #[test]
+    fn expiry_sweep_secs_is_from_1_to_60_seconds() {
+        let with = |value: &str| {
+            let value = value.to_string();
+            Config::from_lookup(move |name| match name {
+                "JWT_SECRET" => Some("a-secret-that-is-long-enough-for-hs256!".into()),
+                "DATABASE_URL" => Some(":memory:".into()),
+                "EXPIRY_SWEEP_SECS" => Some(value.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(with("1").unwrap().expiry_sweep, Duration::from_secs(1));
+        assert_eq!(with("60").unwrap().expiry_sweep, Duration::from_secs(60));
+        for bad in ["0", "61", "soon"] {
+            let refused = with(bad).unwrap_err().to_string();
+            assert!(refused.contains("EXPIRY_SWEEP_SECS"), "{refused}");
+        }
     }
 }

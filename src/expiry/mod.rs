@@ -35,11 +35,15 @@ pub struct Expiry {
     timer: Option<(i64, SpawnHandle)>,
 }
 
-/// Reads every pending offer from the database: expires those that fell due, arms the rest.
-/// Answers how many were armed.
+/// Reads pending offers from the database: expires those that fell due, arms the rest. Answers
+/// how many were armed.
 #[derive(Message)]
 #[rtype(result = "Result<usize, AppError>")]
-pub struct Recover;
+pub struct Recover {
+    /// Only offers due within this (a sweep); every pending offer with `None` (at start, after
+    /// a gap).
+    pub due_within: Option<Duration>,
+}
 
 impl Expiry {
     pub fn new(service: Service) -> Self {
@@ -61,7 +65,7 @@ impl Expiry {
             self.timer = None;
         }
         if let Some(deadline) = next {
-            let delay = Duration::from_millis((deadline - now_ms()).max(0) as u64);
+            let delay = Duration::from_millis(deadline.saturating_sub(now_ms()).max(0) as u64);
             let handle = ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
                 act.expire_due(ctx);
@@ -127,12 +131,14 @@ impl Handler<Deliver> for Expiry {
 impl Handler<Recover> for Expiry {
     type Result = ResponseActFuture<Self, Result<usize, AppError>>;
 
-    fn handle(&mut self, _: Recover, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, recover: Recover, _: &mut Context<Self>) -> Self::Result {
         let service = self.service.clone();
+        let sweep = recover.due_within;
         let load = async move {
             let now = now_ms();
+            let before = sweep.map(|ahead| now.saturating_add(ahead.as_millis() as i64));
             let (overdue, open): (Vec<_>, Vec<_>) = service
-                .pending_deadlines()
+                .pending_deadlines(before)
                 .await?
                 .into_iter()
                 .partition(|&(_, deadline)| deadline <= now);
@@ -140,12 +146,16 @@ impl Handler<Recover> for Expiry {
             let expired = service.expire_due(overdue).await?;
             Ok::<_, AppError>((expired, open))
         };
-        Box::pin(load.into_actor(self).map(|result, act, ctx| {
+        Box::pin(load.into_actor(self).map(move |result, act, ctx| {
             let (expired, open) = result?;
-            log::info!(
-                "expiry recovery: {} pending assignments armed, {expired} overdue expired",
-                open.len(),
-            );
+            if sweep.is_none() {
+                log::info!(
+                    "expiry recovery: {} pending assignments armed, {expired} overdue expired",
+                    open.len(),
+                );
+            } else if expired > 0 {
+                log::info!("expiry sweep: {expired} overdue assignments expired");
+            }
             let armed = open.len();
             for (id, deadline) in open {
                 act.queue.arm(id, deadline);

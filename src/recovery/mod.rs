@@ -1,6 +1,7 @@
 //! Recovery: whatever a node missed, it reads back from the database. At start, the deadlines of
-//! pending offers ([`start_up`]); every few seconds, the dispatch steps another node left
-//! ([`sweep_dispatches`]); and after a gap in what the other nodes told it ([`recover_gaps`]).
+//! pending offers ([`start_up`]); every few seconds, the deadlines that passed or fall due soon
+//! ([`sweep_deadlines`]) and the dispatch steps another node left ([`sweep_dispatches`]); and
+//! after a gap in what the other nodes told it ([`recover_gaps`]).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -62,6 +63,25 @@ pub async fn start_up(
     }
 }
 
+/// Every `every`, expires the pending offers whose deadline has passed and arms those due before
+/// the next sweep, whatever this node heard of them: an offer whose `offered` event never left
+/// the node that made it (which died, or lost Redis) still expires within one sweep of its
+/// deadline, and its cascade moves on.
+pub async fn sweep_deadlines(expiry: Addr<Expiry>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A little more than one period ahead, so that nothing due falls between two sweeps.
+        let due_within = Some(every + every / 2);
+        match expiry.send(Recover { due_within }).await {
+            Ok(Ok(_)) | Ok(Err(AppError::Unavailable)) => {}
+            Ok(Err(e)) => log::warn!("expiry sweep failed: {e}"),
+            Err(_) => return,
+        }
+    }
+}
+
 /// Recovers after each gap the cluster link reports, one recovery at a time; gaps reported
 /// during one are caught by the next.
 pub async fn recover_gaps(
@@ -80,7 +100,7 @@ pub async fn recover_gaps(
 /// offers they missed (the router skips offers a connection has already been sent), and tell
 /// them of offers they hold that were expired or cancelled meanwhile.
 async fn recover_gap(expiry: &Addr<Expiry>, router: &Addr<Router>, service: &Service) {
-    match expiry.send(Recover).await {
+    match expiry.send(Recover { due_within: None }).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => log::warn!("gap recovery could not re-arm deadlines: {e}"),
         Err(e) => log::error!("gap recovery: expiry actor unreachable: {e}"),
@@ -135,7 +155,7 @@ async fn prepare_database(
         .await
         .map_err(|_| DbError::Cancelled)??;
     expiry
-        .send(Recover)
+        .send(Recover { due_within: None })
         .await
         .map_err(|_| DbError::Cancelled)?
         .map_err(PrepareError::Recover)

@@ -395,12 +395,19 @@ impl Service {
         Ok(count)
     }
 
-    /// The deadline of every pending offer, for arming the expiry timers at start.
-    pub async fn pending_deadlines(&self) -> Result<Vec<(AssignmentId, i64)>, AppError> {
+    /// The deadline of every pending offer due before `before` (of all of them with `None`), for
+    /// arming the expiry timers.
+    pub async fn pending_deadlines(
+        &self,
+        before: Option<i64>,
+    ) -> Result<Vec<(AssignmentId, i64)>, AppError> {
         let pending = self
-            .with_db(|conn| Ok(Assignment::all_pending(conn)?))
+            .with_db(move |conn| Ok(Assignment::pending_deadlines(conn, before)?))
             .await?;
-        Ok(pending.iter().map(|a| (a.id(), a.expires_at)).collect())
+        Ok(pending
+            .into_iter()
+            .map(|(id, deadline)| (AssignmentId(id), deadline))
+            .collect())
     }
 
     /// Starts a cascade of offers of an order and takes its first step.

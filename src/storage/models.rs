@@ -569,11 +569,21 @@ impl Assignment {
             .load(conn)
     }
 
-    /// Every pending assignment, for re-arming the expiry timers at start.
-    pub fn all_pending(conn: &mut DbConn) -> QueryResult<Vec<Assignment>> {
-        assignments::table
+    /// The id and deadline of every pending assignment due before `before` (all of them with
+    /// `None`), for arming the expiry timers.
+    pub fn pending_deadlines(
+        conn: &mut DbConn,
+        before: Option<i64>,
+    ) -> QueryResult<Vec<(i64, i64)>> {
+        let pending = assignments::table
             .filter(assignments::status.eq(AssignmentStatus::Pending))
-            .load(conn)
+            .select((assignments::id, assignments::expires_at));
+        match before {
+            Some(before) => pending
+                .filter(assignments::expires_at.lt(before))
+                .load(conn),
+            None => pending.load(conn),
+        }
     }
 }
 

@@ -98,8 +98,49 @@ async fn assignment_ttl_secs_is_the_default_deadline(db: Db) {
     assert_eq!(millis(&a["expiresAt"]) - millis(&a["createdAt"]), 42_000);
 }
 
+/// A node that stored an offer and died before publishing it leaves a pending row that no other
+/// node heard of. The sweep expires it anyway, through the same write and the same events.
+async fn a_pending_offer_that_no_node_heard_of_expires_within_one_sweep(db: Db) {
+    let app = spawn_app_with(db, vec![("EXPIRY_SWEEP_SECS", "1".into())]).await;
+    app.put_order(10, 7).await;
+    let mut master = app.subscribed_master(3).await;
+    let mut service = app.event_listener(&app.service_token()).await;
+
+    let now = Utc::now().timestamp_millis();
+    let deadline = now + 1_500;
+    app.storage.execute(&format!(
+        "INSERT INTO assignments (id, order_id, master_id, status, created_at, expires_at) \
+         VALUES (4242, 10, 3, 'pending', {now}, {deadline})"
+    ));
+    let (status, _) = app.offer(10, 3, None).await;
+    assert_eq!(status, 409, "the left row is pending");
+
+    let expired = master.recv_type("assignment_expired").await;
+    let arrived = Utc::now().timestamp_millis();
+    assert_eq!(expired["assignmentId"], 4242);
+    assert!(
+        arrived >= deadline,
+        "expired {} ms early",
+        deadline - arrived
+    );
+    assert!(
+        arrived - deadline <= 1_000 + 1_000,
+        "expired {} ms after its deadline, more than one sweep late",
+        arrived - deadline
+    );
+    let event = service.recv_type("assignment_event").await;
+    assert_eq!(
+        (event["event"].clone(), event["assignmentId"].clone()),
+        (json!("expired"), json!(4242))
+    );
+    assert_eq!(app.get_assignment(4242).await["status"], "expired");
+    let (status, body) = app.offer(10, 3, None).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 on_both_backends!(
     an_offer_expires_at_its_deadline_never_early_and_at_most_a_second_late,
     a_decided_offer_does_not_expire_later,
     assignment_ttl_secs_is_the_default_deadline,
+    a_pending_offer_that_no_node_heard_of_expires_within_one_sweep,
 );

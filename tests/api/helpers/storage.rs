@@ -51,6 +51,22 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Runs SQL on this database from outside the server, as another process would.
+    pub fn execute(&self, sql: &str) {
+        use diesel::{Connection, RunQueryDsl};
+        let done = if self.postgres.is_some() {
+            let mut conn = diesel::PgConnection::establish(&self.url).expect("the test database");
+            diesel::sql_query(sql).execute(&mut conn)
+        } else {
+            let mut conn =
+                diesel::SqliteConnection::establish(&self.url).expect("the test database");
+            diesel::sql_query(sql).execute(&mut conn)
+        };
+        done.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
 impl Drop for Storage {
     fn drop(&mut self) {
         if let Some((base, name)) = &self.postgres {
