@@ -179,6 +179,9 @@ pub fn pool(
     timeout: Duration,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 ) -> DbPool {
+    if Backend::of(database_url) == Backend::Sqlite {
+        create_private_file(database_url);
+    }
     let builder = Pool::builder();
     let builder = match metrics {
         Some(metrics) => builder.event_handler(Box::new(PoolWaits(metrics))),
@@ -193,6 +196,29 @@ pub fn pool(
             url: database_url.to_string(),
             backend: Backend::of(database_url),
         })
+}
+
+/// Creates the SQLite file, before anything opens it, readable by its owner alone: it holds
+/// clients' names and phones. SQLite gives its WAL and shared-memory files the same mode.
+fn create_private_file(path: &str) {
+    if path.starts_with(':') || path.starts_with("file:") {
+        return;
+    }
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => log::info!("created the database file {} (mode 0600)", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => log::warn!("cannot create the database file {}: {e}", path.display()),
+    }
 }
 
 /// Prepares the database: for SQLite the file, its folder and WAL mode; then pending migrations.

@@ -46,10 +46,17 @@ fn block(conf: &str, opening: &str) -> String {
     panic!("{opening} is not closed");
 }
 
+/// The statement of `docs/deploy/nginx.conf` that starts at `opening`, through its semicolon.
+fn statement(conf: &str, opening: &str) -> String {
+    let start = conf.find(opening).unwrap_or_else(|| panic!("no {opening}"));
+    let end = conf[start..].find(';').expect("a closing semicolon");
+    conf[start..=start + end].to_string()
+}
+
 struct Nginx {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Nginx {
@@ -73,10 +80,11 @@ async fn nginx(target: u16, change: impl Fn(String) -> String) -> Nginx {
          events {{ worker_connections 256; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         upstream dispatcher {{ server 127.0.0.1:{target}; keepalive 32; }}\n{}\n\
+         upstream dispatcher {{ server 127.0.0.1:{target}; keepalive 32; }}\n{}\n{}\n\
          server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size 128k;\n{}\n}}\n}}\n",
+        statement(&deploy, "log_format dispatcher"),
         block(&deploy, "map $http_upgrade"),
-        change(block(&deploy, "location / {")),
+        change(block(&deploy, "location / {")).replace("/var/log/nginx/", &format!("{d}/")),
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let child = Command::new(NGINX)
@@ -93,11 +101,49 @@ async fn nginx(target: u16, change: impl Fn(String) -> String) -> Nginx {
         .spawn()
         .expect("nginx starts");
     wait_health(port, reqwest::StatusCode::OK, Duration::from_secs(10)).await;
-    Nginx {
-        child,
-        port,
-        _dir: dir,
+    Nginx { child, port, dir }
+}
+
+#[tokio::test]
+async fn the_deployment_nginx_conf_keeps_query_tokens_out_of_its_access_log() {
+    if !nginx_ready() {
+        return;
     }
+    let app = spawn_app(Db::Sqlite).await;
+    let proxy = nginx(app.port, |location| location).await;
+    let token = app.master_token(3);
+    let mut ws = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/api/v1/ws?token={token}", proxy.port),
+        &[],
+    )
+    .await;
+    ws.recv_type("connected").await;
+    ws.recv_type("auth_success").await;
+    drop(ws);
+    reqwest::get(format!(
+        "http://127.0.0.1:{}/health?token={token}",
+        proxy.port
+    ))
+    .await
+    .unwrap();
+    let log_path = proxy.dir.path().join("dispatcher.access.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        log.contains("GET /api/v1/ws") && log.contains("GET /health"),
+        "{log}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !log.contains(signature) && !log.contains("token="),
+        "the token reached the proxy's log: {log}"
+    );
 }
 
 async fn doctor(url: String, token: String, hold: &str) -> (bool, Value) {

@@ -126,6 +126,36 @@ async fn the_token_command_and_server_share_a_generated_secret_and_sigterm_close
     assert!(log.contains("Dart/3.2"), "the user agent is logged");
 }
 
+/// The SQLite file holds clients' names and phones: only its owner may read it, or its WAL.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_are_created_readable_by_the_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = dispatcher(dir.path())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_health(port, reqwest::StatusCode::OK, Duration::from_secs(10)).await;
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join("data").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let modes = [mode("dispatcher.db"), mode("dispatcher.db-wal")];
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    wait_exit(&mut server, Duration::from_secs(5));
+    assert_eq!(modes, [0o600, 0o600]);
+}
+
 #[tokio::test]
 async fn token_requires_a_master_id_for_masters() {
     let dir = tempfile::tempdir().unwrap();

@@ -158,6 +158,50 @@ async fn bad_tokens_get_auth_error_and_1008(db: Db) {
     }
 }
 
+/// Tokens a careless or hostile issuer could sign with the right secret: not valid yet, issued in
+/// the future, naming master 0, or valid past the year 9999.
+async fn tokens_outside_their_time_or_with_impossible_ids_are_refused(db: Db) {
+    let app = spawn_app(db).await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let signed = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let hour = now + 3600;
+    let not_yet = signed(json!({"sub": 5, "role": "admin", "exp": hour, "nbf": now + 600}));
+    let from_the_future = signed(json!({"sub": 5, "role": "admin", "exp": hour, "iat": now + 600}));
+    let master_zero = signed(json!({"sub": 5, "role": "master", "master_id": 0, "exp": hour}));
+    let master_negative = signed(json!({"sub": 5, "role": "master", "master_id": -3, "exp": hour}));
+    let forever = signed(json!({"sub": 5, "role": "admin", "exp": u64::MAX}));
+    for token in [
+        not_yet,
+        from_the_future,
+        master_zero,
+        master_negative,
+        forever,
+    ] {
+        assert_refused(&app, &token).await;
+        let (status, _) = app
+            .request(
+                reqwest::Method::GET,
+                "/api/v1/assignments/1",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    }
+    // Within the rules: valid since a minute ago, issued just now by a clock a little ahead.
+    let fine =
+        signed(json!({"sub": 5, "role": "admin", "exp": hour, "nbf": now - 60, "iat": now + 30}));
+    let mut ws = app.ws(&format!("/ws?token={fine}")).await;
+    ws.recv_type("auth_success").await;
+}
+
 async fn an_expired_token_says_so(db: Db) {
     let app = spawn_app(db).await;
     let expired = app.jwt.encode(&Claims {
@@ -260,6 +304,7 @@ on_both_backends!(
     a_sub_given_as_a_string_is_the_user_id,
     bad_tokens_get_auth_error_and_1008,
     an_expired_token_says_so,
+    tokens_outside_their_time_or_with_impossible_ids_are_refused,
     only_auth_and_ping_are_allowed_before_auth,
     a_connection_that_never_authenticates_is_closed_with_1008,
 );

@@ -62,6 +62,11 @@ fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::E
     }
 }
 
+/// How far ahead of this server's clock a token's issuer may be.
+const MAX_CLOCK_AHEAD_SECS: u64 = 60;
+/// 9999-12-31T23:59:59Z: a later `exp` is a mistake or a trick, and has no date to show.
+const LAST_EXP: u64 = 253_402_300_799;
+
 /// A token that checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -100,6 +105,7 @@ impl JwtKeys {
         hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         let mut required = vec!["exp"];
         match audience {
             Some(audience) => {
@@ -128,22 +134,49 @@ impl JwtKeys {
 
     /// Checks a token: whom it names, and until when.
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::Json(inner) => AuthError::Invalid(inner.to_string()),
-                ErrorKind::MissingRequiredClaim(claim) => {
-                    AuthError::Invalid(format!("missing claim {claim}"))
-                }
-                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
-                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
-                _ => AuthError::Invalid("malformed token".into()),
-            })?
-            .claims;
-        if claims.role == Role::Master && claims.master_id.is_none() {
-            return Err(AuthError::Invalid("a master token needs master_id".into()));
+        /// The claims, and when the token says it was issued.
+        #[derive(Deserialize)]
+        struct Checked {
+            #[serde(flatten)]
+            claims: Claims,
+            #[serde(default)]
+            iat: Option<u64>,
+        }
+        let Checked { claims, iat } =
+            jsonwebtoken::decode::<Checked>(token, &self.decoding, &self.validation)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => {
+                        AuthError::Invalid("not valid yet (nbf)".into())
+                    }
+                    ErrorKind::Json(inner) => AuthError::Invalid(inner.to_string()),
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        AuthError::Invalid(format!("missing claim {claim}"))
+                    }
+                    ErrorKind::InvalidAlgorithm => {
+                        AuthError::Invalid("algorithm must be HS256".into())
+                    }
+                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience (aud)".into()),
+                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer (iss)".into()),
+                    _ => AuthError::Invalid("malformed token".into()),
+                })?
+                .claims;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        if iat.is_some_and(|iat| iat > now + MAX_CLOCK_AHEAD_SECS) {
+            return Err(AuthError::Invalid("issued in the future (iat)".into()));
+        }
+        if claims.exp > LAST_EXP {
+            return Err(AuthError::Invalid("exp is past the year 9999".into()));
+        }
+        match (claims.role, claims.master_id) {
+            (Role::Master, None) => {
+                return Err(AuthError::Invalid("a master token needs master_id".into()));
+            }
+            (_, Some(id)) if id <= 0 => {
+                return Err(AuthError::Invalid("master_id must be a positive id".into()));
+            }
+            _ => {}
         }
         Ok(Verified {
             user: AuthUser {
