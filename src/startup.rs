@@ -82,9 +82,9 @@ impl Application {
             metrics.clone(),
         )
         .start();
-        let node = match &config.redis_url {
-            Some(url) => Node::clustered(&config.node_id, url)?,
-            None => Node::single(&config.node_id),
+        let node = match (&config.redis_url, &config.cluster_secret) {
+            (Some(url), Some(secret)) => Node::clustered(&config.node_id, url, secret.expose())?,
+            _ => Node::single(&config.node_id),
         };
         let (to_other_nodes, outgoing) = match config.redis_url {
             Some(_) => {

@@ -124,6 +124,10 @@ async fn start_nodes(opts: &Opts, database: &Database, redis: &Redis, count: usi
             ("DATABASE_URL", database.url.clone()),
             ("REDIS_URL", format!("redis://127.0.0.1:{}", redis.port)),
             ("NODE_ID", format!("node-{i}")),
+            (
+                "CLUSTER_SECRET",
+                "loadgen-cluster-secret-0123456789abcdef".into(),
+            ),
         ];
         nodes.push(Target::dispatcher(dir.path(), &opts.jwt_secret, &env).await);
     }

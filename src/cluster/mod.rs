@@ -13,7 +13,7 @@ mod envelope;
 mod presence;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -30,7 +30,7 @@ pub use presence::NodePresence;
 
 use crate::{
     bus::EventBus,
-    domain::{DomainEvent, MasterId},
+    domain::{DomainEvent, MasterId, time::now_ms},
     metrics::Metrics,
     router::{
         Router,
@@ -52,6 +52,8 @@ const PUBLISH_PATIENCE: Duration = Duration::from_secs(3);
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// Short, so offers made while Redis was away arrive soon after it is back.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// A refused message is logged at most this often for each reason.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// This node: its name and, in cluster mode, its link to Redis.
 #[derive(Clone)]
@@ -69,6 +71,8 @@ struct Link {
     leaving: Arc<AtomicBool>,
     /// Set while events this node could not publish have not been announced to the others.
     dropped: Arc<AtomicBool>,
+    /// `CLUSTER_SECRET`: signs what this node writes, and checks what it reads.
+    secret: Arc<[u8]>,
 }
 
 /// What the links to the other nodes reach on this one.
@@ -119,7 +123,7 @@ impl Node {
     }
 
     /// A node of a cluster. Connects lazily, so a Redis that is down does not stop the node.
-    pub fn clustered(id: &str, redis_url: &str) -> redis::RedisResult<Node> {
+    pub fn clustered(id: &str, redis_url: &str, secret: &str) -> redis::RedisResult<Node> {
         let client = redis::Client::open(redis_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -135,6 +139,7 @@ impl Node {
                 subscribed: Arc::new(AtomicBool::new(false)),
                 leaving: Arc::new(AtomicBool::new(false)),
                 dropped: Arc::new(AtomicBool::new(false)),
+                secret: secret.as_bytes().into(),
             }),
         })
     }
@@ -168,8 +173,8 @@ impl Node {
         };
         let mut conn = link.conn.clone();
         let read = async {
-            presence::write(&mut conn, &own, PRESENCE_TTL_SECS).await?;
-            presence::read_all(&mut conn).await
+            presence::write(&mut conn, &link.secret, &own, PRESENCE_TTL_SECS).await?;
+            presence::read_all(&mut conn, &link.secret).await
         };
         let mut nodes = match tokio::time::timeout(REDIS_TIMEOUT, read).await {
             Ok(Ok(nodes)) => nodes,
@@ -195,7 +200,8 @@ impl Node {
             return HashSet::new();
         };
         let mut conn = link.conn.clone();
-        match tokio::time::timeout(REDIS_TIMEOUT, presence::read_all(&mut conn)).await {
+        let read = presence::read_all(&mut conn, &link.secret);
+        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
             Ok(Ok(nodes)) => nodes
                 .into_iter()
                 .filter(|n| *n.id != *self.id)
@@ -240,7 +246,7 @@ async fn publish_loop(
     let mut down = false;
     while let Some(events) = outgoing.recv().await {
         let count = events.len();
-        let payload = envelope::encode(&node_id, events);
+        let payload = envelope::encode(&link.secret, &node_id, events, now_ms());
         if publish_patiently(&mut conn, &payload, !down).await.is_ok() {
             if let Some(backplane) = &metrics.backplane {
                 backplane
@@ -293,7 +299,7 @@ async fn announce_dropped(link: &Link, node_id: &str) {
         return;
     }
     let mut conn = link.conn.clone();
-    let notice = envelope::encode_dropped(node_id);
+    let notice = envelope::encode_dropped(&link.secret, node_id, now_ms());
     if publish_patiently(&mut conn, &notice, true).await.is_err() {
         link.dropped.store(true, Ordering::Relaxed);
     }
@@ -321,7 +327,7 @@ async fn subscribe_loop(link: Link, node_id: Arc<str>, parts: Parts) {
                 reported = false;
                 parts.gaps.notify_one();
                 announce_dropped(&link, &node_id).await;
-                listen(pubsub, &node_id, &parts).await;
+                listen(pubsub, &node_id, &link.secret, &parts).await;
                 link.subscribed.store(false, Ordering::Relaxed);
                 log::warn!("node {node_id} lost its Redis subscription; reconnecting");
             }
@@ -355,7 +361,10 @@ fn timed_out() -> redis::RedisError {
 }
 
 /// Delivers the other nodes' events to this node until the subscription ends or stops answering.
-async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
+/// Delivers only what a node of this cluster signed; the rest is counted, and logged at most once a
+/// minute for each reason.
+async fn listen(pubsub: redis::aio::PubSub, node_id: &str, secret: &[u8], parts: &Parts) {
+    let mut warned: HashMap<&'static str, Option<tokio::time::Instant>> = HashMap::new();
     let (mut sink, mut stream) = pubsub.split();
     loop {
         let message = tokio::select! {
@@ -371,7 +380,7 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
         let Some(message) = message else {
             return;
         };
-        match envelope::decode(message.get_payload_bytes()) {
+        match envelope::decode(secret, message.get_payload_bytes(), now_ms()) {
             Ok(envelope) if envelope.node == node_id => {}
             Ok(envelope) => {
                 if envelope.dropped {
@@ -386,7 +395,19 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, parts: &Parts) {
                 }
                 parts.bus.deliver_local(envelope.events).await;
             }
-            Err(e) => log::warn!("skipped a cluster message: {e}"),
+            Err(e) => {
+                if let Some(backplane) = &parts.metrics.backplane {
+                    backplane.rejected.with_label_values(&[e.reason()]).inc();
+                }
+                let last = warned.entry(e.reason()).or_insert(None);
+                if last.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WARN_EVERY) {
+                    *last = Some(tokio::time::Instant::now());
+                    log::warn!(
+                        "dropped a cluster message ({e}); more like it are counted in \
+                         dispatcher_backplane_rejected_total and logged once a minute"
+                    );
+                }
+            }
         }
     }
 }
@@ -407,7 +428,7 @@ async fn heartbeat_loop(link: Link, node_id: Arc<str>, router: Addr<Router>) {
         let own = NodePresence::new(&node_id, stats);
         let written = tokio::time::timeout(
             REDIS_TIMEOUT,
-            presence::write(&mut conn, &own, PRESENCE_TTL_SECS),
+            presence::write(&mut conn, &link.secret, &own, PRESENCE_TTL_SECS),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));

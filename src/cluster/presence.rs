@@ -1,9 +1,11 @@
 //! Who is connected where: each node's connections, kept in Redis under a key with a TTL that the
-//! node's heartbeat refreshes. A node that dies leaves the stats when its key expires.
+//! node's heartbeat refreshes, signed like the events. A node that dies leaves the stats when its
+//! key expires; a key that no node of the cluster signed is never read.
 
 use redis::{AsyncCommands, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
+use super::envelope;
 use crate::{
     domain::time::now_ms,
     router::messages::{MasterConnection, Stats},
@@ -46,12 +48,13 @@ fn key(node_id: &str) -> String {
 
 pub async fn write(
     conn: &mut ConnectionManager,
+    secret: &[u8],
     presence: &NodePresence,
     ttl_secs: u64,
 ) -> redis::RedisResult<()> {
-    let json = serde_json::to_string(presence).expect("presence always serializes");
+    let signed = envelope::signed(secret, presence);
     redis::pipe()
-        .set_ex(key(&presence.id), json, ttl_secs)
+        .set_ex(key(&presence.id), signed, ttl_secs)
         .ignore()
         .sadd(NODES, &presence.id)
         .ignore()
@@ -59,8 +62,11 @@ pub async fn write(
         .await
 }
 
-/// Every live node's presence.
-pub async fn read_all(conn: &mut ConnectionManager) -> redis::RedisResult<Vec<NodePresence>> {
+/// Every live node's presence that a node of this cluster signed.
+pub async fn read_all(
+    conn: &mut ConnectionManager,
+    secret: &[u8],
+) -> redis::RedisResult<Vec<NodePresence>> {
     let ids: Vec<String> = conn.smembers(NODES).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -69,9 +75,14 @@ pub async fn read_all(conn: &mut ConnectionManager) -> redis::RedisResult<Vec<No
     let values: Vec<Option<String>> = conn.mget(&keys).await?;
     let mut live = Vec::with_capacity(ids.len());
     for (id, value) in ids.iter().zip(values) {
-        match value.map(|v| serde_json::from_str::<NodePresence>(&v)) {
-            Some(Ok(presence)) => live.push(presence),
-            Some(Err(e)) => log::warn!("unreadable presence of node {id}: {e}"),
+        let read = value.map(|v| {
+            let json = envelope::verified(secret, v.as_bytes()).map_err(|e| e.to_string())?;
+            serde_json::from_slice::<NodePresence>(json).map_err(|e| e.to_string())
+        });
+        match read {
+            Some(Ok(presence)) if presence.id == *id => live.push(presence),
+            Some(Ok(_)) => log::debug!("presence under node {id} names another node; skipped"),
+            Some(Err(e)) => log::debug!("presence of node {id} skipped: {e}"),
             None => {
                 let _: () = conn.srem(NODES, id).await?;
             }

@@ -31,6 +31,14 @@ pub enum ConfigError {
     #[error("JWT_SECRET is {0} bytes long; it must be at least {MIN_SECRET_BYTES} bytes")]
     SecretTooShort(usize),
     #[error(
+        "REDIS_URL is set (cluster mode) but CLUSTER_SECRET is not: nodes sign what they tell each \
+         other through Redis with it, and act only on what is signed; set the same CLUSTER_SECRET \
+         (at least {MIN_SECRET_BYTES} bytes) on every node"
+    )]
+    ClusterNeedsClusterSecret,
+    #[error("CLUSTER_SECRET is {0} bytes long; it must be at least {MIN_SECRET_BYTES} bytes")]
+    ClusterSecretTooShort(usize),
+    #[error(
         "DATABASE_URL is PostgreSQL but JWT_SECRET is not set: several processes may share that \
          database, so they must share one secret; set JWT_SECRET (at least {MIN_SECRET_BYTES} bytes)"
     )]
@@ -130,6 +138,8 @@ pub struct Config {
     pub metrics_bind_addr: Option<SocketAddr>,
     /// `WEBHOOK_URL` and `WEBHOOK_SECRET`: when set, assignment and dispatch events are POSTed there.
     pub webhook: Option<WebhookConfig>,
+    /// `CLUSTER_SECRET`, required with `REDIS_URL`: signs what nodes tell each other.
+    pub cluster_secret: Option<Secret>,
 }
 
 /// Where webhooks go and how they are signed.
@@ -202,6 +212,14 @@ impl Config {
                 return Err(ConfigError::ClusterNeedsSecret);
             }
         }
+        let cluster_secret = match (&redis_url, get("CLUSTER_SECRET")) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::ClusterNeedsClusterSecret),
+            (Some(_), Some(secret)) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(ConfigError::ClusterSecretTooShort(secret.len()));
+            }
+            (Some(_), Some(secret)) => Some(Secret(secret)),
+        };
         let jwt_secret = match get("JWT_SECRET") {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(ConfigError::SecretTooShort(secret.len()));
@@ -273,6 +291,7 @@ impl Config {
                 raw => Some(parse("METRICS_BIND_ADDR", raw, ([0, 0, 0, 0], 0).into())?),
             },
             webhook: WebhookConfig::from_lookup(get, secs("WEBHOOK_MAX_AGE_SECS", 86_400)?)?,
+            cluster_secret,
         })
     }
 }
@@ -501,5 +520,26 @@ mod tests {
             let refused = with(bad).unwrap_err().to_string();
             assert!(refused.contains("EXPIRY_SWEEP_SECS"), "{refused}");
         }
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_cluster_secret_of_32_bytes() {
+        let with = |secret: Option<&str>| {
+            let secret = secret.map(str::to_string);
+            Config::from_lookup(move |name| match name {
+                "JWT_SECRET" => Some("a-secret-that-is-long-enough-for-hs256!".into()),
+                "DATABASE_URL" => Some("postgres://u@127.0.0.1:1/d".into()),
+                "REDIS_URL" => Some("redis://127.0.0.1:1".into()),
+                "CLUSTER_SECRET" => secret.clone(),
+                _ => None,
+            })
+        };
+        for refused in [with(None), with(Some("short"))] {
+            let said = refused.unwrap_err().to_string();
+            assert!(said.contains("CLUSTER_SECRET"), "{said}");
+        }
+        let config = with(Some("a-cluster-secret-that-is-long-enough")).unwrap();
+        assert!(config.cluster_secret.is_some());
+        assert!(!format!("{config:?}").contains("a-cluster-secret"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Push, UserId};
+use super::{DomainEvent, Push, UserId};
 
 /// An input that breaks a limit; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +215,79 @@ fn check_push_type(kind: &str, reserved: impl Fn(&str) -> bool) -> Result<(), In
     Ok(())
 }
 
+/// The longest response deadline an offer may ask for.
+pub const MAX_OFFER_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl DomainEvent {
+    /// Whether every value could have come from a node of this cluster: positive ids, times
+    /// within a day of `now` (a deadline within the longest one an offer may have), and pushes
+    /// that `POST /api/v1/push` would have taken.
+    pub fn check(&self, now: i64, reserved: impl Fn(&str) -> bool) -> Result<(), InputError> {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let id = |field: &str, id: i64| positive(field, id).map(drop);
+        let around = |field: &str, at: i64, behind: i64, ahead: i64| {
+            let offset = at.saturating_sub(now);
+            if offset < -behind || offset > ahead {
+                refuse(format!("{field} is {offset} ms from now"))
+            } else {
+                Ok(())
+            }
+        };
+        let time = |field: &str, at: i64| around(field, at, DAY_MS, DAY_MS);
+        match self {
+            DomainEvent::Offered(o) => {
+                id("assignmentId", o.assignment_id.0)?;
+                id("orderId", o.order_id.0)?;
+                id("masterId", o.master_id.0)?;
+                time("createdAt", o.created_at)?;
+                around("expiresAt", o.expires_at, DAY_MS, MAX_OFFER_TTL_MS + DAY_MS)
+            }
+            DomainEvent::Delivered(d) => {
+                id("assignmentId", d.assignment_id.0)?;
+                id("orderId", d.order_id.0)?;
+                id("masterId", d.master_id.0)?;
+                time("at", d.at)
+            }
+            DomainEvent::Decided(d) => {
+                id("assignmentId", d.assignment_id.0)?;
+                id("orderId", d.order_id.0)?;
+                id("masterId", d.master_id.0)?;
+                time("at", d.at)?;
+                // An offer may have waited out its whole deadline before being decided.
+                if d.offered_at != 0 {
+                    around("offeredAt", d.offered_at, MAX_OFFER_TTL_MS + DAY_MS, DAY_MS)?;
+                }
+                Ok(())
+            }
+            DomainEvent::OrderStatusChanged(c) => {
+                id("orderId", c.order_id.0)?;
+                id("clientUserId", c.client_user_id.0)?;
+                c.master_id.map_or(Ok(()), |m| id("masterId", m.0))?;
+                time("updatedAt", c.updated_at)
+            }
+            DomainEvent::DispatchEnded(e) => {
+                id("dispatchId", e.dispatch_id.0)?;
+                id("orderId", e.order_id.0)?;
+                e.master_id.map_or(Ok(()), |m| id("masterId", m.0))?;
+                time("at", e.at)
+            }
+            DomainEvent::Pushed(p) => {
+                let checked = Push::parse(
+                    p.user_ids.iter().map(|u| u.0).collect(),
+                    p.kind.clone(),
+                    serde_json::Value::Object(p.payload.clone()),
+                    p.topic.clone(),
+                    reserved,
+                )?;
+                if checked.user_ids.len() != p.user_ids.len() {
+                    return refuse("userIds repeat".into());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +332,31 @@ mod tests {
         );
         assert!(Topics::parse(Some(vec!["a".into(); 32])).is_ok());
         assert!(Topics::parse(Some(vec!["a".into(); 33])).is_err());
+    }
+
+    #[test]
+    fn events_from_other_nodes_are_checked_for_values_a_node_could_send() {
+        use crate::domain::{AssignmentId, Decision, MasterId, OrderId, Outcome};
+        const NOW: i64 = 1_800_000_000_000;
+        let decided = |offered_at: i64, at: i64| {
+            DomainEvent::Decided(Decision {
+                assignment_id: AssignmentId(1),
+                order_id: OrderId(10),
+                master_id: MasterId(3),
+                outcome: Outcome::Accepted,
+                at,
+                offered_at,
+            })
+        };
+        let check = |event: DomainEvent| event.check(NOW, |_| false);
+        assert!(check(decided(NOW - 5_000, NOW)).is_ok());
+        assert!(
+            check(decided(0, NOW)).is_ok(),
+            "older nodes send no offeredAt"
+        );
+        assert!(check(decided(NOW - MAX_OFFER_TTL_MS, NOW)).is_ok());
+        assert!(check(decided(i64::MIN, NOW)).is_err());
+        assert!(check(decided(NOW, i64::MAX)).is_err());
     }
 
     #[test]

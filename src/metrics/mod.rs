@@ -46,6 +46,7 @@ pub struct Metrics {
 pub struct Backplane {
     pub up: IntGauge,
     pub events: IntCounterVec,
+    pub rejected: IntCounterVec,
 }
 
 fn seconds(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
@@ -97,7 +98,23 @@ impl Metrics {
                 ),
                 &["direction"]
             )),
+            rejected: metric!(IntCounterVec::new(
+                Opts::new(
+                    "dispatcher_backplane_rejected_total",
+                    "Messages from Redis dropped unread: unsigned, wrongly signed (signature), of \
+                     an unknown version, older than a minute (stale), or with invalid values."
+                ),
+                &["reason"]
+            )),
         });
+        if let Some(backplane) = &backplane {
+            for direction in ["in", "out"] {
+                backplane.events.with_label_values(&[direction]).inc_by(0);
+            }
+            for reason in ["unsigned", "signature", "version", "stale", "invalid"] {
+                backplane.rejected.with_label_values(&[reason]).inc_by(0);
+            }
+        }
         #[cfg(target_os = "linux")]
         register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -26,7 +26,7 @@ use crate::{
     domain::{
         AssignmentId, Decision, DispatchId, DispatchMode, DomainEvent, MasterId, Offer,
         OrderStatus, Outcome, Push,
-        input::{OrderDetails, RejectReason, positive},
+        input::{MAX_OFFER_TTL_MS, OrderDetails, RejectReason, positive},
         records,
         time::now_ms,
     },
@@ -45,7 +45,7 @@ use crate::{
 pub const MAX_DISPATCH_CANDIDATES: usize = 100;
 
 /// The longest response deadline an offer may ask for.
-const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_TTL: Duration = Duration::from_millis(MAX_OFFER_TTL_MS as u64);
 
 /// Which masters have a connection subscribed to offers now, on any node: what `skipOffline`
 /// asks. Answered by the router and, between nodes, by their presence in Redis.

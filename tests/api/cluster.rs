@@ -580,3 +580,136 @@ async fn each_node_reports_its_backplane_in_its_metrics() {
         0.0
     );
 }
+
+/// `<hex HMAC-SHA256>.<json>`, as a node signs what it publishes, with `secret`.
+fn signed_with(secret: &str, message: &Value) -> String {
+    use hmac::Mac;
+    let json = message.to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(json.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{hex}.{json}")
+}
+
+fn redis_cli(c: &Cluster, args: &[&str]) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &c.redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What anyone who can publish on the channel might send: no signature, another secret's, a stale
+/// one, garbage, and values that would wrap the expiry timer. None of it is acted on.
+#[tokio::test]
+async fn forged_and_corrupt_backplane_messages_are_counted_and_never_acted_on() {
+    let Some(c) = cluster(1).await else { return };
+    c.put_order(0, 10, 7).await;
+    c.put_order(0, 11, 7).await;
+    let mut master = c.subscribed_master(0, 3).await;
+    let (real, _) = c.offer(0, 11, 3, 2).await;
+    master.recv_type("new_assignment").await;
+
+    let now = Utc::now().timestamp_millis();
+    let offered = |expires_at: i64| {
+        json!({"kind": "offered", "assignmentId": 999, "orderId": 10, "masterId": 3,
+               "address": "forged", "deviceType": "x", "problem": "x",
+               "createdAt": now, "expiresAt": expires_at})
+    };
+    let envelope =
+        |at: i64, events: Value| json!({"v": 2, "node": "evil", "at": at, "events": events});
+    let cancel_real = json!({"kind": "decided", "assignmentId": real, "orderId": 11,
+                             "masterId": 3, "outcome": "cancelled", "at": now, "offeredAt": now});
+    let forged = [
+        envelope(now, json!([offered(now + 60_000)])).to_string(),
+        envelope(now, json!([cancel_real])).to_string(),
+        json!({"v": 1, "node": "evil", "events": [offered(now + 60_000)]}).to_string(),
+        json!({"v": 1, "node": "evil", "events": [offered(i64::MIN)]}).to_string(),
+        "garbage".to_string(),
+        signed_with(
+            "another-cluster-secret-0123456789",
+            &envelope(now, json!([offered(now + 60_000)])),
+        ),
+        signed_with(
+            CLUSTER_SECRET,
+            &envelope(now - 120_000, json!([cancel_real])),
+        ),
+        signed_with(CLUSTER_SECRET, &envelope(now, json!([offered(i64::MIN)]))),
+        signed_with(
+            CLUSTER_SECRET,
+            &envelope(
+                now,
+                json!([{"kind": "pushed", "userIds": [1003], "type": "new_assignment",
+                                   "payload": {"assignment": {"id": 999}}}]),
+            ),
+        ),
+    ];
+    for payload in &forged {
+        redis_cli(&c, &["PUBLISH", "dispatcher:events", payload]);
+    }
+
+    // The forged offer and push never reach the master; the real offer is neither cancelled nor
+    // left pending: it expires at its deadline, so the timer survived.
+    let expired = master.recv_type("assignment_expired").await;
+    assert_eq!(expired["assignmentId"], real);
+    master.expect_silence(Duration::from_millis(300)).await;
+
+    let (status, text) = c.get_text(0, "/metrics", &admin_token()).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = crate::metrics::parse(&text);
+    let rejected = |reason: &str| {
+        crate::metrics::value(
+            &seen,
+            "dispatcher_backplane_rejected_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(rejected("unsigned"), 5.0, "{text}");
+    assert_eq!(rejected("signature"), 1.0);
+    assert_eq!(rejected("stale"), 1.0);
+    assert_eq!(rejected("invalid"), 2.0);
+    let log = c.log(0);
+    assert_eq!(
+        log.matches("dropped a cluster message (not signed)")
+            .count(),
+        1,
+        "one line a minute for each reason"
+    );
+}
+
+/// A presence key that no node signed adds no node, and no connection, to the stats.
+#[tokio::test]
+async fn a_forged_presence_adds_nothing_to_the_stats() {
+    let Some(c) = cluster(1).await else { return };
+    let now = Utc::now().timestamp_millis();
+    let ghost = |id: &str| {
+        json!({"id": id, "connections": 5000, "byRole": {"master": 5000}, "lastSeen": now,
+               "masters": [{"userId": 1003, "masterId": 3, "subscribed": true, "lastPing": now}]})
+    };
+    let unsigned = ghost("ghost").to_string();
+    let wrongly_signed = signed_with("another-cluster-secret-0123456789", &ghost("phantom"));
+    redis_cli(&c, &["SET", "dispatcher:node:ghost", &unsigned]);
+    redis_cli(&c, &["SET", "dispatcher:node:phantom", &wrongly_signed]);
+    redis_cli(&c, &["SADD", "dispatcher:nodes", "ghost", "phantom"]);
+
+    let stats = c.stats(0).await;
+    let nodes: Vec<&str> = stats["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["a"], "{stats}");
+    assert_eq!(stats["totalConnected"], 0);
+    assert_eq!(stats["totalSubscribed"], 0);
+}

@@ -100,6 +100,7 @@ impl Cluster {
             let vars = [
                 ("REDIS_URL", via(i, &redis.url())),
                 ("NODE_ID", name),
+                ("CLUSTER_SECRET", super::CLUSTER_SECRET.into()),
                 ("RUST_LOG", "info,dispatcher=debug".into()),
             ];
             nodes.push(ServerProcess::start_with(&storage.url, storage.dir.path(), &vars).await);

@@ -18,6 +18,8 @@ pub use webhook_receiver::*;
 pub use ws::*;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
+/// What the cluster tests' nodes sign their messages to each other with.
+pub const CLUSTER_SECRET: &str = "integration-cluster-secret-0123456789";
 /// How long a test waits for a message it expects.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
