@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
 
 use crate::{
-    bus::{EventBus, REMOTE_QUEUE},
+    bus::{EventBus, REMOTE_QUEUE, Remote},
     cluster::{Node, Parts, Reach},
     config::{Config, ConfigError},
     expiry::Expiry,
@@ -86,10 +86,10 @@ impl Application {
             (Some(url), Some(secret)) => Node::clustered(&config.node_id, url, secret.expose())?,
             _ => Node::single(&config.node_id),
         };
-        let (to_other_nodes, outgoing) = match config.redis_url {
-            Some(_) => {
-                let (tx, rx) = mpsc::channel(REMOTE_QUEUE);
-                (Some(tx), Some(rx))
+        let (to_other_nodes, outgoing) = match node.dropped_flag() {
+            Some(dropped) => {
+                let (batches, outgoing) = mpsc::channel(REMOTE_QUEUE);
+                (Some(Remote { batches, dropped }), Some(outgoing))
             }
             None => (None, None),
         };

@@ -6,6 +6,11 @@
 //! (which arms and disarms deadlines). In cluster mode it also goes to the other nodes, whose
 //! buses deliver it to their own actors.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use actix::{Message, Recipient};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -20,12 +25,21 @@ pub const REMOTE_QUEUE: usize = 16_384;
 #[rtype(result = "usize")]
 pub struct Deliver(pub Vec<DomainEvent>);
 
+/// The way to the other nodes, in cluster mode: a bounded queue of batches, and the flag that
+/// makes the link tell the others when a batch could not go, so that they catch up from the
+/// database instead of missing it in silence.
+#[derive(Clone)]
+pub struct Remote {
+    pub batches: mpsc::Sender<Vec<DomainEvent>>,
+    pub dropped: Arc<AtomicBool>,
+}
+
 /// A cheap, cloneable handle; publishing never waits on the database.
 #[derive(Clone)]
 pub struct EventBus {
     router: Recipient<Deliver>,
     expiry: Recipient<Deliver>,
-    remote: Option<mpsc::Sender<Vec<DomainEvent>>>,
+    remote: Option<Remote>,
 }
 
 impl EventBus {
@@ -33,7 +47,7 @@ impl EventBus {
     pub fn new(
         router: Recipient<Deliver>,
         expiry: Recipient<Deliver>,
-        remote: Option<mpsc::Sender<Vec<DomainEvent>>>,
+        remote: Option<Remote>,
     ) -> Self {
         EventBus {
             router,
@@ -49,13 +63,20 @@ impl EventBus {
             return 0;
         }
         if let Some(remote) = &self.remote {
-            match remote.try_send(events.clone()) {
+            match remote.batches.try_send(events.clone()) {
                 Ok(()) => {}
-                Err(TrySendError::Full(lost)) => log::warn!(
-                    "the link to the other nodes is stuck; {} events not sent to them",
-                    lost.len()
-                ),
-                Err(TrySendError::Closed(_)) => log::error!("the link to the other nodes is gone"),
+                Err(TrySendError::Full(lost)) => {
+                    remote.dropped.store(true, Ordering::Relaxed);
+                    log::warn!(
+                        "the link to the other nodes is stuck; {} events not sent to them (they \
+                         will be told to catch up)",
+                        lost.len()
+                    );
+                }
+                Err(TrySendError::Closed(_)) => {
+                    remote.dropped.store(true, Ordering::Relaxed);
+                    log::error!("the link to the other nodes is gone");
+                }
             }
         }
         self.deliver_local(events).await
@@ -80,5 +101,57 @@ impl EventBus {
             log::error!("the dispatcher did not take events: {e}");
             0
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix::{Actor, Context, Handler};
+
+    use super::*;
+    use crate::domain::{OrderId, OrderStatus, OrderStatusChange, UserId};
+
+    /// Takes events and does nothing, as a router with no connections would.
+    struct Idle;
+
+    impl Actor for Idle {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Idle {
+        type Result = usize;
+
+        fn handle(&mut self, _: Deliver, _: &mut Context<Self>) -> usize {
+            0
+        }
+    }
+
+    #[actix::test]
+    async fn a_batch_the_stuck_link_cannot_take_is_announced_not_lost_in_silence() {
+        let (batches, _stuck) = mpsc::channel(1);
+        let dropped = Arc::new(AtomicBool::new(false));
+        let idle = Idle.start();
+        let bus = EventBus::new(
+            idle.clone().recipient(),
+            idle.recipient(),
+            Some(Remote {
+                batches,
+                dropped: dropped.clone(),
+            }),
+        );
+        let change = DomainEvent::OrderStatusChanged(OrderStatusChange {
+            order_id: OrderId(10),
+            client_user_id: UserId(7),
+            master_id: None,
+            status: OrderStatus::Cancelled,
+            updated_at: 1,
+        });
+        bus.publish(vec![change.clone()]).await;
+        assert!(!dropped.load(Ordering::Relaxed), "the first batch fits");
+        bus.publish(vec![change]).await;
+        assert!(
+            dropped.load(Ordering::Relaxed),
+            "the second does not, and says so"
+        );
     }
 }

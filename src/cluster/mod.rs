@@ -144,6 +144,12 @@ impl Node {
         })
     }
 
+    /// In cluster mode, the flag that has this node tell the others it dropped events, so that
+    /// they catch up from the database.
+    pub fn dropped_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.redis.as_ref().map(|link| link.dropped.clone())
+    }
+
     /// In cluster mode, whether this node is listening to the others now.
     pub fn redis_up(&self) -> Option<bool> {
         self.redis

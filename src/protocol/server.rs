@@ -178,7 +178,7 @@ impl ServerMessage {
         ServerMessage::NewAssignment {
             assignment: OfferView::from(offer),
             server_time: iso(now),
-            expires_in_ms: (offer.expires_at - now).max(0),
+            expires_in_ms: offer.expires_at.saturating_sub(now).max(0),
         }
     }
 

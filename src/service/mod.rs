@@ -382,7 +382,10 @@ impl Service {
             .commit(move |conn| {
                 let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
                 let expired = Assignment::expire_due(conn, &ids, now)?;
-                let lateness: Vec<i64> = expired.iter().map(|a| now - a.expires_at).collect();
+                let lateness: Vec<i64> = expired
+                    .iter()
+                    .map(|a| now.saturating_sub(a.expires_at))
+                    .collect();
                 Ok((
                     (expired.len(), lateness),
                     decided(&expired, Outcome::Expired),
