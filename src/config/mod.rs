@@ -149,12 +149,15 @@ pub struct WebhookConfig {
     pub secret: Secret,
     /// `WEBHOOK_MAX_AGE_SECS`: an event not delivered by then is given up.
     pub max_age: Duration,
+    /// `WEBHOOK_RETENTION_SECS`: delivered events are deleted this long after.
+    pub retention: Duration,
 }
 
 impl WebhookConfig {
     fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
         max_age: Duration,
+        retention: Duration,
     ) -> Result<Option<Self>, ConfigError> {
         let Some(url) = get("WEBHOOK_URL").map(|u| u.trim().to_string()) else {
             return Ok(None);
@@ -170,6 +173,7 @@ impl WebhookConfig {
             url,
             secret: Secret(secret),
             max_age,
+            retention,
         }))
     }
 }
@@ -290,7 +294,11 @@ impl Config {
                 // The default is never used: the value is there.
                 raw => Some(parse("METRICS_BIND_ADDR", raw, ([0, 0, 0, 0], 0).into())?),
             },
-            webhook: WebhookConfig::from_lookup(get, secs("WEBHOOK_MAX_AGE_SECS", 86_400)?)?,
+            webhook: WebhookConfig::from_lookup(
+                get,
+                secs("WEBHOOK_MAX_AGE_SECS", 86_400)?,
+                secs("WEBHOOK_RETENTION_SECS", 7 * 86_400)?,
+            )?,
             cluster_secret,
         })
     }

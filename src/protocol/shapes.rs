@@ -216,3 +216,12 @@ pub struct Delivered {
 pub struct OpenOffers {
     pub assignments: Vec<OfferView>,
 }
+
+/// `POST /api/v1/webhooks/events/{eventId}/retry`: the event is being sent again.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRetried {
+    pub event_id: String,
+    /// `open`: the sender takes it again.
+    pub status: &'static str,
+}

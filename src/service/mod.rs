@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use self::policy::{
     CancelOffers, DecideOffers, Dispatch as Dispatching, MakeOffers, ManageOrders, Permit,
-    ReceiveOffers, SeeAssignments, SetShifts,
+    ReceiveOffers, RetryWebhooks, SeeAssignments, SetShifts,
 };
 use crate::{
     bus::EventBus,
@@ -36,7 +36,7 @@ use crate::{
         self, DbConn, DbPool,
         dispatches::{Dispatch, DispatchPlan, DispatchRefused},
         models::{Assignment, Deadline, Master, OfferRefused, Order},
-        webhook_deliveries::{NewWebhookDelivery, WebhookDelivery},
+        webhook_deliveries::{NewWebhookDelivery, Reopened, WebhookDelivery},
         write_tx,
     },
 };
@@ -663,6 +663,32 @@ impl Service {
     /// were written to.
     pub async fn push(&self, _: Permit<policy::Push>, push: Push) -> usize {
         self.bus.publish(vec![DomainEvent::Pushed(push)]).await
+    }
+
+    /// Sends a webhook event that was given up (`WEBHOOK_MAX_AGE_SECS` passed) again, with a
+    /// fresh `WEBHOOK_MAX_AGE_SECS`.
+    pub async fn retry_webhook(
+        &self,
+        _: Permit<RetryWebhooks>,
+        event_id: String,
+    ) -> Result<(), AppError> {
+        let now = now_ms();
+        let id = event_id.clone();
+        let reopened = self
+            .with_db(move |conn| Ok(WebhookDelivery::reopen(conn, &id, now)?))
+            .await?;
+        match reopened {
+            Reopened::Reopened => {
+                if let Some(webhooks) = &self.webhooks {
+                    webhooks.wake.notify_one();
+                }
+                Ok(())
+            }
+            Reopened::NotFound => Err(AppError::NotFound(format!("no webhook event {event_id}"))),
+            Reopened::NotGivenUp => Err(AppError::Conflict(format!(
+                "webhook event {event_id} was not given up: it is being sent, or was delivered"
+            ))),
+        }
     }
 
     /// The offers made since `since` (ms), and how many were ever made (the highest id).

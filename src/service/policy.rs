@@ -94,6 +94,8 @@ use_cases! {
     WatchEvents: [Service, Admin] "only service and admin connections get events";
     /// Read the admin stats and metrics.
     WatchStats: [Admin] "only admins see the stats";
+    /// Send a given-up webhook event again.
+    RetryWebhooks: [Admin] "only admins retry webhooks";
 }
 
 #[cfg(test)]

@@ -32,8 +32,6 @@ pub struct NewWebhookDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookDone {
     Delivered,
-    /// The receiver answered 4xx (not 408 or 429): sending again would not help.
-    Refused,
     /// `WEBHOOK_MAX_AGE_SECS` passed without a delivery.
     TooOld,
 }
@@ -42,10 +40,18 @@ impl WebhookDone {
     fn as_str(self) -> &'static str {
         match self {
             WebhookDone::Delivered => "delivered",
-            WebhookDone::Refused => "refused",
             WebhookDone::TooOld => "too_old",
         }
     }
+}
+
+/// What re-opening a given-up event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reopened {
+    Reopened,
+    NotFound,
+    /// Still being sent, or delivered.
+    NotGivenUp,
 }
 
 impl WebhookDelivery {
@@ -144,6 +150,46 @@ impl WebhookDelivery {
             ))
             .execute(conn)?;
         Ok(())
+    }
+
+    /// Sends a given-up event again, as if it had just been recorded: a fresh
+    /// `WEBHOOK_MAX_AGE_SECS` from `now`. Events given up by older versions ('refused') too.
+    pub fn reopen(conn: &mut DbConn, event_id: &str, now: i64) -> QueryResult<Reopened> {
+        let reopened = diesel::update(
+            webhook_events::table
+                .filter(webhook_events::event_id.eq(event_id))
+                .filter(webhook_events::outcome.eq_any(["too_old", "refused"])),
+        )
+        .set((
+            webhook_events::outcome.eq(None::<String>),
+            webhook_events::done_at.eq(None::<i64>),
+            webhook_events::claimed_until.eq(None::<i64>),
+            webhook_events::created_at.eq(now),
+            webhook_events::next_attempt_at.eq(now),
+        ))
+        .execute(conn)?;
+        if reopened == 1 {
+            return Ok(Reopened::Reopened);
+        }
+        let known: i64 = webhook_events::table
+            .filter(webhook_events::event_id.eq(event_id))
+            .count()
+            .get_result(conn)?;
+        Ok(if known == 0 {
+            Reopened::NotFound
+        } else {
+            Reopened::NotGivenUp
+        })
+    }
+
+    /// Deletes the delivered events done before `before`; answers how many.
+    pub fn delete_delivered_before(conn: &mut DbConn, before: i64) -> QueryResult<usize> {
+        diesel::delete(
+            webhook_events::table
+                .filter(webhook_events::outcome.eq(WebhookDone::Delivered.as_str()))
+                .filter(webhook_events::done_at.lt(before)),
+        )
+        .execute(conn)
     }
 
     /// How many events are still to be sent.

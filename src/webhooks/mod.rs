@@ -4,7 +4,9 @@
 //!
 //! At least once: the service records the events in the outbox table in the transaction of the
 //! decision ([`bodies`]); a sender on every node claims them from there. Per order, one event is
-//! in flight at a time, so a receiver gets an order's events in order.
+//! in flight at a time, so a receiver gets an order's events in order. Any answer but a 2xx is
+//! tried again, backing off, until `WEBHOOK_MAX_AGE_SECS`; a redirect is a failure, never
+//! followed with the signed body. Delivered rows are deleted after `WEBHOOK_RETENTION_SECS`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -87,7 +89,6 @@ fn backoff(attempts: i64) -> Duration {
 /// How one POST went.
 enum Answer {
     Taken,
-    Refused(u16),
     Failed(String),
 }
 
@@ -103,6 +104,8 @@ impl Sender {
     pub fn new(pool: DbPool, config: WebhookConfig, wake: Arc<Notify>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
+            // A redirect would carry the signed body to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("dispatcher/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
@@ -118,7 +121,12 @@ impl Sender {
         log::info!(
             "webhooks: sending assignment and dispatch events to the configured WEBHOOK_URL"
         );
+        let mut pruned_at = tokio::time::Instant::now();
         loop {
+            if pruned_at.elapsed() >= self.prune_every() {
+                pruned_at = tokio::time::Instant::now();
+                self.prune().await;
+            }
             match self.send_due().await {
                 Ok(0) => {
                     tokio::select! {
@@ -132,6 +140,27 @@ impl Sender {
                     tokio::time::sleep(POLL).await;
                 }
             }
+        }
+    }
+
+    /// Pruning runs this often: every minute, or more often for a retention under a minute.
+    fn prune_every(&self) -> Duration {
+        self.config
+            .retention
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Deletes the delivered rows older than `WEBHOOK_RETENTION_SECS`.
+    async fn prune(&self) {
+        let before = now_ms().saturating_sub(self.config.retention.as_millis() as i64);
+        let deleted = storage::run(&self.pool, move |conn| {
+            WebhookDelivery::delete_delivered_before(conn, before).map_err(DbError::from)
+        })
+        .await;
+        match deleted {
+            Ok(0) => {}
+            Ok(count) => log::info!("webhooks: deleted {count} delivered events past retention"),
+            Err(e) => log::warn!("webhooks: cannot prune delivered events: {e}"),
         }
     }
 
@@ -173,12 +202,18 @@ impl Sender {
                 let status = response.status();
                 if status.is_success() {
                     Answer::Taken
-                } else if status.is_client_error()
-                    && status != reqwest::StatusCode::REQUEST_TIMEOUT
-                    && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-                {
-                    Answer::Refused(status.as_u16())
+                } else if status.is_redirection() {
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .unwrap_or("none");
+                    Answer::Failed(format!(
+                        "answered {status}, Location: {location}; redirects are not followed, \
+                         set WEBHOOK_URL to where it points"
+                    ))
                 } else {
+                    // A 4xx may pass (a secret being rotated, a receiver being deployed).
                     Answer::Failed(format!("answered {status}"))
                 }
             }
@@ -194,18 +229,11 @@ impl Sender {
         let retry_at = now + backoff(event.attempts).as_millis() as i64;
         let done = match answer {
             Answer::Taken => Some(WebhookDone::Delivered),
-            Answer::Refused(status) => {
-                log::warn!(
-                    "webhooks: the receiver refused event {} (order {}) with {status}; given up",
-                    event.event_id,
-                    event.order_id
-                );
-                Some(WebhookDone::Refused)
-            }
             Answer::Failed(why) if retry_at - event.created_at > max_age => {
                 log::warn!(
                     "webhooks: event {} (order {}) not delivered within WEBHOOK_MAX_AGE_SECS \
-                     after {} attempts ({why}); given up",
+                     after {} attempts ({why}); given up (POST \
+                     /api/v1/webhooks/events/{{eventId}}/retry sends it again)",
                     event.event_id,
                     event.order_id,
                     event.attempts + 1

@@ -121,12 +121,19 @@ async fn every_event_arrives_signed_in_order_across_an_outage_and_a_restart(db: 
     assert_eq!(received.posts, posts);
 }
 
-async fn a_refused_event_is_given_up_and_the_next_of_its_order_still_goes(db: Db) {
+/// A refusal may pass (a secret being rotated, a receiver being deployed): any answer but a 2xx
+/// is tried again, and the order's next event waits for it.
+async fn a_refused_event_is_sent_again_until_taken_and_its_order_waits_for_it(db: Db) {
     let mut receiver = WebhookReceiver::down(free_port());
     let app = spawn_app_with(db, webhook_vars(&receiver)).await;
     app.put_order(10, 7).await;
     let (refused, _) = app.offer_ok(10, 3, None).await;
-    receiver.received.lock().unwrap().refuse_assignment = Some(refused);
+    {
+        let mut received = receiver.received.lock().unwrap();
+        received.refuse_assignment = Some(refused);
+        received.refuse_with = Some(401);
+        received.refuse_times = Some(2);
+    }
     receiver.up();
     let mut ws = app.master_ws(3).await;
     ws.send(json!({"type": "reject_assignment", "assignmentId": refused}))
@@ -136,13 +143,128 @@ async fn a_refused_event_is_given_up_and_the_next_of_its_order_still_goes(db: Db
     accept(&app, taken, 4).await;
 
     receiver
+        .wait_for(Duration::from_secs(15), |r| r.events.len() == 2)
+        .await;
+    let received = receiver.received.lock().unwrap();
+    assert_eq!(received.refused, 2, "{received:#?}");
+    assert_eq!(
+        summary(&received.events),
+        [
+            ("assignment_event".into(), "rejected".into(), 10, refused),
+            ("assignment_event".into(), "accepted".into(), 10, taken),
+        ]
+    );
+    assert_eq!(
+        received.refused_ids,
+        vec![received.events[0]["eventId"].clone(); 2]
+    );
+}
+
+/// A given-up event (WEBHOOK_MAX_AGE_SECS passed) is sent again when an admin asks; a delivered
+/// one is deleted after WEBHOOK_RETENTION_SECS.
+async fn a_given_up_event_is_sent_again_on_request_and_deleted_after_retention(db: Db) {
+    let mut receiver = WebhookReceiver::down(free_port());
+    let mut vars = webhook_vars(&receiver);
+    vars.push(("WEBHOOK_MAX_AGE_SECS", "1".into()));
+    vars.push(("WEBHOOK_RETENTION_SECS", "1".into()));
+    let app = spawn_app_with(db, vars).await;
+    app.put_order(10, 7).await;
+    let (id, _) = app.offer_ok(10, 3, None).await;
+    receiver.received.lock().unwrap().refuse_assignment = Some(id);
+    receiver.up();
+    let mut ws = app.master_ws(3).await;
+    ws.send(json!({"type": "reject_assignment", "assignmentId": id}))
+        .await;
+    ws.recv_type("assignment_rejected").await;
+    receiver
+        .wait_for(Duration::from_secs(10), |r| r.refused >= 1)
+        .await;
+    let event_id = receiver.received.lock().unwrap().refused_ids[0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let retry = |token: String| {
+        let (app, path) = (&app, format!("/api/v1/webhooks/events/{event_id}/retry"));
+        async move { app.request(Method::POST, &path, Some(&token), None).await }
+    };
+    let (status, _) = retry(app.master_token(3)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .request(
+            Method::POST,
+            "/api/v1/webhooks/events/no-such-event/retry",
+            Some(&app.admin_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+
+    // Given up after its first failure (the next try would be past a second), then asked for.
+    receiver.received.lock().unwrap().refuse_assignment = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = retry(app.admin_token()).await;
+        if status == StatusCode::OK {
+            assert_eq!(body, json!({"eventId": event_id, "status": "open"}));
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never given up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver
         .wait_for(Duration::from_secs(10), |r| r.events.len() == 1)
         .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let received = receiver.received.lock().unwrap();
-    assert_eq!(received.refused, 1, "a 400 is not retried: {received:#?}");
-    assert_eq!(received.events[0]["assignmentId"], taken);
-    assert_eq!(received.events[0]["event"], "accepted");
+    assert_eq!(
+        receiver.received.lock().unwrap().events[0]["eventId"],
+        event_id.as_str()
+    );
+    let (status, _) = retry(app.admin_token()).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a delivered event is not given up"
+    );
+
+    // Delivered more than a second ago: deleted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = retry(app.admin_token()).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A redirect would carry the signed body elsewhere: it is a failure, never followed.
+async fn a_redirect_is_not_followed(db: Db) {
+    let mut receiver = WebhookReceiver::down(free_port());
+    let vars = vec![
+        (
+            "WEBHOOK_URL",
+            format!("http://127.0.0.1:{}/moved", receiver.port),
+        ),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+    ];
+    receiver.up();
+    let app = spawn_app_with(db, vars).await;
+    app.put_order(10, 7).await;
+    let (id, _) = app.offer_ok(10, 3, None).await;
+    accept(&app, id, 3).await;
+    receiver
+        .wait_for(Duration::from_secs(10), |r| r.redirected >= 2)
+        .await;
+    assert_eq!(
+        receiver.received.lock().unwrap().posts,
+        0,
+        "followed a redirect"
+    );
 }
 
 #[test]
@@ -162,5 +284,7 @@ fn a_short_webhook_secret_stops_the_start() {
 
 on_both_backends!(
     every_event_arrives_signed_in_order_across_an_outage_and_a_restart,
-    a_refused_event_is_given_up_and_the_next_of_its_order_still_goes,
+    a_refused_event_is_sent_again_until_taken_and_its_order_waits_for_it,
+    a_given_up_event_is_sent_again_on_request_and_deleted_after_retention,
+    a_redirect_is_not_followed,
 );

@@ -45,6 +45,7 @@ use utoipa::{
         super::masters::my_assignments,
         super::masters::set_shift,
         super::push::push,
+        super::webhooks::retry,
     ),
     modifiers(&BearerTokens),
 )]

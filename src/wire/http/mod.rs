@@ -12,6 +12,7 @@ mod masters;
 pub mod metrics;
 mod orders;
 mod push;
+mod webhooks;
 
 use actix_web::{HttpRequest, error::JsonPayloadError, error::PathError, web};
 
@@ -76,7 +77,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 web::get().to(masters::my_assignments),
             )
             .route("/masters/{id}/shift", web::put().to(masters::set_shift))
-            .route("/push", web::post().to(push::push)),
+            .route("/push", web::post().to(push::push))
+            .route(
+                "/webhooks/events/{eventId}/retry",
+                web::post().to(webhooks::retry),
+            ),
     )
     .default_service(web::to(|req: HttpRequest| async move {
         Err::<actix_web::HttpResponse, _>(AppError::NotFound(format!("nothing at {}", req.path())))

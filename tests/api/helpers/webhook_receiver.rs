@@ -21,9 +21,16 @@ pub struct Received {
     pub posts: usize,
     pub duplicates: usize,
     pub bad_signatures: usize,
-    /// Events of this `assignmentId` are answered 400.
+    /// Events of this `assignmentId` are answered `refuse_with` (400 when unset)...
     pub refuse_assignment: Option<i64>,
+    pub refuse_with: Option<u16>,
+    /// ...this many times, or for ever.
+    pub refuse_times: Option<usize>,
     pub refused: usize,
+    /// The `eventId`s refused, in order.
+    pub refused_ids: Vec<Value>,
+    /// POSTs to `/moved`, which answers 308 to `/hooks`.
+    pub redirected: usize,
 }
 
 pub struct WebhookReceiver {
@@ -80,9 +87,15 @@ async fn take(
     let event: Value = serde_json::from_str(&body).expect("a webhook body is JSON");
     if received.refuse_assignment.is_some()
         && event["assignmentId"].as_i64() == received.refuse_assignment
+        && received
+            .refuse_times
+            .is_none_or(|times| received.refused < times)
     {
         received.refused += 1;
-        return HttpResponse::BadRequest().finish();
+        received.refused_ids.push(event["eventId"].clone());
+        let status = received.refuse_with.unwrap_or(400);
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+            .finish();
     }
     let id = event["eventId"].clone();
     if received.events.iter().any(|e| e["eventId"] == id) {
@@ -91,6 +104,14 @@ async fn take(
         received.events.push(event);
     }
     HttpResponse::Ok().finish()
+}
+
+/// A receiver that moved: it answers with a permanent redirect to `/hooks`.
+async fn moved(received: web::Data<Arc<Mutex<Received>>>) -> HttpResponse {
+    received.lock().unwrap().redirected += 1;
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/hooks"))
+        .finish()
 }
 
 impl WebhookReceiver {
@@ -117,6 +138,7 @@ impl WebhookReceiver {
                     App::new()
                         .app_data(web::Data::new(received.clone()))
                         .route("/hooks", web::post().to(take))
+                        .route("/moved", web::post().to(moved))
                 })
                 .workers(1)
                 .bind(("127.0.0.1", port))
