@@ -62,30 +62,29 @@ impl From<InputError> for EnvelopeError {
 }
 
 pub fn encode(secret: &[u8], node: &str, events: Vec<DomainEvent>, now: i64) -> String {
-    signed(
-        secret,
-        &Envelope {
-            v: VERSION,
-            node: node.to_string(),
-            at: now,
-            events,
-            dropped: false,
-        },
-    )
+    sign_envelope(secret, node, events, false, now)
 }
 
 /// Tells the other nodes that `node` dropped events while it could not reach Redis.
 pub fn encode_dropped(secret: &[u8], node: &str, now: i64) -> String {
-    signed(
-        secret,
-        &Envelope {
-            v: VERSION,
-            node: node.to_string(),
-            at: now,
-            events: Vec::new(),
-            dropped: true,
-        },
-    )
+    sign_envelope(secret, node, Vec::new(), true, now)
+}
+
+fn sign_envelope(
+    secret: &[u8],
+    node: &str,
+    events: Vec<DomainEvent>,
+    dropped: bool,
+    now: i64,
+) -> String {
+    let envelope = Envelope {
+        v: VERSION,
+        node: node.to_string(),
+        at: now,
+        events,
+        dropped,
+    };
+    signed(secret, &envelope)
 }
 
 /// `<hex HMAC-SHA256 of the JSON>.<the JSON>` of any value.

@@ -27,6 +27,7 @@ pub struct Metrics {
     registry: Registry,
     pub connections: IntGaugeVec,
     pub subscribed_masters: IntGauge,
+    pub replays_in_flight: IntGauge,
     pub ws_messages_received: IntCounterVec,
     pub ws_messages_sent: IntCounterVec,
     pub ws_closes: IntCounterVec,
@@ -121,6 +122,11 @@ impl Metrics {
         ));
         Metrics {
             connections,
+            replays_in_flight: metric!(IntGauge::new(
+                "dispatcher_replays_in_flight",
+                "Connections with open offers being sent again (on subscribe or after a gap): one \
+                 task each at most."
+            )),
             subscribed_masters: metric!(IntGauge::new(
                 "dispatcher_subscribed_masters",
                 "Masters with at least one connection subscribed to offers."

@@ -10,6 +10,7 @@ mod index;
 pub mod messages;
 pub mod outbox;
 mod receipts;
+mod replay;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -65,6 +66,8 @@ struct Connection {
     topics: Vec<Box<str>>,
     /// Offers awaiting its acknowledgement, when it subscribed with `acks`.
     receipts: Option<Box<receipts::Receipts>>,
+    /// Open offers being sent again, at most one task at a time.
+    replay: Option<Box<replay::Replay>>,
 }
 
 impl Connection {
@@ -79,6 +82,7 @@ impl Connection {
             authenticated_seq: 0,
             topics: Vec::new(),
             receipts: None,
+            replay: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl Connection {
         self.subscribed = false;
         self.offered.clear();
         self.receipts = None;
+        self.replay = None;
     }
 }
 
@@ -197,7 +202,8 @@ impl Router {
         self.send_to(id, frame)
     }
 
-    /// Queues, paced, the offers a subscribed connection has not been sent yet.
+    /// Queues, paced, the offers a subscribed connection has not been sent yet (see
+    /// [`replay`](replay::Replay)).
     fn replay(&mut self, id: ConnId, offers: &[Offer]) {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
@@ -210,21 +216,18 @@ impl Router {
             .filter(|offer| conn.remember(offer.assignment_id))
             .cloned()
             .collect();
-        let outbox = conn.outbox.clone();
+        if unsent.is_empty() {
+            return;
+        }
         if conn.receipts.is_some() {
             let now = now_ms();
             for offer in &unsent {
                 self.await_receipt(id, &std::sync::Arc::new(offer.clone()), now);
             }
         }
-        if !unsent.is_empty() {
-            // Each frame is built when there is room for it, so it carries the time left then.
-            let frames = unsent.into_iter().map(|offer| {
-                let expires_at = offer.expires_at;
-                let frame = move |now| ServerMessage::new_assignment(&offer, now).frame(None);
-                (expires_at, frame)
-            });
-            actix_web::rt::spawn(outbox.replay(frames.collect()));
+        if let Some(conn) = self.connections.get_mut(&id) {
+            let replay = conn.replay.get_or_insert_with(Box::default);
+            replay.add(unsent, &conn.outbox, &self.metrics.replays_in_flight);
         }
     }
 

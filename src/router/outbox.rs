@@ -13,10 +13,7 @@ use std::sync::{
 use actix_web::web::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use crate::{
-    domain::time::now_ms,
-    protocol::{CloseCode, Frame},
-};
+use crate::protocol::{CloseCode, Frame};
 
 #[derive(Debug)]
 pub enum Outbound {
@@ -127,35 +124,30 @@ impl Outbox {
         self.push(Outbound::Close(code, description.to_string()))
     }
 
-    /// Queues offers sent again, each once there is room for it, as `(deadline, frame at a
-    /// time)`; the frame is built when it goes in, and skipped if its deadline has passed. Ends
-    /// when all are queued or the connection is gone.
-    pub async fn replay<F: Fn(i64) -> Frame>(self, offers: Vec<(i64, F)>) {
+    /// Waits until the queue has room for a replayed frame; false once the connection is gone.
+    /// Replayed frames wait for room instead of counting against the client.
+    pub async fn room_for_replay(&self) -> bool {
         /// Room kept for the next frame before it is built.
         const TYPICAL_FRAME: usize = 512;
-        for (expires_at, frame) in offers {
-            loop {
-                if self.frames.is_closed() {
-                    return;
-                }
-                let queued = self.backlog.total();
-                if queued == 0 || queued + TYPICAL_FRAME <= self.max_bytes {
-                    break;
-                }
-                self.backlog.room.notified().await;
+        loop {
+            if self.frames.is_closed() {
+                return false;
             }
-            let now = now_ms();
-            if now >= expires_at {
-                continue;
+            let queued = self.backlog.total();
+            if queued == 0 || queued + TYPICAL_FRAME <= self.max_bytes {
+                return true;
             }
-            let replayed = Outbound::Replayed(frame(now));
-            self.backlog
-                .replayed
-                .fetch_add(replayed.size(), Ordering::AcqRel);
-            if self.frames.send(replayed).is_err() {
-                return;
-            }
+            self.backlog.room.notified().await;
         }
+    }
+
+    /// Queues an offer sent again (on subscribe, after a gap), once there was room for it.
+    pub fn replayed(&self, frame: Frame) -> Result<(), QueueError> {
+        let replayed = Outbound::Replayed(frame);
+        self.backlog
+            .replayed
+            .fetch_add(replayed.size(), Ordering::AcqRel);
+        self.frames.send(replayed).map_err(|_| QueueError::Closed)
     }
 }
 
@@ -195,9 +187,13 @@ mod tests {
         let (outbox, mut drain) = Outbox::channel(100);
         outbox.text(frame()).unwrap();
         // Past the limit, a replay waits for the client to read instead of being refused.
-        let far = now_ms() + 60_000;
-        let sixty = move |_: i64| frame();
-        let replay = tokio::spawn(outbox.clone().replay(vec![(far, sixty), (far, sixty)]));
+        let replaying = outbox.clone();
+        let replay = tokio::spawn(async move {
+            for _ in 0..2 {
+                assert!(replaying.room_for_replay().await);
+                replaying.replayed(frame()).unwrap();
+            }
+        });
         let mut replayed = 0;
         while replayed < 2 {
             let next = drain.next().await.unwrap();
