@@ -156,14 +156,18 @@ impl Application {
         let jwt = web::Data::new(JwtKeys::from_config(&config));
         log::info!(
             "limits: {} WebSocket connections (MAX_CONNECTIONS), {} per master or client, {} \
-             unauthenticated per address, {} unsent bytes per connection",
+             unauthenticated in all and {} per address, {} unsent bytes per connection",
             config.max_connections,
             config.max_connections_per_user,
+            config.max_unauthenticated,
             config.max_unauthenticated_per_ip,
             config.max_queued_bytes
         );
-        let limits =
-            ConnectionLimits::new(config.max_connections, config.max_unauthenticated_per_ip);
+        let limits = ConnectionLimits::new(
+            config.max_connections,
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_ip,
+        );
         let stats = Stats::start(
             router.clone(),
             node.clone(),

@@ -119,6 +119,9 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// `MAX_UNAUTHENTICATED_PER_IP`: connections from one address not yet authenticated; more get 429.
     pub max_unauthenticated_per_ip: usize,
+    /// `MAX_UNAUTHENTICATED`: connections not yet authenticated, in all (a tenth of
+    /// `MAX_CONNECTIONS`, at least 1), so that they never take the places of valid tokens.
+    pub max_unauthenticated: usize,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
     /// `DB_POOL_SIZE`: database connections kept open.
@@ -240,6 +243,11 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect()
         });
+        let max_connections = parse(
+            "MAX_CONNECTIONS",
+            get("MAX_CONNECTIONS"),
+            default_max_connections(),
+        )?;
         Ok(Config {
             bind_addr: parse(
                 "BIND_ADDR",
@@ -260,10 +268,11 @@ impl Config {
             rate_limit_per_sec: parse("RATE_LIMIT_PER_SEC", get("RATE_LIMIT_PER_SEC"), 20)?,
             rate_limit_burst: parse("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST"), 40)?,
             max_queued_bytes: parse("MAX_QUEUED_BYTES", get("MAX_QUEUED_BYTES"), 1 << 20)?.max(1),
-            max_connections: parse(
-                "MAX_CONNECTIONS",
-                get("MAX_CONNECTIONS"),
-                default_max_connections(),
+            max_connections,
+            max_unauthenticated: parse(
+                "MAX_UNAUTHENTICATED",
+                get("MAX_UNAUTHENTICATED"),
+                (max_connections / 10).max(1),
             )?,
             max_connections_per_user: parse(
                 "MAX_CONNECTIONS_PER_USER",

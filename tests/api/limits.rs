@@ -10,7 +10,12 @@ use dispatcher::domain::Role;
 use crate::helpers::*;
 
 async fn past_max_connections_upgrades_get_503_and_http_keeps_answering(db: Db) {
-    let app = spawn_app_with(db, vec![("MAX_CONNECTIONS", "2".into())]).await;
+    // Both places may go to connections without a token (the default would leave them one).
+    let vars = vec![
+        ("MAX_CONNECTIONS", "2".into()),
+        ("MAX_UNAUTHENTICATED", "2".into()),
+    ];
+    let app = spawn_app_with(db, vars).await;
     let first = app.master_ws(3).await;
     let _second = app.ws("/ws").await;
     let refused = WsClient::try_connect(&app.ws_url("/ws"), &[]).await;
@@ -85,6 +90,45 @@ async fn unauthenticated_connections_per_address_are_capped(db: Db) {
         .await;
     waiting.recv_type("auth_success").await;
     let _next = app.ws("/ws").await;
+}
+
+/// Connections without a token may hold MAX_UNAUTHENTICATED places in all, from any number of
+/// addresses; a master whose app brings its token still gets in, up to MAX_CONNECTIONS.
+async fn unauthenticated_connections_cannot_take_the_places_of_tokens(db: Db) {
+    let app = spawn_app_with(
+        db,
+        vec![
+            ("MAX_CONNECTIONS", "6".into()),
+            ("MAX_UNAUTHENTICATED", "2".into()),
+            ("TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+    )
+    .await;
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    let _one = WsClient::connect(&app.ws_url("/ws"), &from("1.1.1.1")).await;
+    let _two = WsClient::connect(&app.ws_url("/ws"), &from("2.2.2.2")).await;
+    let Err((status, body)) = WsClient::try_connect(&app.ws_url("/ws"), &from("3.3.3.3")).await
+    else {
+        panic!("a third connection without a token took a place");
+    };
+    assert_eq!(
+        (status, body["code"].clone()),
+        (503, json!("over_capacity"))
+    );
+    let mut masters = Vec::new();
+    for master in 3..7 {
+        masters.push(app.master_ws(master).await);
+    }
+    let refused = WsClient::try_connect(
+        &app.ws_url(&format!("/ws?token={}", app.master_token(7))),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        refused.err().map(|(status, _)| status),
+        Some(503),
+        "past MAX_CONNECTIONS"
+    );
 }
 
 async fn forwarded_for_counts_only_from_trusted_proxies(db: Db) {
@@ -165,6 +209,7 @@ on_both_backends!(
     a_users_newest_connection_replaces_the_oldest_past_the_cap,
     unauthenticated_connections_per_address_are_capped,
     forwarded_for_counts_only_from_trusted_proxies,
+    unauthenticated_connections_cannot_take_the_places_of_tokens,
     a_websocket_reject_reason_has_the_same_500_character_limit_as_http,
     topics_are_counted_before_repeats_are_dropped,
 );

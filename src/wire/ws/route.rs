@@ -102,6 +102,16 @@ async fn take_over(
             let message = "the server is at its connection limit; try again shortly";
             return refuse(&mut io, "503 Service Unavailable", "over_capacity", message).await;
         }
+        Err(Refused::TooManyUnauthenticatedInAll) => {
+            log::warn!(
+                "WebSocket refused: {} connections have not authenticated (MAX_UNAUTHENTICATED); \
+                 addr={addr}",
+                app.config.max_unauthenticated
+            );
+            let message = "too many connections have not authenticated; bring the token with \
+                           the upgrade (Authorization header), or try again shortly";
+            return refuse(&mut io, "503 Service Unavailable", "over_capacity", message).await;
+        }
         Err(Refused::TooManyUnauthenticated) => {
             log::warn!("WebSocket refused: too many unauthenticated connections from addr={addr}");
             let message = "too many connections from this address have not authenticated";
