@@ -196,7 +196,71 @@ async fn a_client_that_keeps_flooding_is_closed_with_1008(db: Db) {
     );
 }
 
+/// A client that floods without reading, then reads: the server's answers, and its close, were
+/// all sent before it closed the socket, and none is lost to a reset.
+async fn a_flooding_client_that_reads_only_at_the_end_hears_everything_and_the_close(db: Db) {
+    let app = spawn_app(db).await;
+    let mut ws = app.master_ws(3).await;
+    // Sent as fast as the socket takes them, so that many are still unread when it closes.
+    let pings = vec![json!({"type": "ping"}); 3000];
+    ws.send_all_unflushed(&pings).await;
+    let mut before = Vec::new();
+    let closed = ws.closed_after(&mut before).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1008, "too many messages")
+    );
+    let count = |kind: &str| before.iter().filter(|m| m["type"] == kind).count();
+    let limited = before
+        .iter()
+        .filter(|m| m["code"] == "rate_limited")
+        .count();
+    assert!(count("pong") >= 40, "{} pongs", count("pong"));
+    assert!(limited >= 90, "{limited} rate_limited errors");
+}
+
+/// Bytes that arrive in the same packet as the upgrade request are read at once, not when more
+/// bytes come.
+async fn a_frame_sent_with_the_upgrade_request_is_answered_at_once(db: Db) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(db).await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        app.master_token(3)
+    );
+    // A masked text frame of {"type":"ping","requestId":"p"}, in the same write.
+    let payload = br#"{"type":"ping","requestId":"p"}"#;
+    let mask = [1u8, 2, 3, 4];
+    let mut bytes = request.into_bytes();
+    bytes.extend([0x81, 0x80 | payload.len() as u8]);
+    bytes.extend(mask);
+    bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    socket.write_all(&bytes).await.unwrap();
+
+    let mut heard = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(&heard).contains(r#""requestId":"p""#) {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, socket.read(&mut chunk))
+            .await
+            .expect("the pipelined ping is answered without more bytes")
+            .unwrap();
+        assert!(read > 0, "closed: {}", String::from_utf8_lossy(&heard));
+        heard.extend_from_slice(&chunk[..read]);
+    }
+    let heard = String::from_utf8_lossy(&heard);
+    assert!(heard.starts_with("HTTP/1.1 101"), "{heard}");
+    assert!(heard.contains(r#""type":"pong""#), "{heard}");
+}
+
 on_both_backends!(
+    a_flooding_client_that_reads_only_at_the_end_hears_everything_and_the_close,
+    a_frame_sent_with_the_upgrade_request_is_answered_at_once,
     ping_answers_pong_with_server_time,
     malformed_messages_get_errors_and_the_connection_stays_open,
     roles_are_checked_per_message,

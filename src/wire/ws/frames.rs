@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
 use tokio::io::AsyncRead;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 /// Room kept for an idle connection's next frame: pings and most requests fit.
 const IDLE_READ_BUFFER: usize = 256;
@@ -38,6 +38,9 @@ pub struct Frames<R> {
     /// A fragmented message being put back together: whether it is text, and its bytes so far.
     partial: Option<(bool, BytesMut)>,
     max_size: usize,
+    /// Bytes that came with the handshake are still to be decoded: they are decoded before the
+    /// socket is read, since no more bytes may come to wake the reader.
+    pipelined: bool,
 }
 
 impl<R: AsyncRead + Unpin> Frames<R> {
@@ -51,6 +54,7 @@ impl<R: AsyncRead + Unpin> Frames<R> {
             frames,
             partial: None,
             max_size,
+            pipelined: !already_read.is_empty(),
         }
     }
 
@@ -78,6 +82,27 @@ impl<R: AsyncRead + Unpin> Frames<R> {
         None
     }
 
+    /// The next frame of the bytes that came with the handshake, while they hold a whole one.
+    fn decode_pipelined(&mut self) -> Option<Result<Frame, ProtocolError>> {
+        if !self.pipelined {
+            return None;
+        }
+        let mut buffer = std::mem::take(self.frames.read_buffer_mut());
+        let decoded = self.frames.decoder_mut().decode(&mut buffer);
+        *self.frames.read_buffer_mut() = buffer;
+        match decoded {
+            Ok(Some(frame)) => Some(Ok(frame)),
+            Ok(None) => {
+                self.pipelined = false;
+                None
+            }
+            Err(e) => {
+                self.pipelined = false;
+                Some(Err(e))
+            }
+        }
+    }
+
     /// Hands a grown read buffer back once it holds nothing.
     fn shrink_when_empty(&mut self) {
         let buffer = self.frames.read_buffer_mut();
@@ -103,9 +128,12 @@ impl<R: AsyncRead + Unpin> Stream for Frames<R> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         let this = self.get_mut();
         loop {
-            let next = match Pin::new(&mut this.frames).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(next) => next,
+            let next = match this.decode_pipelined() {
+                Some(frame) => Some(frame),
+                None => match Pin::new(&mut this.frames).poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(next) => next,
+                },
             };
             this.shrink_when_empty();
             let inbound = match next {

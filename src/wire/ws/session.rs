@@ -41,6 +41,9 @@ use crate::{
 const HEARTBEAT: Duration = Duration::from_secs(60);
 /// A peer silent this long gets a WebSocket ping; apps that ping every 45 s never need one.
 const PING_WHEN_SILENT: Duration = Duration::from_secs(60);
+/// After its close frame, how long a connection reads on for the peer's close, and how much.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+const CLOSE_DISCARD_BYTES: u32 = 64 * 1024;
 /// A peer silent this long (no frame, not even a pong) is gone.
 const PEER_TIMEOUT: Duration = Duration::from_secs(150);
 
@@ -94,8 +97,10 @@ pub struct WsSession {
     limiter: RateLimiter,
     last_heard: Instant,
     pub(super) last_ping: PingClock,
-    /// The close code the server sent, for the metrics.
+    /// The close code the server sent, for the metrics; once set, the connection is closing.
     closed_with: Option<CloseCode>,
+    /// Bytes read and discarded since the close frame.
+    discarded: u32,
     /// The task that queues `stats` frames, after `subscribe_stats`.
     pub(super) stats: Option<tokio::task::JoinHandle<()>>,
 }
@@ -135,6 +140,7 @@ impl WsSession {
                 last_heard: Instant::now(),
                 last_ping: PingClock::default(),
                 closed_with: None,
+                discarded: 0,
                 stats: None,
             }
         });
@@ -173,13 +179,19 @@ impl WsSession {
         self.send(ctx, &ServerMessage::from(error), request_id);
     }
 
-    /// Sends a close frame (or, when the queue is stuck, drops the socket) and stops the actor.
+    /// Sends a close frame after what is queued (or, when the queue is stuck, drops the write
+    /// side), then reads and discards what the peer still sends until it closes too, for
+    /// `CLOSE_LINGER` or `CLOSE_DISCARD_BYTES` at most. A socket closed with unread input is
+    /// reset, and the peer would lose the frames before the close, and the close itself.
     pub(super) fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
-        self.closed_with.get_or_insert(code);
+        if self.closed_with.is_some() {
+            return;
+        }
+        self.closed_with = Some(code);
         if self.outbox.close(code, reason) == Err(QueueError::Full) {
             self.writer.abort();
         }
-        ctx.stop();
+        ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
 
     /// Hands a message to the router and waits for it to be taken before reading further frames.
@@ -275,6 +287,9 @@ impl WsSession {
     }
 
     fn on_watch(&mut self, ctx: &mut Context<Self>) {
+        if self.closed_with.is_some() {
+            return;
+        }
         let now = now_ms();
         if let Some((exp, warned)) = self.token_deadline {
             if now >= exp {
@@ -412,6 +427,9 @@ impl Actor for WsSession {
 impl StreamHandler<Inbound> for WsSession {
     fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
         self.last_heard = Instant::now();
+        if self.closed_with.is_some() {
+            return self.discard(ctx, &item);
+        }
         match item {
             Inbound::Text(text) => self.on_text(ctx, &text),
             Inbound::Binary => self.close(
@@ -442,6 +460,24 @@ impl StreamHandler<Inbound> for WsSession {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl WsSession {
+    /// What a closing connection still reads: the peer's close ends it, anything else is
+    /// dropped unread, up to `CLOSE_DISCARD_BYTES`.
+    fn discard(&mut self, ctx: &mut Context<Self>, item: &Inbound) {
+        let size = match item {
+            Inbound::Close => return ctx.stop(),
+            Inbound::Text(text) => text.len(),
+            Inbound::Ping(payload) => payload.len(),
+            _ => 0,
+        };
+        // A frame's header, at least.
+        self.discarded = self.discarded.saturating_add(size as u32 + 2);
+        if self.discarded > CLOSE_DISCARD_BYTES {
+            ctx.stop();
+        }
     }
 }
 

@@ -60,6 +60,22 @@ impl WsClient {
         self.send_text(&message.to_string()).await;
     }
 
+    /// Writes messages back to back and flushes once, stopping at the first that cannot go
+    /// (the server closed).
+    pub async fn send_all_unflushed(&mut self, messages: &[Value]) {
+        for message in messages {
+            if self
+                .stream
+                .feed(Message::text(message.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = self.stream.flush().await;
+    }
+
     /// Sends unless the server has closed the connection already; answers whether it went.
     pub async fn try_send(&mut self, message: Value) -> bool {
         self.stream
