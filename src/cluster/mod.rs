@@ -370,7 +370,7 @@ fn timed_out() -> redis::RedisError {
 /// Delivers only what a node of this cluster signed; the rest is counted, and logged at most once a
 /// minute for each reason.
 async fn listen(pubsub: redis::aio::PubSub, node_id: &str, secret: &[u8], parts: &Parts) {
-    let mut warned: HashMap<&'static str, Option<tokio::time::Instant>> = HashMap::new();
+    let mut warned: HashMap<&'static str, tokio::time::Instant> = HashMap::new();
     let (mut sink, mut stream) = pubsub.split();
     loop {
         let message = tokio::select! {
@@ -405,9 +405,12 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, secret: &[u8], parts:
                 if let Some(backplane) = &parts.metrics.backplane {
                     backplane.rejected.with_label_values(&[e.reason()]).inc();
                 }
-                let last = warned.entry(e.reason()).or_insert(None);
-                if last.is_none_or(|at: tokio::time::Instant| at.elapsed() >= WARN_EVERY) {
-                    *last = Some(tokio::time::Instant::now());
+                let now = tokio::time::Instant::now();
+                if warned
+                    .get(e.reason())
+                    .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY)
+                {
+                    warned.insert(e.reason(), now);
                     log::warn!(
                         "dropped a cluster message ({e}); more like it are counted in \
                          dispatcher_backplane_rejected_total and logged once a minute"

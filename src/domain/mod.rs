@@ -291,6 +291,20 @@ pub enum DomainEvent {
     Pushed(Push),
 }
 
+impl DomainEvent {
+    /// The order it concerns; a push concerns none.
+    pub fn order_id(&self) -> Option<OrderId> {
+        match self {
+            DomainEvent::Offered(o) => Some(o.order_id),
+            DomainEvent::Delivered(d) => Some(d.order_id),
+            DomainEvent::Decided(d) => Some(d.order_id),
+            DomainEvent::OrderStatusChanged(c) => Some(c.order_id),
+            DomainEvent::DispatchEnded(e) => Some(e.order_id),
+            DomainEvent::Pushed(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

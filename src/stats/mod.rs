@@ -24,9 +24,6 @@ use crate::{
     service::{Service, error::AppError},
 };
 
-/// The window the offer figures cover.
-const OFFER_WINDOW_SECS: i64 = offer_figures::WINDOW_SECS;
-
 /// Gathers the admin stats, and streams them to whoever listens.
 pub struct Stats {
     router: Addr<Router>,
@@ -84,7 +81,7 @@ impl Stats {
         let on_shift = self.service.on_shift_of(master_ids).await?;
         let (recent, created_total) = self
             .service
-            .offers_since(now_ms() - OFFER_WINDOW_SECS * 1000)
+            .offers_since(now_ms() - offer_figures::WINDOW_SECS * 1000)
             .await?;
         let offers = offer_figures::figures(&recent, created_total);
 

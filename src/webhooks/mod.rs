@@ -46,19 +46,11 @@ pub fn bodies(events: &[DomainEvent]) -> Vec<NewWebhookDelivery> {
     events
         .iter()
         .filter_map(|event| {
-            let order_id = match event {
-                DomainEvent::Decided(d) => d.order_id,
-                DomainEvent::Delivered(d) => d.order_id,
-                DomainEvent::DispatchEnded(end) => end.order_id,
-                DomainEvent::Offered(_)
-                | DomainEvent::OrderStatusChanged(_)
-                | DomainEvent::Pushed(_) => return None,
-            };
             let event_id = format!("{:032x}", rand::random::<u128>());
             let body = webhook_body(event, &event_id)?;
             Some(NewWebhookDelivery {
+                order_id: event.order_id()?.0,
                 event_id,
-                order_id: order_id.0,
                 body,
             })
         })
