@@ -14,7 +14,7 @@ use crate::{
     bus::{EventBus, REMOTE_QUEUE, Remote},
     cluster::{Node, Parts, Reach},
     config::{Config, ConfigError},
-    expiry::Expiry,
+    expiry::{Expiry, ExpiryWatch},
     metrics::Metrics,
     recovery::{self, PrepareError},
     router::{Router, RouterSettings, messages::Shutdown},
@@ -117,7 +117,8 @@ impl Application {
             webhook_outbox.clone(),
             metrics.clone(),
         );
-        let expiry = expiry_context.run(Expiry::new(service.clone()));
+        let expiry_watch = ExpiryWatch::default();
+        let expiry = expiry_context.run(Expiry::new(service.clone(), expiry_watch.clone()));
         log::info!(
             "node {} starting ({})",
             config.node_id,
@@ -128,10 +129,20 @@ impl Application {
             }
         );
         recovery::start_up(&config.database_url, &pool, &expiry).await?;
-        if let (Some(webhook), Some(outbox)) = (&config.webhook, webhook_outbox) {
-            let sender = webhooks::Sender::new(pool.clone(), webhook.clone(), outbox.wake);
-            actix_web::rt::spawn(sender.run());
-        }
+        let webhook_heartbeat = match (&config.webhook, webhook_outbox) {
+            (Some(webhook), Some(outbox)) => {
+                let heartbeat = webhooks::Heartbeat::default();
+                let sender = webhooks::Sender::new(
+                    pool.clone(),
+                    webhook.clone(),
+                    outbox.wake,
+                    heartbeat.clone(),
+                );
+                actix_web::rt::spawn(sender.run());
+                Some(heartbeat)
+            }
+            _ => None,
+        };
         actix_web::rt::spawn(recovery::sweep_dispatches(service.clone()));
         actix_web::rt::spawn(recovery::sweep_deadlines(
             expiry.clone(),
@@ -184,6 +195,8 @@ impl Application {
             started_at: Instant::now(),
             metrics: metrics.clone(),
             stats,
+            expiry_watch,
+            webhook_heartbeat,
         });
         let metrics_server = match state.config.metrics_bind_addr {
             Some(addr) => Some(wire::server::serve_metrics(state.clone(), addr)?),

@@ -7,7 +7,14 @@
 
 mod queue;
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, SpawnHandle,
@@ -18,8 +25,7 @@ pub use queue::ExpiryQueue;
 
 use crate::{
     bus::Deliver,
-    domain::time::now_ms,
-    domain::{AssignmentId, DomainEvent},
+    domain::{AssignmentId, DomainEvent, time::deciding_now},
     service::Service,
     service::error::AppError,
 };
@@ -29,10 +35,39 @@ const RETRY_MS: i64 = 1_000;
 /// Bounds the mailbox; the bus waits for room.
 const MAILBOX_CAPACITY: usize = 65_536;
 
+/// A stall is a deadline this much past with its offer neither expired nor being expired.
+const STALL_AFTER_MS: i64 = 2_000;
+
 pub struct Expiry {
     service: Service,
     queue: ExpiryQueue,
     timer: Option<(i64, SpawnHandle)>,
+    /// Expiring writes under way, each with when it began.
+    writing: BTreeMap<u64, i64>,
+    next_write: u64,
+    watch: ExpiryWatch,
+}
+
+/// What `/health` reads to tell a working expiry from a stalled one: the earliest of the
+/// armed deadlines and the starts of the writes under way.
+#[derive(Debug, Clone)]
+pub struct ExpiryWatch(Arc<AtomicI64>);
+
+impl Default for ExpiryWatch {
+    fn default() -> Self {
+        ExpiryWatch(Arc::new(AtomicI64::new(i64::MAX)))
+    }
+}
+
+impl ExpiryWatch {
+    /// Whether a deadline passed more than 2 s ago without its offer being expired.
+    pub fn stalled(&self) -> bool {
+        deciding_now()
+            > self
+                .0
+                .load(Ordering::Relaxed)
+                .saturating_add(STALL_AFTER_MS)
+    }
 }
 
 /// Reads pending offers from the database: expires those that fell due, arms the rest. Answers
@@ -46,17 +81,25 @@ pub struct Recover {
 }
 
 impl Expiry {
-    pub fn new(service: Service) -> Self {
+    pub fn new(service: Service, watch: ExpiryWatch) -> Self {
         Expiry {
             service,
             queue: ExpiryQueue::default(),
             timer: None,
+            writing: BTreeMap::new(),
+            next_write: 0,
+            watch,
         }
     }
 
     /// Keeps exactly one timer, set for the earliest pending deadline.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         let next = self.queue.next_deadline();
+        let oldest_write = self.writing.values().min().copied();
+        let watched = next.into_iter().chain(oldest_write).min();
+        self.watch
+            .0
+            .store(watched.unwrap_or(i64::MAX), Ordering::Relaxed);
         if let Some((armed_for, handle)) = self.timer {
             if Some(armed_for) == next {
                 return;
@@ -65,7 +108,8 @@ impl Expiry {
             self.timer = None;
         }
         if let Some(deadline) = next {
-            let delay = Duration::from_millis(deadline.saturating_sub(now_ms()).max(0) as u64);
+            let delay =
+                Duration::from_millis(deadline.saturating_sub(deciding_now()).max(0) as u64);
             let handle = ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
                 act.expire_due(ctx);
@@ -75,7 +119,7 @@ impl Expiry {
     }
 
     fn expire_due(&mut self, ctx: &mut Context<Self>) {
-        let now = now_ms();
+        let now = deciding_now();
         let due = self.queue.pop_due(now);
         if !due.is_empty() {
             // The service publishes what its write won, `decided: expired`, to every node.
@@ -84,11 +128,15 @@ impl Expiry {
                 let due = due.clone();
                 async move { service.expire_due(due).await }
             };
+            let write_id = self.next_write;
+            self.next_write += 1;
+            self.writing.insert(write_id, now);
             ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+                act.writing.remove(&write_id);
                 if let Err(e) = result {
                     log::warn!("could not expire {} assignments, retrying: {e}", due.len());
                     for id in due {
-                        act.queue.arm(id, now_ms() + RETRY_MS);
+                        act.queue.arm(id, deciding_now().saturating_add(RETRY_MS));
                     }
                 }
                 act.schedule(ctx);
@@ -135,11 +183,8 @@ impl Handler<Recover> for Expiry {
         let service = self.service.clone();
         let sweep = recover.due_within;
         let load = async move {
-            let now = now_ms();
-            let before = sweep.map(|ahead| now.saturating_add(ahead.as_millis() as i64));
-            let (overdue, open): (Vec<_>, Vec<_>) = service
-                .pending_deadlines(before)
-                .await?
+            let (now, pending) = service.pending_deadlines(sweep).await?;
+            let (overdue, open): (Vec<_>, Vec<_>) = pending
                 .into_iter()
                 .partition(|&(_, deadline)| deadline <= now);
             let overdue: Vec<AssignmentId> = overdue.into_iter().map(|(id, _)| id).collect();

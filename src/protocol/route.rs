@@ -3,7 +3,7 @@
 use super::{AssignmentEventKind, ServerMessage};
 use crate::domain::{
     AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId,
-    time::{iso, now_ms},
+    time::{deciding_now, iso},
 };
 
 /// Who a frame is for.
@@ -27,7 +27,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
     match event {
         DomainEvent::Offered(offer) => vec![(
             Audience::Offer(offer.master_id, offer.assignment_id),
-            ServerMessage::new_assignment(offer, now_ms()),
+            ServerMessage::new_assignment(offer, deciding_now()),
         )],
         DomainEvent::Decided(d) => {
             let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);

@@ -11,7 +11,7 @@ use prometheus::IntGauge;
 
 use super::outbox::Outbox;
 use crate::{
-    domain::{Offer, time::now_ms},
+    domain::{Offer, time::deciding_now},
     protocol::ServerMessage,
 };
 
@@ -69,7 +69,7 @@ async fn send(outbox: Outbox, pending: Arc<Mutex<Pending>>, _counted: InFlight) 
             next
         };
         let Some(offer) = next else { return };
-        let now = now_ms();
+        let now = deciding_now();
         if now >= offer.expires_at {
             continue;
         }

@@ -28,7 +28,7 @@ use crate::{
         OrderStatus, Outcome, Push,
         input::{MAX_OFFER_TTL_MS, OrderDetails, RejectReason, positive},
         records,
-        time::now_ms,
+        time::deciding_now,
     },
     metrics::{Metrics, ms_to_secs},
     service::error::AppError,
@@ -101,13 +101,27 @@ impl Service {
         }
     }
 
+    /// Runs database work that stores times, given the time by the clock that decides
+    /// deadlines ([`storage::clock`]).
+    async fn with_clock<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn, i64) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.with_db(move |conn| {
+            let now = storage::clock(conn)?;
+            f(conn, now)
+        })
+        .await
+    }
+
     /// Runs a decision in one write transaction together with what follows from its events:
     /// the dispatches of their orders, and the webhook outbox. Once committed, publishes the
     /// events and takes the dispatch steps they call for. Answers the decision's value and how
     /// many of this node's connections an offer among the events reached.
     async fn commit<T, F>(&self, decide: F) -> Result<(T, usize), AppError>
     where
-        F: FnOnce(&mut DbConn) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn, i64) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
         T: Send + 'static,
     {
         self.commit_answering(decide, |_| {}).await
@@ -121,15 +135,15 @@ impl Service {
         answer: impl FnOnce(&T),
     ) -> Result<(T, usize), AppError>
     where
-        F: FnOnce(&mut DbConn) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn, i64) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let now = now_ms();
         let webhook_bodies = self.webhooks.as_ref().map(|w| w.bodies);
         let (value, events, to_step) = self
             .with_db(move |conn| {
                 write_tx(conn, |conn| {
-                    let (value, mut events) = decide(conn)?;
+                    let now = storage::clock(conn)?;
+                    let (value, mut events) = decide(conn, now)?;
                     let followed = Dispatch::follow(conn, &events, now)?;
                     events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
                     if let Some(bodies) = webhook_bodies {
@@ -175,10 +189,9 @@ impl Service {
         details: OrderDetails,
     ) -> Result<records::Order, AppError> {
         positive("order id", id)?;
-        let now = now_ms();
         let fields = details.into();
         let order = self
-            .with_db(move |conn| Ok(Order::upsert(conn, id, &fields, now)?))
+            .with_clock(move |conn, now| Ok(Order::upsert(conn, id, &fields, now)?))
             .await?;
         Ok(order.into())
     }
@@ -190,9 +203,8 @@ impl Service {
         status: OrderStatus,
     ) -> Result<records::Order, AppError> {
         positive("order id", id)?;
-        let now = now_ms();
         let (order, _) = self
-            .commit(move |conn| {
+            .commit(move |conn, now| {
                 let (order, cancelled) = Order::set_status(conn, id, status, now)?
                     .ok_or_else(|| AppError::NotFound(format!("order {id} not found")))?;
                 let mut events = decided(&cancelled, Outcome::Cancelled);
@@ -215,9 +227,8 @@ impl Service {
         positive("orderId", order_id)?;
         positive("masterId", master_id)?;
         let ttl = self.checked_ttl(ttl)?;
-        let now = now_ms();
-        let expires_at = now + ttl.as_millis() as i64;
-        self.commit(move |conn| {
+        self.commit(move |conn, now| {
+            let expires_at = now.saturating_add(ttl.as_millis() as i64);
             match Assignment::insert_offer(conn, order_id, master_id, now, expires_at)? {
                 Ok((assignment, order)) => {
                     let offered = DomainEvent::Offered(assignment.offer(&order));
@@ -259,10 +270,9 @@ impl Service {
     ) -> Result<records::Accepted, AppError> {
         positive("assignment id", id)?;
         let master = permit.master();
-        let now = now_ms();
         let (accepted, _) = self
             .commit_answering(
-                move |conn| {
+                move |conn, now| {
                     visible(conn, master, id)?;
                     let accepted =
                         Assignment::accept(conn, id, now)?.ok_or(AppError::NotPending(id))?;
@@ -295,8 +305,7 @@ impl Service {
                 "only masters act on assignments".into(),
             ));
         };
-        let now = now_ms();
-        self.commit(move |conn| {
+        self.commit(move |conn, now| {
             let first = Assignment::mark_delivered(conn, id, master_id.0, now)?;
             Ok(((), first.into_iter().map(DomainEvent::Delivered).collect()))
         })
@@ -311,9 +320,8 @@ impl Service {
         id: i64,
         reason: Option<RejectReason>,
     ) -> Result<records::Assignment, AppError> {
-        let now = now_ms();
         let master = permit.master();
-        self.decide(master, id, Outcome::Rejected, Deadline::Before(now), reason)
+        self.decide(master, id, Outcome::Rejected, Deadline::Before, reason)
             .await
     }
 
@@ -337,9 +345,8 @@ impl Service {
         reason: Option<RejectReason>,
     ) -> Result<records::Assignment, AppError> {
         positive("assignment id", id)?;
-        let now = now_ms();
         let (assignment, _) = self
-            .commit(move |conn| {
+            .commit(move |conn, now| {
                 visible(conn, master, id)?;
                 let assignment = Assignment::decide_one(
                     conn,
@@ -377,9 +384,8 @@ impl Service {
         if ids.is_empty() {
             return Ok(0);
         }
-        let now = now_ms();
         let ((count, lateness), _) = self
-            .commit(move |conn| {
+            .commit(move |conn, now| {
                 let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
                 let expired = Assignment::expire_due(conn, &ids, now)?;
                 let lateness: Vec<i64> = expired
@@ -398,19 +404,23 @@ impl Service {
         Ok(count)
     }
 
-    /// The deadline of every pending offer due before `before` (of all of them with `None`), for
-    /// arming the expiry timers.
+    /// The time now, and the deadline of every pending offer due within `due_within` (of all
+    /// of them with `None`), for arming the expiry timers.
     pub async fn pending_deadlines(
         &self,
-        before: Option<i64>,
-    ) -> Result<Vec<(AssignmentId, i64)>, AppError> {
-        let pending = self
-            .with_db(move |conn| Ok(Assignment::pending_deadlines(conn, before)?))
+        due_within: Option<Duration>,
+    ) -> Result<(i64, Vec<(AssignmentId, i64)>), AppError> {
+        let (now, pending) = self
+            .with_clock(move |conn, now| {
+                let before = due_within.map(|ahead| now.saturating_add(ahead.as_millis() as i64));
+                Ok((now, Assignment::pending_deadlines(conn, before)?))
+            })
             .await?;
-        Ok(pending
+        let pending = pending
             .into_iter()
             .map(|(id, deadline)| (AssignmentId(id), deadline))
-            .collect())
+            .collect();
+        Ok((now, pending))
     }
 
     /// Starts a cascade of offers of an order and takes its first step.
@@ -455,10 +465,9 @@ impl Service {
             skip_offline: request.skip_offline,
             candidates: request.candidates,
         };
-        let now = now_ms();
         let (state, _) = self
             .commit(
-                move |conn| match Dispatch::create(conn, &plan, &online, now)? {
+                move |conn, now| match Dispatch::create(conn, &plan, &online, now)? {
                     Ok((state, step)) => Ok((state, step.events())),
                     Err(DispatchRefused::OrderNotFound) => {
                         Err(AppError::NotFound(format!("order {order_id} not found")))
@@ -499,8 +508,7 @@ impl Service {
         id: i64,
     ) -> Result<records::Dispatch, AppError> {
         positive("dispatch id", id)?;
-        let now = now_ms();
-        self.commit(move |conn| match Dispatch::cancel(conn, id, now)? {
+        self.commit(move |conn, now| match Dispatch::cancel(conn, id, now)? {
             None => Err(AppError::NotFound(format!("dispatch {id} not found"))),
             Some(Err(status)) => Err(AppError::Conflict(format!(
                 "dispatch {id} has ended already ({status})"
@@ -537,8 +545,7 @@ impl Service {
                 .await?
         };
         let online = self.subscribed_among(&waiting).await;
-        let now = now_ms();
-        self.commit(move |conn| {
+        self.commit(move |conn, now| {
             let mut events = Vec::new();
             for id in raw {
                 events.extend(Dispatch::step(conn, id, &online, now)?.events());
@@ -558,7 +565,7 @@ impl Service {
     /// Takes the steps that the node which decided did not take (it died, or the database
     /// failed in between).
     pub async fn step_overdue(&self, overdue_after: Duration) -> Result<usize, AppError> {
-        let before = now_ms() - overdue_after.as_millis() as i64;
+        let before = deciding_now().saturating_sub(overdue_after.as_millis() as i64);
         let overdue = self
             .with_db(move |conn| Ok(Dispatch::needing_step(conn, before)?))
             .await?;
@@ -609,7 +616,7 @@ impl Service {
     ) -> Result<Vec<Offer>, AppError> {
         /// Keeps each query well under the backends' limits on bound parameters.
         const CHUNK: usize = 1000;
-        let now = now_ms();
+        let now = deciding_now();
         let ids: Vec<i64> = master_ids.iter().map(|m| m.0).collect();
         let rows = self
             .with_db(move |conn| {
@@ -651,9 +658,8 @@ impl Service {
                 "a master may only change his own shift".into(),
             ));
         }
-        let now = now_ms();
         let master = self
-            .with_db(move |conn| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
+            .with_clock(move |conn, now| Ok(Master::set_shift(conn, master_id, on_shift, now)?))
             .await?;
         Ok(master.into())
     }
@@ -672,10 +678,9 @@ impl Service {
         _: Permit<RetryWebhooks>,
         event_id: String,
     ) -> Result<(), AppError> {
-        let now = now_ms();
         let id = event_id.clone();
         let reopened = self
-            .with_db(move |conn| Ok(WebhookDelivery::reopen(conn, &id, now)?))
+            .with_clock(move |conn, now| Ok(WebhookDelivery::reopen(conn, &id, now)?))
             .await?;
         match reopened {
             Reopened::Reopened => {

@@ -285,6 +285,33 @@ pub fn in_database_task() -> bool {
     IN_DATABASE_TASK.get()
 }
 
+/// The time that decides deadlines, in ms. On PostgreSQL it is the database's clock, so that
+/// nodes whose clocks disagree still agree on when an offer was made and when it ended; SQLite
+/// is one process, whose clock is the one clock. Each reading also sets what
+/// [`deciding_now`](crate::domain::time::deciding_now) answers between readings.
+pub fn clock(conn: &mut DbConn) -> Result<i64, QueryError> {
+    let now = read_clock(conn)?;
+    crate::domain::time::learn_deciding_clock(now);
+    Ok(now)
+}
+
+fn read_clock(conn: &mut DbConn) -> Result<i64, QueryError> {
+    use diesel::{RunQueryDsl, sql_types::BigInt};
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = BigInt)]
+        ms: i64,
+    }
+    match conn {
+        DbConn::Postgresql(pg) => Ok(diesel::sql_query(
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms",
+        )
+        .get_result::<Now>(pg)?
+        .ms),
+        DbConn::Sqlite(_) => Ok(crate::domain::time::now_ms()),
+    }
+}
+
 /// Locks an order's row and then its pending offers' rows, lowest id first. Every transaction that
 /// touches an order and its offers takes its locks in this one order, so concurrent accepts,
 /// offers, closes and expiries wait for each other instead of deadlocking. On SQLite

@@ -209,20 +209,18 @@ pub struct Accepted {
     pub cancelled: Vec<Assignment>,
 }
 
-/// Which deadlines a decision is allowed at: masters decide before it, the expiry timer at or after it.
+/// Whether a decision must come before the deadline (masters') or may come at any time (staff's).
 #[derive(Debug, Clone, Copy)]
 pub enum Deadline {
-    Before(i64),
-    Reached(i64),
+    Before,
     Ignored,
 }
 
 impl Deadline {
-    /// The open-closed range of `expires_at` values the decision applies to.
-    fn bounds(self) -> (i64, i64) {
+    /// The open-closed range of `expires_at` values the decision applies to at `now`.
+    fn bounds(self, now: i64) -> (i64, i64) {
         match self {
-            Deadline::Before(now) => (now, i64::MAX),
-            Deadline::Reached(now) => (i64::MIN, now),
+            Deadline::Before => (now, i64::MAX),
             Deadline::Ignored => (i64::MIN, i64::MAX),
         }
     }
@@ -397,7 +395,7 @@ impl Assignment {
         now: i64,
         reason: Option<&str>,
     ) -> QueryResult<bool> {
-        let (after, until) = deadline.bounds();
+        let (after, until) = deadline.bounds(now);
         let changed = diesel::update(
             assignments::table
                 .find(id)
@@ -447,7 +445,7 @@ impl Assignment {
                     conn,
                     id,
                     AssignmentStatus::Accepted,
-                    Deadline::Before(now),
+                    Deadline::Before,
                     now,
                     None,
                 )? {

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::{
     config::WebhookConfig,
     domain::DomainEvent,
-    domain::time::now_ms,
+    domain::time::{deciding_now, now_ms},
     protocol::webhook_body,
     storage::{
         self, DbError, DbPool,
@@ -84,16 +84,51 @@ enum Answer {
     Failed(String),
 }
 
+/// The longest a working sender goes between two rounds: a round waits for its receivers
+/// (`REQUEST_TIMEOUT`) and the database, each well within this.
+const STALL_AFTER: Duration = Duration::from_secs(30);
+
 /// Sends the outbox's events: woken when this node records some, and every `POLL` for the rest.
 pub struct Sender {
     pool: DbPool,
     config: WebhookConfig,
     client: reqwest::Client,
     wake: Arc<Notify>,
+    heartbeat: Heartbeat,
+}
+
+/// When the sender last began a round, for `/health`.
+#[derive(Debug, Clone)]
+pub struct Heartbeat(Arc<std::sync::Mutex<tokio::time::Instant>>);
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat(Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())))
+    }
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        *self.0.lock().expect("no panic while the lock is held") = tokio::time::Instant::now();
+    }
+
+    /// Whether the sender has been stuck in one round, or gone, for longer than a round takes.
+    pub fn stalled(&self) -> bool {
+        self.0
+            .lock()
+            .expect("no panic while the lock is held")
+            .elapsed()
+            > STALL_AFTER
+    }
 }
 
 impl Sender {
-    pub fn new(pool: DbPool, config: WebhookConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        pool: DbPool,
+        config: WebhookConfig,
+        wake: Arc<Notify>,
+        heartbeat: Heartbeat,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             // A redirect would carry the signed body to wherever it points.
@@ -106,6 +141,7 @@ impl Sender {
             config,
             client,
             wake,
+            heartbeat,
         }
     }
 
@@ -115,6 +151,7 @@ impl Sender {
         );
         let mut pruned_at = tokio::time::Instant::now();
         loop {
+            self.heartbeat.beat();
             if pruned_at.elapsed() >= self.prune_every() {
                 pruned_at = tokio::time::Instant::now();
                 self.prune().await;
@@ -144,8 +181,9 @@ impl Sender {
 
     /// Deletes the delivered rows older than `WEBHOOK_RETENTION_SECS`.
     async fn prune(&self) {
-        let before = now_ms().saturating_sub(self.config.retention.as_millis() as i64);
+        let retention = self.config.retention.as_millis() as i64;
         let deleted = storage::run(&self.pool, move |conn| {
+            let before = storage::clock(conn)?.saturating_sub(retention);
             WebhookDelivery::delete_delivered_before(conn, before).map_err(DbError::from)
         })
         .await;
@@ -158,9 +196,11 @@ impl Sender {
 
     /// Sends what is due now; answers how many were sent (well or not).
     async fn send_due(&self) -> Result<usize, DbError> {
-        let now = now_ms();
-        let hold_until = now + CLAIM.as_millis() as i64;
+        // Leases go by the database's clock, so a node whose own clock runs fast does not take
+        // over events that another node still holds.
         let claimed = storage::run(&self.pool, move |conn| {
+            let now = storage::clock(conn)?;
+            let hold_until = now.saturating_add(CLAIM.as_millis() as i64);
             WebhookDelivery::claim_due(conn, now, hold_until, BATCH).map_err(DbError::from)
         })
         .await?;
@@ -215,10 +255,10 @@ impl Sender {
     }
 
     async fn settle(&self, event: WebhookDelivery, answer: Answer) -> Result<(), DbError> {
-        let now = now_ms();
+        let now = deciding_now();
         let max_age = self.config.max_age.as_millis() as i64;
         let id = event.id;
-        let retry_at = now + backoff(event.attempts).as_millis() as i64;
+        let retry_at = now.saturating_add(backoff(event.attempts).as_millis() as i64);
         let done = match answer {
             Answer::Taken => Some(WebhookDone::Delivered),
             Answer::Failed(why) if retry_at - event.created_at > max_age => {

@@ -5,8 +5,9 @@ use std::{sync::Arc, time::Instant};
 use actix::Addr;
 
 use crate::{
-    cluster::Node, config::Config, metrics::Metrics, router::Router, service::Service,
-    stats::Stats, wire::auth::JwtKeys, wire::connection_limits::ConnectionLimits,
+    cluster::Node, config::Config, expiry::ExpiryWatch, metrics::Metrics, router::Router,
+    service::Service, stats::Stats, webhooks, wire::auth::JwtKeys,
+    wire::connection_limits::ConnectionLimits,
 };
 
 #[derive(Clone)]
@@ -20,4 +21,7 @@ pub struct AppState {
     pub started_at: Instant,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<Stats>,
+    pub expiry_watch: ExpiryWatch,
+    /// The webhook sender's, when webhooks are on.
+    pub webhook_heartbeat: Option<webhooks::Heartbeat>,
 }

@@ -2,6 +2,7 @@
 mod helpers;
 
 mod assignments;
+mod clock;
 mod cluster;
 mod concurrency;
 mod dashboard;
@@ -9,6 +10,7 @@ mod dispatch;
 mod doctor;
 mod expiry;
 mod fuzz;
+mod health;
 mod http_errors;
 mod limits;
 mod metrics;

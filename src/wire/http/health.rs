@@ -17,7 +17,10 @@ pub async fn health(app: web::Data<AppState>) -> HttpResponse {
         .and_then(Result::ok);
     let dispatcher_ok = connections.is_some();
     let redis_up = app.node.redis_up();
-    let status = match (database_ok && dispatcher_ok, redis_up) {
+    let expiry_ok = !app.expiry_watch.stalled();
+    let webhooks = app.webhook_heartbeat.as_ref().map(|h| !h.stalled());
+    let working = database_ok && dispatcher_ok && expiry_ok && webhooks != Some(false);
+    let status = match (working, redis_up) {
         (false, _) => "unavailable",
         (true, Some(false)) => "degraded",
         (true, _) => "ok",
@@ -27,6 +30,12 @@ pub async fn health(app: web::Data<AppState>) -> HttpResponse {
         "node": &*app.node.id,
         "database": if database_ok { "ok" } else { "unavailable" },
         "dispatcher": if dispatcher_ok { "ok" } else { "unavailable" },
+        "expiry": if expiry_ok { "ok" } else { "stalled" },
+        "webhooks": match webhooks {
+            Some(true) => "ok",
+            Some(false) => "stalled",
+            None => "off",
+        },
         "connections": connections.unwrap_or(0),
         "uptimeSecs": app.started_at.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -34,7 +43,7 @@ pub async fn health(app: web::Data<AppState>) -> HttpResponse {
     if let Some(up) = redis_up {
         body["redis"] = json!(if up { "ok" } else { "down" });
     }
-    if database_ok && dispatcher_ok {
+    if working {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

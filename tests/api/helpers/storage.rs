@@ -67,6 +67,46 @@ impl Storage {
     }
 }
 
+/// A lock on a whole table, held by another session until dropped: a database whose queries on
+/// that table hang.
+pub struct TableLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Storage {
+    /// Locks `table` against every read and write (PostgreSQL), until the answer is dropped.
+    pub fn lock_table(&self, table: &str) -> TableLock {
+        use diesel::{Connection, RunQueryDsl};
+        assert!(self.postgres.is_some(), "table locks are PostgreSQL's");
+        let mut conn = diesel::PgConnection::establish(&self.url).expect("the test database");
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let sql = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+        let thread = std::thread::spawn(move || {
+            diesel::sql_query("BEGIN").execute(&mut conn).unwrap();
+            diesel::sql_query(&sql).execute(&mut conn).unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            diesel::sql_query("ROLLBACK").execute(&mut conn).unwrap();
+        });
+        locked.recv().expect("the table is locked");
+        TableLock {
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for Storage {
     fn drop(&mut self) {
         if let Some((base, name)) = &self.postgres {
