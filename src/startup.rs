@@ -157,6 +157,7 @@ impl Application {
                 gaps: gaps.clone(),
             };
             node.start(outgoing, parts);
+            actix_web::rt::spawn(recovery::catch_up(router.clone(), service.clone()));
             actix_web::rt::spawn(recovery::recover_gaps(
                 gaps,
                 expiry,

@@ -1,7 +1,8 @@
 //! Recovery: whatever a node missed, it reads back from the database. At start, the deadlines of
 //! pending offers ([`start_up`]); every few seconds, the deadlines that passed or fall due soon
-//! ([`sweep_deadlines`]) and the dispatch steps another node left ([`sweep_dispatches`]); and
-//! after a gap in what the other nodes told it ([`recover_gaps`]).
+//! ([`sweep_deadlines`]) and the dispatch steps another node left ([`sweep_dispatches`]); every
+//! second, in a cluster, the offers and decisions whose events may have been lost between nodes
+//! ([`catch_up`]); and after a gap in what the other nodes told it ([`recover_gaps`]).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -10,11 +11,11 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::{
-    domain::{MasterId, Offer},
+    domain::{MasterId, Offer, time::deciding_now},
     expiry::{Expiry, Recover},
     router::{
         Router,
-        messages::{Resync, SubscribedMasters, TellMissed},
+        messages::{CatchUp, Resync, SubscribedMasters, TellMissed},
     },
     service::{Service, error::AppError},
     storage::{self, Backend, DbError, DbPool},
@@ -139,6 +140,37 @@ async fn recover_gap(expiry: &Addr<Expiry>, router: &Addr<Router>, service: &Ser
             }
             Ok(_) => {}
             Err(e) => log::warn!("gap recovery could not read missed decisions: {e}"),
+        }
+    }
+}
+
+/// How often a node of a cluster reads back what changed lately.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+/// Each read reaches this far before the previous one began, for changes committed late.
+const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
+
+/// Every second, reads back the offers made and decided since the last read (with an
+/// overlap) and has the router send those its connections missed. Events between nodes can be
+/// lost: the node that committed may die before it publishes, or be cut from Redis, and then
+/// no gap is seen anywhere; the database still has the truth. The router sends nothing twice.
+pub async fn catch_up(router: Addr<Router>, service: Service) {
+    let overlap = CATCH_UP_OVERLAP.as_millis() as i64;
+    let mut since = deciding_now().saturating_sub(overlap);
+    let mut tick = tokio::time::interval(CATCH_UP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let began = deciding_now();
+        match service.changed_since(since).await {
+            Ok((offers, decisions)) => {
+                let changed = !offers.is_empty() || !decisions.is_empty();
+                if changed && router.send(CatchUp { offers, decisions }).await.is_err() {
+                    return;
+                }
+                since = began.saturating_sub(overlap);
+            }
+            Err(AppError::Unavailable) => {}
+            Err(e) => log::warn!("catch-up could not read what changed: {e}"),
         }
     }
 }

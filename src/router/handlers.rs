@@ -239,6 +239,46 @@ impl Handler<TellMissed> for Router {
     }
 }
 
+/// Catches up with what the database says changed: offers and decisions whose events were
+/// lost between nodes (a node died between its commit and its publish, or was cut from Redis).
+impl Handler<CatchUp> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: CatchUp, ctx: &mut Context<Self>) {
+        for decision in msg.decisions {
+            let (master, assignment_id) = (decision.master_id, decision.assignment_id);
+            let holders: Vec<_> = self
+                .by_master
+                .ids(&master)
+                .into_iter()
+                .filter(|id| {
+                    self.connections
+                        .get(id)
+                        .is_some_and(|c| c.offered.contains(&assignment_id))
+                })
+                .collect();
+            self.forget_offer(master, assignment_id);
+            for (audience, message) in route(&DomainEvent::Decided(decision)) {
+                if matches!(audience, Audience::Master(_)) {
+                    let frame = message.frame(None);
+                    for &id in &holders {
+                        self.send_to(id, frame.clone());
+                    }
+                }
+            }
+        }
+        let offers: Vec<DomainEvent> = msg
+            .offers
+            .into_iter()
+            .filter(|offer| !self.recently_decided.contains(&offer.assignment_id))
+            .map(DomainEvent::Offered)
+            .collect();
+        if !offers.is_empty() {
+            Handler::<Deliver>::handle(self, Deliver(offers), ctx);
+        }
+    }
+}
+
 /// A snapshot of the connections for the admin stats.
 impl Handler<GetStats> for Router {
     type Result = MessageResult<GetStats>;

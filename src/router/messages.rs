@@ -130,6 +130,16 @@ pub struct TellMissed {
     pub decisions: Vec<Decision>,
 }
 
+/// What the database says changed lately, in case an event about it was lost between nodes:
+/// open offers go to subscribed connections that have not had them (unless decided meanwhile),
+/// decisions to the connections still holding their offers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatchUp {
+    pub offers: Vec<Offer>,
+    pub decisions: Vec<Decision>,
+}
+
 /// A master's connection as the admin stats show it; nodes share these through Redis.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

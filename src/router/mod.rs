@@ -117,6 +117,36 @@ pub struct Router {
     last_churn: std::time::Instant,
     trim_scheduled: bool,
     metrics: Arc<Metrics>,
+    /// Offers lately decided, so that catching up on a stale read does not offer them again.
+    recently_decided: RecentlyDecided,
+}
+
+/// The last `RECENTLY_DECIDED` decided offers.
+#[derive(Default)]
+struct RecentlyDecided {
+    order: std::collections::VecDeque<AssignmentId>,
+    ids: HashSet<AssignmentId>,
+}
+
+/// Decisions remembered; at 50 a second, the last twenty minutes.
+const RECENTLY_DECIDED: usize = 65_536;
+
+impl RecentlyDecided {
+    fn insert(&mut self, id: AssignmentId) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENTLY_DECIDED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+    }
+
+    fn contains(&self, id: &AssignmentId) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 impl Router {
@@ -133,6 +163,7 @@ impl Router {
             churn_since_trim: 0,
             last_churn: std::time::Instant::now(),
             trim_scheduled: false,
+            recently_decided: RecentlyDecided::default(),
         }
     }
 
@@ -233,6 +264,7 @@ impl Router {
 
     /// A decided offer is no longer open, so it need not be remembered.
     fn forget_offer(&mut self, master_id: MasterId, assignment_id: AssignmentId) {
+        self.recently_decided.insert(assignment_id);
         for id in self.by_master.get(&master_id) {
             if let Some(conn) = self.connections.get_mut(&id) {
                 conn.offered.remove(&assignment_id);

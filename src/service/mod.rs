@@ -630,6 +630,19 @@ impl Service {
         Ok(rows.iter().map(|(a, o)| a.offer(o)).collect())
     }
 
+    /// The offers made since `since` (ms) that are still open, and the decisions made since.
+    pub async fn changed_since(&self, since: i64) -> Result<(Vec<Offer>, Vec<Decision>), AppError> {
+        let (open, decided) = self
+            .with_clock(move |conn, now| Ok(Assignment::changed_since(conn, since, now)?))
+            .await?;
+        let offers = open.iter().map(|(a, o)| a.offer(o)).collect();
+        let decisions = decided
+            .iter()
+            .filter_map(|a| Some(a.decision(a.outcome()?)))
+            .collect();
+        Ok((offers, decisions))
+    }
+
     /// How those of these offers that are no longer pending ended.
     pub async fn decisions_among(&self, ids: Vec<AssignmentId>) -> Result<Vec<Decision>, AppError> {
         let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();

@@ -226,6 +226,9 @@ impl Deadline {
     }
 }
 
+/// Open offers with their orders, and decided offers: see [`Assignment::changed_since`].
+pub type Changed = (Vec<(Assignment, Order)>, Vec<Assignment>);
+
 impl Assignment {
     pub fn is_pending(&self) -> bool {
         self.status == AssignmentStatus::Pending
@@ -557,6 +560,24 @@ impl Assignment {
             .order(assignments::id.asc())
             .select((Assignment::as_select(), Order::as_select()))
             .load(conn)
+    }
+
+    /// What changed since `since`: the offers made since then still open at `now` (with their
+    /// orders), and the offers decided since then.
+    pub fn changed_since(conn: &mut DbConn, since: i64, now: i64) -> QueryResult<Changed> {
+        let open = assignments::table
+            .inner_join(orders::table)
+            .filter(assignments::created_at.ge(since))
+            .filter(assignments::status.eq(AssignmentStatus::Pending))
+            .filter(assignments::expires_at.gt(now))
+            .order(assignments::id.asc())
+            .select((Assignment::as_select(), Order::as_select()))
+            .load(conn)?;
+        let decided = assignments::table
+            .filter(assignments::decided_at.ge(since))
+            .filter(assignments::status.ne(AssignmentStatus::Pending))
+            .load(conn)?;
+        Ok((open, decided))
     }
 
     /// Those of `ids` that are no longer pending.

@@ -1,0 +1,1 @@
+CREATE INDEX assignments_by_decided ON assignments (decided_at);
