@@ -43,14 +43,14 @@ impl Default for Phase {
 }
 
 /// A PostgreSQL database of the run's own, dropped afterwards.
-struct Database {
+pub struct Database {
     base: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl Database {
-    fn create(base: &str) -> Database {
+    pub fn create(base: &str) -> Database {
         let name = format!("loadgen_{:016x}", rand_u64());
         sql(base, &format!("CREATE DATABASE {name}"));
         let server = base.rsplit_once('/').map_or(base, |(server, _)| server);

@@ -2,6 +2,7 @@
 //! phone, and what a reconnect storm does. See BENCHMARKS.md.
 
 mod cascade;
+mod chaos;
 mod cluster;
 mod fleet;
 mod floor;
@@ -45,7 +46,11 @@ enum Scenario {
     /// Masters held for a long time while some reconnect, offers accepted and expiring; not
     /// part of `all`, since it runs for `--soak-secs`.
     Soak,
-    /// Every scenario but `cluster`.
+    /// Three nodes under faults (kill -9, SIGSTOP, Redis killed, links cut and slowed, a
+    /// clock off), with a checker; not part of `all`: it runs for `--chaos-secs` and needs
+    /// PostgreSQL, redis-server and libfaketime.
+    Chaos,
+    /// Every scenario but `cluster`, `soak` and `chaos`.
     All,
 }
 
@@ -155,6 +160,15 @@ struct RunArgs {
     /// Response deadline of the soak's offers; those not accepted expire after it.
     #[arg(long, default_value_t = 10)]
     soak_ttl: u64,
+    /// How long the chaos run injects faults.
+    #[arg(long, default_value_t = 600)]
+    chaos_secs: u64,
+    /// Masters in the chaos run.
+    #[arg(long, default_value_t = 1_500)]
+    chaos_masters: usize,
+    /// Offers per second in the chaos run.
+    #[arg(long, default_value_t = 50)]
+    chaos_rate: u64,
     /// Where the results go as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: String,
@@ -211,8 +225,16 @@ fn main() -> ExitCode {
                 soak_secs,
                 soak_rate,
                 soak_ttl,
+                chaos_secs,
+                chaos_masters,
+                chaos_rate,
                 json,
             } = *args;
+            let chaos = chaos::ChaosOpts {
+                duration: Duration::from_secs(chaos_secs),
+                masters: chaos_masters.max(1),
+                rate: chaos_rate.max(1),
+            };
             let soak = soak::SoakOpts {
                 masters: soak_masters,
                 duration: Duration::from_secs(soak_secs),
@@ -241,17 +263,31 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .unwrap();
-            let report = runtime.block_on(run(&scenarios, &opts, &soak));
+            let report = runtime.block_on(run(&scenarios, &opts, &soak, &chaos));
             report.print();
             std::fs::write(&json, serde_json::to_string_pretty(&report).unwrap())
                 .expect("write JSON");
             println!("\nresults written to {json}");
-            ExitCode::SUCCESS
+            // The chaos run is a verdict: any violation fails it.
+            let violated = report
+                .rows
+                .iter()
+                .any(|r| r.scenario == "chaos" && r.met == Some(false));
+            if violated {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }
 
-async fn run(scenarios: &[Scenario], opts: &Opts, soak: &soak::SoakOpts) -> Report {
+async fn run(
+    scenarios: &[Scenario],
+    opts: &Opts,
+    soak: &soak::SoakOpts,
+    chaos: &chaos::ChaosOpts,
+) -> Report {
     let all = scenarios.contains(&Scenario::All);
     let wants = |s: Scenario| all || scenarios.contains(&s);
     let mut report = Report::default();
@@ -289,6 +325,9 @@ async fn run(scenarios: &[Scenario], opts: &Opts, soak: &soak::SoakOpts) -> Repo
     }
     if scenarios.contains(&Scenario::Soak) {
         soak::soak(opts, soak, &mut report).await;
+    }
+    if scenarios.contains(&Scenario::Chaos) {
+        chaos::chaos(opts, chaos, &mut report).await;
     }
     report
 }

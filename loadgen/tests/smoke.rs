@@ -119,6 +119,45 @@ fn the_cluster_scenario_runs_small_and_loses_nothing() {
     assert_eq!(value("cross node HTTP errors"), 0.0);
 }
 
+/// A minute of faults of every kind against three nodes, and a verdict of no violations.
+#[test]
+fn the_chaos_run_injects_every_fault_and_finds_no_violation() {
+    let (Ok(postgres), Ok(_)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the chaos run: set TEST_DATABASE_URL and TEST_REDIS_URL"
+        );
+        eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the chaos run");
+        return;
+    };
+    let report = run_loadgen(&[
+        "run",
+        "chaos",
+        "--chaos-secs",
+        "60",
+        "--postgres-url",
+        &postgres,
+    ]);
+    let rows = report["rows"].as_array().unwrap();
+    let faults: Vec<(&str, f64)> = rows
+        .iter()
+        .filter(|r| r["scenario"] == "chaos")
+        .filter_map(|r| {
+            let kind = r["metric"].as_str()?.strip_prefix("fault: ")?;
+            Some((kind, r["value"].as_f64()?))
+        })
+        .collect();
+    assert_eq!(faults.len(), 7, "{report}");
+    for (kind, count) in faults {
+        assert!(count >= 1.0, "no fault of kind {kind}: {report}");
+    }
+    assert!(metric(&report, "chaos", "offers") >= 1_000.0, "{report}");
+    assert_eq!(metric(&report, "chaos", "violations"), 0.0, "{report}");
+}
+
 /// Runs loadgen with `args` in a folder of its own; answers its JSON report.
 fn run_loadgen(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();

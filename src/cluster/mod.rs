@@ -30,7 +30,7 @@ pub use presence::NodePresence;
 
 use crate::{
     bus::EventBus,
-    domain::{DomainEvent, MasterId, time::now_ms},
+    domain::{DomainEvent, MasterId, time::deciding_now},
     metrics::Metrics,
     router::{
         Router,
@@ -252,7 +252,7 @@ async fn publish_loop(
     let mut down = false;
     while let Some(events) = outgoing.recv().await {
         let count = events.len();
-        let payload = envelope::encode(&link.secret, &node_id, events, now_ms());
+        let payload = envelope::encode(&link.secret, &node_id, events, deciding_now());
         if publish_patiently(&mut conn, &payload, !down).await.is_ok() {
             if let Some(backplane) = &metrics.backplane {
                 backplane
@@ -305,7 +305,7 @@ async fn announce_dropped(link: &Link, node_id: &str) {
         return;
     }
     let mut conn = link.conn.clone();
-    let notice = envelope::encode_dropped(&link.secret, node_id, now_ms());
+    let notice = envelope::encode_dropped(&link.secret, node_id, deciding_now());
     if publish_patiently(&mut conn, &notice, true).await.is_err() {
         link.dropped.store(true, Ordering::Relaxed);
     }
@@ -386,7 +386,7 @@ async fn listen(pubsub: redis::aio::PubSub, node_id: &str, secret: &[u8], parts:
         let Some(message) = message else {
             return;
         };
-        match envelope::decode(secret, message.get_payload_bytes(), now_ms()) {
+        match envelope::decode(secret, message.get_payload_bytes(), deciding_now()) {
             Ok(envelope) if envelope.node == node_id => {}
             Ok(envelope) => {
                 if envelope.dropped {

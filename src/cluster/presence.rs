@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope;
 use crate::{
-    domain::time::now_ms,
+    domain::time::deciding_now,
     router::messages::{MasterConnection, Stats},
 };
 
@@ -36,7 +36,7 @@ impl NodePresence {
             id: node_id.to_string(),
             connections: stats.total_connected,
             by_role: stats.by_role,
-            last_seen: now_ms(),
+            last_seen: deciding_now(),
             masters: stats.masters,
         }
     }

@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use crate::{
-    domain::{MasterId, Offer, time::deciding_now},
+    domain::{MasterId, Offer},
     expiry::{Expiry, Recover},
     router::{
         Router,
@@ -155,19 +155,19 @@ const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
 /// no gap is seen anywhere; the database still has the truth. The router sends nothing twice.
 pub async fn catch_up(router: Addr<Router>, service: Service) {
     let overlap = CATCH_UP_OVERLAP.as_millis() as i64;
-    let mut since = deciding_now().saturating_sub(overlap);
+    // By the deciding clock as read with each query: this node's own may be off.
+    let mut since = None;
     let mut tick = tokio::time::interval(CATCH_UP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let began = deciding_now();
-        match service.changed_since(since).await {
-            Ok((offers, decisions)) => {
+        match service.changed_since(since, CATCH_UP_OVERLAP).await {
+            Ok((read_at, offers, decisions)) => {
                 let changed = !offers.is_empty() || !decisions.is_empty();
                 if changed && router.send(CatchUp { offers, decisions }).await.is_err() {
                     return;
                 }
-                since = began.saturating_sub(overlap);
+                since = Some(read_at.saturating_sub(overlap));
             }
             Err(AppError::Unavailable) => {}
             Err(e) => log::warn!("catch-up could not read what changed: {e}"),

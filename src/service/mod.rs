@@ -630,17 +630,25 @@ impl Service {
         Ok(rows.iter().map(|(a, o)| a.offer(o)).collect())
     }
 
-    /// The offers made since `since` (ms) that are still open, and the decisions made since.
-    pub async fn changed_since(&self, since: i64) -> Result<(Vec<Offer>, Vec<Decision>), AppError> {
-        let (open, decided) = self
-            .with_clock(move |conn, now| Ok(Assignment::changed_since(conn, since, now)?))
+    /// The offers made since `since` (ms; `lately` before now with `None`) that are still
+    /// open, and the decisions made since; with the time by the deciding clock they were read at.
+    pub async fn changed_since(
+        &self,
+        since: Option<i64>,
+        lately: Duration,
+    ) -> Result<(i64, Vec<Offer>, Vec<Decision>), AppError> {
+        let (now, (open, decided)) = self
+            .with_clock(move |conn, now| {
+                let since = since.unwrap_or(now.saturating_sub(lately.as_millis() as i64));
+                Ok((now, Assignment::changed_since(conn, since, now)?))
+            })
             .await?;
         let offers = open.iter().map(|(a, o)| a.offer(o)).collect();
         let decisions = decided
             .iter()
             .filter_map(|a| Some(a.decision(a.outcome()?)))
             .collect();
-        Ok((offers, decisions))
+        Ok((now, offers, decisions))
     }
 
     /// How those of these offers that are no longer pending ended.
