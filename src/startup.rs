@@ -157,7 +157,12 @@ impl Application {
                 gaps: gaps.clone(),
             };
             node.start(outgoing, parts);
-            actix_web::rt::spawn(recovery::catch_up(router.clone(), service.clone()));
+            let link = node.clone();
+            actix_web::rt::spawn(recovery::catch_up(
+                router.clone(),
+                service.clone(),
+                move || link.redis_up() != Some(false),
+            ));
             actix_web::rt::spawn(recovery::recover_gaps(
                 gaps,
                 expiry,

@@ -14,7 +14,12 @@ pub enum CloseCode {
     Policy = 1008,
     Size = 1009,
     Error = 1011,
+    TryAgainLater = 1013,
 }
+
+/// The reason of a 1013: the node missed events and can read them neither from Redis nor from
+/// the database, so its masters are better served by another node.
+pub const CUT_OFF: &str = "this node is cut off; reconnect";
 
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -138,6 +143,12 @@ pub const CLOSE_CAUSES: &[CloseCause] = &[
         "Reconnect; report it with the server's log around that time.",
     ),
     cause(
+        1013,
+        Some(CUT_OFF),
+        "The node lost Redis and cannot reach the database either, so offers made through other nodes may not reach it.",
+        "Reconnect at once (the load balancer picks a healthy node); the new subscription replays every open offer.",
+    ),
+    cause(
         1015,
         None,
         "The TLS handshake failed (browsers report it, servers never send it).",
@@ -176,6 +187,7 @@ mod tests {
             (1008, "too many messages"),
             (1008, "replaced by a newer connection"),
             (1009, "message too big"),
+            (1013, CUT_OFF),
         ] {
             let cause = explain(code, reason).unwrap_or_else(|| panic!("{code} {reason}"));
             assert_eq!(cause.code, code);

@@ -13,5 +13,5 @@ pub mod stats;
 
 pub use client::{CLIENT_TYPES, ClientMessage, Incoming, ParseError, parse};
 pub use close::CloseCode;
-pub use route::{Audience, route, webhook_body};
+pub use route::{Audience, missed_decision, route, webhook_body};
 pub use server::{AssignmentEventKind, Frame, SERVER_TYPES, ServerMessage, is_reserved_type};

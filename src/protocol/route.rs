@@ -1,8 +1,8 @@
 //! The one place that decides who hears of an event, and in which frame.
 
-use super::{AssignmentEventKind, ServerMessage};
+use super::{AssignmentEventKind, ServerMessage, shapes::OrderView};
 use crate::domain::{
-    AssignmentId, DomainEvent, MasterId, Outcome, Push, UserId,
+    AssignmentId, Decision, DomainEvent, MasterId, Outcome, Push, UserId, records,
     time::{deciding_now, iso},
 };
 
@@ -19,6 +19,31 @@ pub enum Audience {
     EventListeners,
     /// Every authenticated connection of these users, or, with a topic, those subscribed to it.
     Users(Vec<UserId>, Option<String>),
+}
+
+/// What a connection that held an offer is told when it missed how the offer ended, whoever
+/// decided it: the frame the master would have had, or the answer to his own accept or reject.
+pub fn missed_decision(decision: &Decision, order: &records::Order) -> ServerMessage {
+    let (assignment_id, order_id) = (decision.assignment_id.0, decision.order_id.0);
+    match decision.outcome {
+        Outcome::Expired => ServerMessage::AssignmentExpired {
+            assignment_id,
+            order_id,
+        },
+        Outcome::Cancelled => ServerMessage::AssignmentCancelled {
+            assignment_id,
+            order_id,
+        },
+        Outcome::Rejected => ServerMessage::AssignmentRejected {
+            assignment_id,
+            order_id,
+        },
+        Outcome::Accepted => ServerMessage::AssignmentAccepted {
+            assignment_id,
+            order_id,
+            order: OrderView::from(order),
+        },
+    }
 }
 
 /// The frames an event becomes, each with its audience.

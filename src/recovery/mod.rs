@@ -15,7 +15,7 @@ use crate::{
     expiry::{Expiry, Recover},
     router::{
         Router,
-        messages::{CatchUp, Resync, SubscribedMasters, TellMissed},
+        messages::{CatchUp, Resync, ShedSubscribed, SubscribedMasters, TellMissed},
     },
     service::{Service, error::AppError},
     storage::{self, Backend, DbError, DbPool},
@@ -91,37 +91,54 @@ pub async fn recover_gaps(
     router: Addr<Router>,
     service: Service,
 ) {
+    /// Between two tries of a recovery that failed.
+    const RETRY: Duration = Duration::from_millis(500);
     loop {
         gaps.notified().await;
-        recover_gap(&expiry, &router, &service).await;
+        let mut shed = false;
+        while let Err(e) = recover_gap(&expiry, &router, &service).await {
+            // Redis lost events and the database cannot give them back: offers made through
+            // other nodes would not reach this node's masters, so they go to another node,
+            // whose subscription replays them. Connections made meanwhile go too.
+            let count = router.send(ShedSubscribed).await.unwrap_or(0);
+            if !shed {
+                log::warn!(
+                    "gap recovery failed ({e}); closed {count} subscribed connections with \
+                     1013 so they reconnect to a node that can read the database"
+                );
+            }
+            shed = true;
+            tokio::time::sleep(RETRY).await;
+        }
+        if shed {
+            log::info!("gap recovered after the database came back");
+        }
     }
 }
 
 /// After (re)subscribing: arm every pending deadline again, send subscribed masters the open
 /// offers they missed (the router skips offers a connection has already been sent), and tell
 /// them of offers they hold that were expired or cancelled meanwhile.
-async fn recover_gap(expiry: &Addr<Expiry>, router: &Addr<Router>, service: &Service) {
+async fn recover_gap(
+    expiry: &Addr<Expiry>,
+    router: &Addr<Router>,
+    service: &Service,
+) -> Result<(), AppError> {
     match expiry.send(Recover { due_within: None }).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => log::warn!("gap recovery could not re-arm deadlines: {e}"),
+        Ok(Err(e)) => return Err(e),
         Err(e) => log::error!("gap recovery: expiry actor unreachable: {e}"),
     }
     let Ok(subscribed) = router.send(SubscribedMasters).await else {
-        return;
+        return Ok(());
     };
     if subscribed.is_empty() {
-        return;
+        return Ok(());
     }
     let mut masters: Vec<MasterId> = subscribed.iter().map(|&(_, m)| m).collect();
     masters.sort_unstable();
     masters.dedup();
-    let offers = match service.pending_offers_of(masters).await {
-        Ok(offers) => offers,
-        Err(e) => {
-            log::warn!("gap recovery could not read open offers: {e}");
-            return;
-        }
-    };
+    let offers = service.pending_offers_of(masters).await?;
     let mut by_master: HashMap<MasterId, Vec<Offer>> = HashMap::new();
     for offer in offers {
         by_master.entry(offer.master_id).or_default().push(offer);
@@ -129,19 +146,17 @@ async fn recover_gap(expiry: &Addr<Expiry>, router: &Addr<Router>, service: &Ser
     for (id, master) in subscribed {
         let open = by_master.get(&master).cloned().unwrap_or_default();
         let Ok(stale) = router.send(Resync { id, open }).await else {
-            return;
+            return Ok(());
         };
         if stale.is_empty() {
             continue;
         }
-        match service.decisions_among(stale).await {
-            Ok(decisions) if !decisions.is_empty() => {
-                let _ = router.send(TellMissed { id, decisions }).await;
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("gap recovery could not read missed decisions: {e}"),
+        let decisions = service.decisions_among(stale).await?;
+        if !decisions.is_empty() {
+            let _ = router.send(TellMissed { id, decisions }).await;
         }
     }
+    Ok(())
 }
 
 /// How often a node of a cluster reads back what changed lately.
@@ -153,7 +168,10 @@ const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
 /// overlap) and has the router send those its connections missed. Events between nodes can be
 /// lost: the node that committed may die before it publishes, or be cut from Redis, and then
 /// no gap is seen anywhere; the database still has the truth. The router sends nothing twice.
-pub async fn catch_up(router: Addr<Router>, service: Service) {
+///
+/// A node that can read neither (`link_up` false, the database unavailable) sends its
+/// subscribed connections to other nodes, with 1013.
+pub async fn catch_up(router: Addr<Router>, service: Service, link_up: impl Fn() -> bool) {
     let overlap = CATCH_UP_OVERLAP.as_millis() as i64;
     // By the deciding clock as read with each query: this node's own may be off.
     let mut since = None;
@@ -168,6 +186,15 @@ pub async fn catch_up(router: Addr<Router>, service: Service) {
                     return;
                 }
                 since = Some(read_at.saturating_sub(overlap));
+            }
+            Err(AppError::Unavailable) if !link_up() => {
+                let count = router.send(ShedSubscribed).await.unwrap_or(0);
+                if count > 0 {
+                    log::warn!(
+                        "cut off from Redis and the database: closed {count} subscribed \
+                         connections with 1013 so they reconnect to another node"
+                    );
+                }
             }
             Err(AppError::Unavailable) => {}
             Err(e) => log::warn!("catch-up could not read what changed: {e}"),

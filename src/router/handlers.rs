@@ -8,7 +8,7 @@ use crate::{
     domain::time::now_ms,
     metrics::ms_to_secs,
     protocol::CloseCode,
-    protocol::{Audience, route},
+    protocol::{Audience, missed_decision, route},
 };
 
 /// Registers a new connection, not yet authenticated.
@@ -245,7 +245,7 @@ impl Handler<CatchUp> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: CatchUp, ctx: &mut Context<Self>) {
-        for decision in msg.decisions {
+        for (decision, order) in msg.decisions {
             let (master, assignment_id) = (decision.master_id, decision.assignment_id);
             let holders: Vec<_> = self
                 .by_master
@@ -258,13 +258,10 @@ impl Handler<CatchUp> for Router {
                 })
                 .collect();
             self.forget_offer(master, assignment_id);
-            for (audience, message) in route(&DomainEvent::Decided(decision)) {
-                if matches!(audience, Audience::Master(_)) {
-                    let frame = message.frame(None);
-                    for &id in &holders {
-                        self.send_to(id, frame.clone());
-                    }
-                }
+            // Holders hear of their own accept or reject too: its answer may have been lost.
+            let frame = missed_decision(&decision, &order).frame(None);
+            for &id in &holders {
+                self.send_to(id, frame.clone());
             }
         }
         let offers: Vec<DomainEvent> = msg
@@ -276,6 +273,24 @@ impl Handler<CatchUp> for Router {
         if !offers.is_empty() {
             Handler::<Deliver>::handle(self, Deliver(offers), ctx);
         }
+    }
+}
+
+/// Sends the subscribed connections to other nodes; answers how many.
+impl Handler<ShedSubscribed> for Router {
+    type Result = usize;
+
+    fn handle(&mut self, _: ShedSubscribed, _: &mut Context<Self>) -> usize {
+        let subscribed = self.connections.values().filter(|c| c.subscribed);
+        let mut shed = 0;
+        for conn in subscribed {
+            conn.control.do_send(CloseConnection {
+                code: CloseCode::TryAgainLater,
+                reason: crate::protocol::close::CUT_OFF,
+            });
+            shed += 1;
+        }
+        shed
     }
 }
 

@@ -137,8 +137,13 @@ pub struct TellMissed {
 #[rtype(result = "()")]
 pub struct CatchUp {
     pub offers: Vec<Offer>,
-    pub decisions: Vec<Decision>,
+    pub decisions: Vec<(Decision, crate::domain::records::Order)>,
 }
+
+/// Closes every subscribed connection with 1013: this node cannot learn what it missed.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ShedSubscribed;
 
 /// A master's connection as the admin stats show it; nodes share these through Redis.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -268,6 +268,9 @@ impl Router {
         for id in self.by_master.get(&master_id) {
             if let Some(conn) = self.connections.get_mut(&id) {
                 conn.offered.remove(&assignment_id);
+                if let Some(replay) = &conn.replay {
+                    replay.forget(assignment_id);
+                }
                 if let Some(receipts) = conn.receipts.as_mut() {
                     receipts.stop_waiting(assignment_id);
                 }

@@ -47,6 +47,17 @@ impl Replay {
     }
 }
 
+impl Replay {
+    /// Drops a decided offer that has not gone out yet.
+    pub fn forget(&self, assignment_id: crate::domain::AssignmentId) {
+        self.pending
+            .lock()
+            .expect("no panic while the lock is held")
+            .offers
+            .retain(|offer| offer.assignment_id != assignment_id);
+    }
+}
+
 impl Drop for Replay {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {

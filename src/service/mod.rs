@@ -227,9 +227,9 @@ impl Service {
         positive("orderId", order_id)?;
         positive("masterId", master_id)?;
         let ttl = self.checked_ttl(ttl)?;
-        self.commit(move |conn, now| {
-            let expires_at = now.saturating_add(ttl.as_millis() as i64);
-            match Assignment::insert_offer(conn, order_id, master_id, now, expires_at)? {
+        let ttl_ms = ttl.as_millis() as i64;
+        self.commit(move |conn, _| {
+            match Assignment::insert_offer(conn, order_id, master_id, ttl_ms)? {
                 Ok((assignment, order)) => {
                     let offered = DomainEvent::Offered(assignment.offer(&order));
                     Ok((assignment, vec![offered]))
@@ -636,7 +636,7 @@ impl Service {
         &self,
         since: Option<i64>,
         lately: Duration,
-    ) -> Result<(i64, Vec<Offer>, Vec<Decision>), AppError> {
+    ) -> Result<(i64, Vec<Offer>, Vec<(Decision, records::Order)>), AppError> {
         let (now, (open, decided)) = self
             .with_clock(move |conn, now| {
                 let since = since.unwrap_or(now.saturating_sub(lately.as_millis() as i64));
@@ -645,8 +645,8 @@ impl Service {
             .await?;
         let offers = open.iter().map(|(a, o)| a.offer(o)).collect();
         let decisions = decided
-            .iter()
-            .filter_map(|a| Some(a.decision(a.outcome()?)))
+            .into_iter()
+            .filter_map(|(a, o)| Some((a.decision(a.outcome()?), o.into())))
             .collect();
         Ok((now, offers, decisions))
     }

@@ -300,7 +300,6 @@ impl Dispatch {
         } else {
             Default::default()
         };
-        let expires_at = now + dispatch.ttl_ms;
         for candidate in &mut candidates {
             if outstanding >= wanted {
                 break;
@@ -312,7 +311,7 @@ impl Dispatch {
             let reachable = !dispatch.skip_offline
                 || (on_shift.get(&master_id) == Some(&true) && online.contains(&master_id));
             let offered = if reachable {
-                Assignment::insert_pending(conn, order.id, master_id, now, expires_at)?
+                Assignment::insert_pending(conn, order.id, master_id, dispatch.ttl_ms)?
             } else {
                 None
             };

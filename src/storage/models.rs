@@ -226,8 +226,8 @@ impl Deadline {
     }
 }
 
-/// Open offers with their orders, and decided offers: see [`Assignment::changed_since`].
-pub type Changed = (Vec<(Assignment, Order)>, Vec<Assignment>);
+/// Open offers and decided offers, with their orders: see [`Assignment::changed_since`].
+pub type Changed = (Vec<(Assignment, Order)>, Vec<(Assignment, Order)>);
 
 impl Assignment {
     pub fn is_pending(&self) -> bool {
@@ -327,8 +327,7 @@ impl Assignment {
         conn: &mut DbConn,
         order_id: i64,
         master_id: i64,
-        now: i64,
-        expires_at: i64,
+        ttl_ms: i64,
     ) -> QueryResult<Result<(Assignment, Order), OfferRefused>> {
         write_tx(conn, |conn| {
             lock_order(conn, order_id)?;
@@ -340,7 +339,7 @@ impl Assignment {
             }
             // The unique index refuses a second pending offer: no read first on this hot path.
             // Refused, the transaction is rolled back by the caller.
-            match Self::insert_row(conn, order_id, master_id, now, expires_at) {
+            match Self::insert_row(conn, order_id, master_id, ttl_ms) {
                 Ok(assignment) => Ok(Ok((assignment, order))),
                 Err(e) if is_unique_violation(&e) => Ok(Err(OfferRefused::AlreadyOffered)),
                 Err(e) => Err(e),
@@ -354,8 +353,7 @@ impl Assignment {
         conn: &mut DbConn,
         order_id: i64,
         master_id: i64,
-        now: i64,
-        expires_at: i64,
+        ttl_ms: i64,
     ) -> QueryResult<Option<Assignment>> {
         let offered_already = diesel::select(diesel::dsl::exists(
             assignments::table
@@ -367,16 +365,19 @@ impl Assignment {
         if offered_already {
             return Ok(None);
         }
-        Self::insert_row(conn, order_id, master_id, now, expires_at).map(Some)
+        Self::insert_row(conn, order_id, master_id, ttl_ms).map(Some)
     }
 
+    /// The offer's time is read from the deciding clock as it is inserted, not when its
+    /// transaction began: a slow link to the database must not eat into the master's time.
     fn insert_row(
         conn: &mut DbConn,
         order_id: i64,
         master_id: i64,
-        now: i64,
-        expires_at: i64,
+        ttl_ms: i64,
     ) -> QueryResult<Assignment> {
+        let now = super::clock(conn)?;
+        let expires_at = now.saturating_add(ttl_ms);
         diesel::insert_into(assignments::table)
             .values((
                 assignments::order_id.eq(order_id),
@@ -574,8 +575,10 @@ impl Assignment {
             .select((Assignment::as_select(), Order::as_select()))
             .load(conn)?;
         let decided = assignments::table
+            .inner_join(orders::table)
             .filter(assignments::decided_at.ge(since))
             .filter(assignments::status.ne(AssignmentStatus::Pending))
+            .select((Assignment::as_select(), Order::as_select()))
             .load(conn)?;
         Ok((open, decided))
     }

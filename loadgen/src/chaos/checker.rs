@@ -131,7 +131,7 @@ pub fn check(
         sessions_of
             .entry(s.master)
             .or_default()
-            .push((s.subscribed_at, s.ended_at));
+            .push((s.subscribed_at, s.last_heard));
     }
     let missed = rows
         .iter()
@@ -165,8 +165,8 @@ pub fn check(
         })
         .count();
 
-    // Masters holding an offer hear how it ended, while connected.
-    let ended: HashMap<u64, i64> = sessions.iter().map(|s| (s.conn, s.ended_at)).collect();
+    // Masters holding an offer hear how it ended, while the server is heard on their connection.
+    let ended: HashMap<u64, i64> = sessions.iter().map(|s| (s.conn, s.last_heard)).collect();
     let told: HashSet<(u64, i64)> = told.iter().map(|&(_, conn, a)| (conn, a)).collect();
     let untold = received
         .iter()
@@ -180,7 +180,16 @@ pub fn check(
             let open_long_enough = ended
                 .get(&conn)
                 .is_some_and(|&end| end >= decided.max(at) + TELL_WITHIN_MS);
-            open_long_enough && !told.contains(&(conn, assignment))
+            let untold = open_long_enough && !told.contains(&(conn, assignment));
+            if untold {
+                eprintln!(
+                    "chaos: untold: assignment {assignment} received on connection {conn} at \
+                     {at}, ended {} at {decided}, connection ended at {:?}",
+                    row.status,
+                    ended.get(&conn)
+                );
+            }
+            untold
         })
         .count();
 

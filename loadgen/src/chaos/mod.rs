@@ -71,13 +71,14 @@ fn pick(range: std::ops::RangeInclusive<u64>) -> u64 {
     range.start() + rand_u64() % (range.end() - range.start() + 1)
 }
 
-/// One connection of a master, from its subscription until it ended.
+/// One connection of a master, from its subscription until the server was last heard on it
+/// (a frozen node's connections stay open for a while, but nothing comes through them).
 #[derive(Debug, Clone)]
 pub struct Session {
     pub master: i64,
     pub conn: u64,
     pub subscribed_at: i64,
-    pub ended_at: i64,
+    pub last_heard: i64,
 }
 
 /// What every client saw, with this machine's clock (the database's, on this one machine).
@@ -91,8 +92,31 @@ pub struct History {
     /// `(listener, assignment, event)` for each `assignment_event` a listener got.
     pub events: Mutex<Vec<(usize, i64, String)>>,
     pub http_errors: AtomicU64,
+    /// Each failed request's status, or how it failed.
+    pub http_error_kinds: Mutex<std::collections::BTreeMap<String, u64>>,
     pub offers_made: AtomicU64,
     pub cascades_made: AtomicU64,
+}
+
+impl History {
+    /// Whether a request succeeded; counts how it failed if not.
+    fn succeeded(&self, sent: reqwest::Result<reqwest::Response>) -> bool {
+        let kind = match sent {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".into(),
+            Err(e) if e.is_connect() => "connect".into(),
+            Err(_) => "other".into(),
+        };
+        self.http_errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .http_error_kinds
+            .lock()
+            .unwrap()
+            .entry(kind)
+            .or_default() += 1;
+        false
+    }
 }
 
 struct Shared {
@@ -173,13 +197,14 @@ pub async fn chaos(opts: &Opts, chaos: &ChaosOpts, report: &mut Report) {
     let verdict = checker::check(&database.url, &shared.history, &health, EXPIRY_SWEEP_MS);
     let history = &shared.history;
     println!(
-        "chaos: {} offers made ({} in cascades), {} decided, {} faults ({}), {} HTTP errors",
+        "chaos: {} offers made ({} in cascades), {} decided, {} faults ({}), {} HTTP errors {:?}",
         history.offers_made.load(Ordering::Relaxed),
         history.cascades_made.load(Ordering::Relaxed),
         verdict.decided,
         faults.total(),
         faults.describe(),
         history.http_errors.load(Ordering::Relaxed),
+        history.http_error_kinds.lock().unwrap(),
     );
     println!(
         "chaos: {} master sessions, {} offers received, {} decisions told, {} listener events",
@@ -418,12 +443,12 @@ async fn master_app(shared: Arc<Shared>, master: i64) {
             {
                 let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                 let subscribed_at = now_ms();
-                hold(&shared, master, conn, &mut ws).await;
+                let last_heard = hold(&shared, master, conn, &mut ws).await;
                 shared.history.sessions.lock().unwrap().push(Session {
                     master,
                     conn,
                     subscribed_at,
-                    ended_at: now_ms(),
+                    last_heard,
                 });
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
@@ -432,33 +457,36 @@ async fn master_app(shared: Arc<Shared>, master: i64) {
     }
 }
 
-async fn hold(shared: &Shared, master: i64, conn: u64, ws: &mut Ws) {
+/// Answers when the server was last heard.
+async fn hold(shared: &Shared, master: i64, conn: u64, ws: &mut Ws) -> i64 {
     let history = &shared.history;
     let mut heard = tokio::time::Instant::now();
+    let mut last_heard = now_ms();
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut decisions: Vec<(tokio::time::Instant, Value)> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     loop {
         if shared.stop_clients.load(Ordering::Relaxed) || heard.elapsed() > SILENT_FOR {
-            return;
+            return last_heard;
         }
         tokio::select! {
             message = ws.next() => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(_)) => continue,
-                    _ => return,
+                    _ => return last_heard,
                 };
                 heard = tokio::time::Instant::now();
                 let value: Value = serde_json::from_str(&text).unwrap_or_default();
                 let at = now_ms();
+                last_heard = at;
                 match value["type"].as_str().unwrap_or_default() {
                     "new_assignment" => {
                         let id = value["assignment"]["id"].as_i64().unwrap_or_default();
                         history.received.lock().unwrap().push((master, conn, id, at));
                         let ack = json!({"type": "ack_assignment", "assignmentId": id});
                         if ws.send(Message::text(ack.to_string())).await.is_err() {
-                            return;
+                            return last_heard;
                         }
                         let due = tokio::time::Instant::now()
                             + Duration::from_millis(pick(200..=2_000));
@@ -479,7 +507,7 @@ async fn hold(shared: &Shared, master: i64, conn: u64, ws: &mut Ws) {
             _ = ping.tick() => {
                 let ping = json!({"type": "ping"}).to_string();
                 if ws.send(Message::text(ping)).await.is_err() {
-                    return;
+                    return last_heard;
                 }
             }
             _ = check.tick() => {
@@ -488,7 +516,7 @@ async fn hold(shared: &Shared, master: i64, conn: u64, ws: &mut Ws) {
                 decisions = later;
                 for (_, decision) in due {
                     if ws.send(Message::text(decision.to_string())).await.is_err() {
-                        return;
+                        return last_heard;
                     }
                 }
             }
@@ -580,8 +608,7 @@ async fn assignment_service(shared: Arc<Shared>, masters: usize, rate: u64) {
                 .json(&body)
                 .send()
                 .await;
-            if !put.is_ok_and(|r| r.status().is_success()) {
-                shared.history.http_errors.fetch_add(1, Ordering::Relaxed);
+            if !shared.history.succeeded(put) {
                 return;
             }
             let ttl = pick(TTL);
@@ -602,10 +629,8 @@ async fn assignment_service(shared: Arc<Shared>, masters: usize, rate: u64) {
                     .send()
                     .await
             };
-            if made.is_ok_and(|r| r.status().is_success()) {
+            if shared.history.succeeded(made) {
                 shared.history.offers_made.fetch_add(1, Ordering::Relaxed);
-            } else {
-                shared.history.http_errors.fetch_add(1, Ordering::Relaxed);
             }
         });
         while requests.try_join_next().is_some() {}

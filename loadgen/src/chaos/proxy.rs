@@ -88,27 +88,39 @@ async fn relay(client: TcpStream, target: SocketAddr, link: Arc<Link>) {
     }
 }
 
+/// Passes bytes on, each chunk `delay_ms` after it was read: a slower link, not a narrower one.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     link: &Link,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if link.cut.load(Ordering::Relaxed) {
-            return;
+    let (chunks, mut due) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    let read = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if link.cut.load(Ordering::Relaxed) {
+                return;
+            }
+            let n = match tokio::time::timeout(CHECK, from.read(&mut buf)).await {
+                Err(_) => continue,
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+            };
+            let delay = Duration::from_millis(link.delay_ms.load(Ordering::Relaxed));
+            let at = tokio::time::Instant::now() + delay;
+            if chunks.send((at, buf[..n].to_vec())).await.is_err() {
+                return;
+            }
         }
-        let read = match tokio::time::timeout(CHECK, from.read(&mut buf)).await {
-            Err(_) => continue,
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => n,
-        };
-        let delay = link.delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+    };
+    let write = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if link.cut.load(Ordering::Relaxed) || to.write_all(&chunk).await.is_err() {
+                return;
+            }
         }
-        if link.cut.load(Ordering::Relaxed) || to.write_all(&buf[..read]).await.is_err() {
-            return;
-        }
-    }
+    };
+    // The writer finishes what was read before the reader ended; a cut ends both.
+    tokio::join!(read, write);
 }
