@@ -130,8 +130,15 @@ impl Handler<Deliver> for Router {
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> usize {
         let mut delivered = 0;
         for event in &msg.0 {
-            if let DomainEvent::Decided(d) = event {
-                self.forget_offer(d.master_id, d.assignment_id);
+            match event {
+                DomainEvent::Decided(d) => self.forget_offer(d.master_id, d.assignment_id),
+                // Late: its node published it after the offer was decided (it was stopped).
+                DomainEvent::Offered(offer)
+                    if self.recently_decided.contains(&offer.assignment_id) =>
+                {
+                    continue;
+                }
+                _ => {}
             }
             for (audience, message) in route(event) {
                 let counted = matches!(audience, Audience::Offer(..) | Audience::Users(..));

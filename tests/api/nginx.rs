@@ -199,7 +199,10 @@ async fn the_deployment_nginx_conf_passes_the_doctor_and_a_short_read_timeout_fa
         .unwrap_or_else(|| panic!("no hold step: {report}"));
     assert_eq!(hold["ok"], false, "{report}");
     assert!(
-        hold["detail"].as_str().unwrap().contains("after 10 s")
+        // 10 s, or a little more on a loaded machine.
+        ["after 10 s", "after 11 s", "after 12 s"]
+            .iter()
+            .any(|cut| hold["detail"].as_str().unwrap().contains(cut))
             && hold["fix"]
                 .as_str()
                 .unwrap()
