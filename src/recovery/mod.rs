@@ -161,8 +161,10 @@ async fn recover_gap(
 
 /// How often a node of a cluster reads back what changed lately.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
-/// Each read reaches this far before the previous one began, for changes committed late.
-const CATCH_UP_OVERLAP: Duration = Duration::from_secs(2);
+/// Each read reaches this far before the previous one began: a change carries the time its
+/// transaction began, and a transaction may wait seconds (for locks a stopped node holds, or on a
+/// slow link) before it commits and shows.
+const CATCH_UP_OVERLAP: Duration = Duration::from_secs(10);
 
 /// Every second, reads back the offers made and decided since the last read (with an
 /// overlap) and has the router send those its connections missed. Events between nodes can be
