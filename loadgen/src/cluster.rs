@@ -84,34 +84,49 @@ fn rand_u64() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-/// A `redis-server` of the run's own on a free port.
-struct Redis {
-    port: u16,
-    child: Child,
+/// A `redis-server` of the run's own on a free port, which can be killed and started again on it.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
 }
 
 impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
-            .expect("the cluster scenario needs redis-server installed");
+            .expect("the cluster scenarios need redis-server installed");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis { port, child }
     }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

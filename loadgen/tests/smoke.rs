@@ -85,15 +85,7 @@ fn the_soak_runs_small_and_loses_nothing() {
 
 #[test]
 fn the_cluster_scenario_runs_small_and_loses_nothing() {
-    let (Ok(postgres), Ok(_)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_REDIS_URL"),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the cluster scenario: set TEST_DATABASE_URL and TEST_REDIS_URL"
-        );
-        eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the cluster scenario");
+    let Some(postgres) = postgres_with_redis("cluster scenario") else {
         return;
     };
     let report = run_loadgen(&[
@@ -126,15 +118,7 @@ fn the_cluster_scenario_runs_small_and_loses_nothing() {
 #[test]
 #[ignore = "the chaos run still finds violations under compound faults; see RELIABILITY.md"]
 fn the_chaos_run_injects_every_fault_and_finds_no_violation() {
-    let (Ok(postgres), Ok(_)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_REDIS_URL"),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the chaos run: set TEST_DATABASE_URL and TEST_REDIS_URL"
-        );
-        eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the chaos run");
+    let Some(postgres) = postgres_with_redis("chaos run") else {
         return;
     };
     let report = run_loadgen(&[
@@ -160,6 +144,23 @@ fn the_chaos_run_injects_every_fault_and_finds_no_violation() {
     }
     assert!(metric(&report, "chaos", "offers") >= 1_000.0, "{report}");
     assert_eq!(metric(&report, "chaos", "violations"), 0.0, "{report}");
+}
+
+/// The PostgreSQL URL when both TEST_DATABASE_URL and TEST_REDIS_URL are set; outside CI their
+/// absence skips `what`, in CI it fails it.
+fn postgres_with_redis(what: &str) -> Option<String> {
+    let (Ok(postgres), Ok(_)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the {what}: set TEST_DATABASE_URL and TEST_REDIS_URL"
+        );
+        eprintln!("skipped: set TEST_DATABASE_URL and TEST_REDIS_URL to run the {what}");
+        return None;
+    };
+    Some(postgres)
 }
 
 /// Runs loadgen with `args` in a folder of its own; answers its JSON report.

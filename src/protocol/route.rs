@@ -26,14 +26,6 @@ pub enum Audience {
 pub fn missed_decision(decision: &Decision, order: &records::Order) -> ServerMessage {
     let (assignment_id, order_id) = (decision.assignment_id.0, decision.order_id.0);
     match decision.outcome {
-        Outcome::Expired => ServerMessage::AssignmentExpired {
-            assignment_id,
-            order_id,
-        },
-        Outcome::Cancelled => ServerMessage::AssignmentCancelled {
-            assignment_id,
-            order_id,
-        },
         Outcome::Rejected => ServerMessage::AssignmentRejected {
             assignment_id,
             order_id,
@@ -43,6 +35,25 @@ pub fn missed_decision(decision: &Decision, order: &records::Order) -> ServerMes
             order_id,
             order: OrderView::from(order),
         },
+        Outcome::Expired | Outcome::Cancelled => {
+            pushed_to_master(decision).expect("expiries and cancellations are pushed")
+        }
+    }
+}
+
+/// What the master hears of a decision he did not make; the one who decided was answered.
+fn pushed_to_master(d: &Decision) -> Option<ServerMessage> {
+    let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);
+    match d.outcome {
+        Outcome::Expired => Some(ServerMessage::AssignmentExpired {
+            assignment_id,
+            order_id,
+        }),
+        Outcome::Cancelled => Some(ServerMessage::AssignmentCancelled {
+            assignment_id,
+            order_id,
+        }),
+        Outcome::Accepted | Outcome::Rejected => None,
     }
 }
 
@@ -55,19 +66,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
             ServerMessage::new_assignment(offer, deciding_now()),
         )],
         DomainEvent::Decided(d) => {
-            let (assignment_id, order_id) = (d.assignment_id.0, d.order_id.0);
-            let to_master = match d.outcome {
-                Outcome::Expired => Some(ServerMessage::AssignmentExpired {
-                    assignment_id,
-                    order_id,
-                }),
-                Outcome::Cancelled => Some(ServerMessage::AssignmentCancelled {
-                    assignment_id,
-                    order_id,
-                }),
-                // The master who decided was answered directly.
-                Outcome::Accepted | Outcome::Rejected => None,
-            };
+            let to_master = pushed_to_master(d);
             to_master
                 .map(|m| (Audience::Master(d.master_id), m))
                 .into_iter()

@@ -23,8 +23,12 @@ use tokio_tungstenite::{
     tungstenite::{Message, client::IntoClientRequest},
 };
 
-use self::cluster::{Node, Redis};
-use crate::{cluster::Database, report::Report, scenarios::Opts};
+use self::cluster::Node;
+use crate::{
+    cluster::{Database, Redis},
+    report::Report,
+    scenarios::Opts,
+};
 
 /// Nodes in the cluster.
 const NODES: usize = 3;
