@@ -534,7 +534,8 @@ fn hold_idle(ws: &mut Socket, socket: &TcpStream, hold: Duration) -> Result<((),
                 continue;
             }
             Err(e) => {
-                let after = started.elapsed().as_secs();
+                // Rounded: the proxy's clock started at the server's last frame, just before ours.
+                let after = started.elapsed().as_secs_f64().round() as u64;
                 let mut failed = closed_abnormally(&e.to_string());
                 failed.0 = format!("the idle connection was cut after {after} s: {}", failed.0);
                 failed.1 = Some(format!(

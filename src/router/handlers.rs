@@ -20,10 +20,7 @@ impl Handler<Connect> for Router {
             .connections
             .with_label_values(&[Role::label(None)])
             .inc();
-        self.connections.insert(
-            msg.id,
-            Connection::new(msg.outbox, msg.control, msg.last_ping),
-        );
+        self.connections.insert(msg.id, Connection::new(msg));
         self.note_churn(ctx);
     }
 }

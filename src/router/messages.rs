@@ -20,6 +20,7 @@ pub struct Connect {
     pub id: ConnId,
     pub outbox: Outbox,
     pub control: Recipient<CloseConnection>,
+    pub replay_more: Recipient<ReplayMore>,
     pub last_ping: PingClock,
 }
 
@@ -111,6 +112,12 @@ pub struct ReplayOffers {
     pub id: ConnId,
     pub offers: Vec<Offer>,
 }
+
+/// To a session: its replay left offers out for want of room and has sent the rest, so the open
+/// offers are read again; those already sent are skipped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReplayMore;
 
 /// After a gap: a subscribed connection's open offers, read from the database. The router
 /// sends those it has not been sent, and answers the offers it was sent that are not among them

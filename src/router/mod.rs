@@ -21,7 +21,7 @@ use std::{
 use actix::{Actor, AsyncContext, Context, Recipient};
 
 use index::ConnIndex;
-use messages::{CloseConnection, ConnId, PingClock};
+use messages::{CloseConnection, ConnId, PingClock, ReplayMore};
 
 use crate::{
     domain::time::now_ms,
@@ -40,7 +40,7 @@ const REDELIVERY_TICK: Duration = Duration::from_millis(250);
 const MAX_REMEMBERED_OFFERS: usize = 1024;
 /// After this many connects and disconnects, once they have stopped for `CHURN_QUIET`, freed
 /// memory is handed back to the OS.
-const CHURN_BEFORE_TRIM: u32 = 512;
+const CHURN_BEFORE_TRIM: u32 = 256;
 const CHURN_QUIET: Duration = Duration::from_millis(500);
 
 /// The timing settings the router needs.
@@ -55,6 +55,7 @@ pub struct RouterSettings {
 struct Connection {
     outbox: Outbox,
     control: Recipient<CloseConnection>,
+    replay_more: Recipient<ReplayMore>,
     user: Option<AuthUser>,
     subscribed: bool,
     last_ping: PingClock,
@@ -71,13 +72,14 @@ struct Connection {
 }
 
 impl Connection {
-    pub fn new(outbox: Outbox, control: Recipient<CloseConnection>, last_ping: PingClock) -> Self {
+    pub fn new(connect: messages::Connect) -> Self {
         Connection {
-            outbox,
-            control,
+            outbox: connect.outbox,
+            control: connect.control,
+            replay_more: connect.replay_more,
             user: None,
             subscribed: false,
-            last_ping,
+            last_ping: connect.last_ping,
             offered: HashSet::new(),
             authenticated_seq: 0,
             topics: Vec::new(),
@@ -233,8 +235,8 @@ impl Router {
         self.send_to(id, frame)
     }
 
-    /// Queues, paced, the offers a subscribed connection has not been sent yet (see
-    /// [`replay`](replay::Replay)).
+    /// Queues, paced, the offers a subscribed connection has not been sent yet, as many as its
+    /// queue has room for (see [`replay`](replay::Replay)).
     fn replay(&mut self, id: ConnId, offers: &[Offer]) {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
@@ -242,13 +244,23 @@ impl Router {
         if !conn.subscribed {
             return;
         }
-        let unsent: Vec<Offer> = offers
-            .iter()
-            .filter(|offer| conn.remember(offer.assignment_id))
-            .cloned()
-            .collect();
-        if unsent.is_empty() {
-            return;
+        let replay = conn.replay.get_or_insert_with(Box::default);
+        let (mut room, idle) = (replay.room(&conn.outbox), replay.is_idle(&conn.outbox));
+        let mut unsent = Vec::new();
+        let mut left_out = false;
+        for offer in offers {
+            if conn.offered.contains(&offer.assignment_id) {
+                continue;
+            }
+            let size = replay::frame_size(offer);
+            // An idle replay takes one offer however large, so that it moves on.
+            if size > room && !(idle && unsent.is_empty()) {
+                left_out = true;
+                break;
+            }
+            room = room.saturating_sub(size);
+            conn.remember(offer.assignment_id);
+            unsent.push(offer.clone());
         }
         if conn.receipts.is_some() {
             let now = now_ms();
@@ -258,7 +270,11 @@ impl Router {
         }
         if let Some(conn) = self.connections.get_mut(&id) {
             let replay = conn.replay.get_or_insert_with(Box::default);
-            replay.add(unsent, &conn.outbox, &self.metrics.replays_in_flight);
+            let asker = replay::Asker {
+                more: &conn.replay_more,
+                in_flight: &self.metrics.replays_in_flight,
+            };
+            replay.add(unsent, left_out, &conn.outbox, asker);
         }
     }
 

@@ -124,17 +124,24 @@ impl Outbox {
         self.push(Outbound::Close(code, description.to_string()))
     }
 
-    /// Waits until the queue has room for a replayed frame; false once the connection is gone.
-    /// Replayed frames wait for room instead of counting against the client.
-    pub async fn room_for_replay(&self) -> bool {
-        /// Room kept for the next frame before it is built.
-        const TYPICAL_FRAME: usize = 512;
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Bytes that may still be queued before the limit: what a replay may hold besides.
+    pub fn room(&self) -> usize {
+        self.max_bytes.saturating_sub(self.backlog.total())
+    }
+
+    /// Waits until the queue has room for `bytes` more, or is empty; false once the connection
+    /// is gone. Replayed frames wait for room instead of counting against the client.
+    pub async fn room_for(&self, bytes: usize) -> bool {
         loop {
             if self.frames.is_closed() {
                 return false;
             }
             let queued = self.backlog.total();
-            if queued == 0 || queued + TYPICAL_FRAME <= self.max_bytes {
+            if queued == 0 || queued + bytes <= self.max_bytes {
                 return true;
             }
             self.backlog.room.notified().await;
@@ -190,7 +197,7 @@ mod tests {
         let replaying = outbox.clone();
         let replay = tokio::spawn(async move {
             for _ in 0..2 {
-                assert!(replaying.room_for_replay().await);
+                assert!(replaying.room_for(512).await);
                 replaying.replayed(frame()).unwrap();
             }
         });

@@ -5,7 +5,7 @@
 use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use serde_json::Value;
 
-use super::session::WsSession;
+use super::session::{OpenOffersRead, WsSession};
 use crate::{
     domain::{
         AssignmentId, AuthUser,
@@ -102,18 +102,37 @@ impl WsSession {
             &ServerMessage::SubscribedAssignments,
             request_id.as_ref(),
         );
+        self.replay_open_offers(ctx, permit);
+    }
+
+    /// Reads the master's open offers for the router to replay. A connection has one read at a
+    /// time: asked again meanwhile, it reads once more when that one is done, since offers made
+    /// between the two may be missing from the first.
+    pub(super) fn replay_open_offers(&mut self, ctx: &mut Ctx, permit: Permit<ReceiveOffers>) {
+        if !matches!(self.open_offers_read, OpenOffersRead::Idle) {
+            self.open_offers_read = OpenOffersRead::Again(permit);
+            return;
+        }
+        self.open_offers_read = OpenOffersRead::Running;
         let app = self.app.clone();
         let work = async move { app.service.open_offers(permit).await };
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |result, act, ctx| match result {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            match std::mem::replace(&mut act.open_offers_read, OpenOffersRead::Idle) {
+                OpenOffersRead::Again(permit) => act.replay_open_offers(ctx, permit),
+                OpenOffersRead::Idle | OpenOffersRead::Discard => {}
+                OpenOffersRead::Running => match result {
                     Ok(offers) => act.tell(ctx, ReplayOffers { id: act.id, offers }),
                     Err(e) => act.send_error(ctx, &e, None),
-                }),
-        );
+                },
+            }
+        }));
     }
 
     fn unsubscribe_assignments(&mut self, ctx: &mut Ctx, rid: Option<&Value>) {
+        if !matches!(self.open_offers_read, OpenOffersRead::Idle) {
+            // Its answer is of no use now.
+            self.open_offers_read = OpenOffersRead::Discard;
+        }
         self.tell(ctx, UnsubscribeAssignments { id: self.id });
         let reply = ServerMessage::UnsubscribedAssignments { reason: None };
         self.send(ctx, &reply, rid);

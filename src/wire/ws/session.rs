@@ -26,10 +26,15 @@ use crate::{
     protocol::{CloseCode, ServerMessage, parse},
     router::{
         Router,
-        messages::{Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock},
+        messages::{
+            Authenticated, CloseConnection, ConnId, Connect, Disconnect, PingClock, ReplayMore,
+        },
         outbox::{Outbound, Outbox, QueueError},
     },
-    service::error::AppError,
+    service::{
+        error::AppError,
+        policy::{self, Permit, ReceiveOffers},
+    },
     wire::{
         auth::{AuthError, Verified},
         connection_limits::Admitted,
@@ -103,6 +108,17 @@ pub struct WsSession {
     discarded: u32,
     /// The task that queues `stats` frames, after `subscribe_stats`.
     pub(super) stats: Option<tokio::task::JoinHandle<()>>,
+    pub(super) open_offers_read: OpenOffersRead,
+}
+
+/// The one read of a master's open offers a connection may have running, for a replay.
+pub(super) enum OpenOffersRead {
+    Idle,
+    Running,
+    /// Running, and asked for again since it started.
+    Again(Permit<ReceiveOffers>),
+    /// Running, and unsubscribed from since: its answer is dropped.
+    Discard,
 }
 
 impl WsSession {
@@ -142,6 +158,7 @@ impl WsSession {
                 closed_with: None,
                 discarded: 0,
                 stats: None,
+                open_offers_read: OpenOffersRead::Idle,
             }
         });
     }
@@ -373,6 +390,7 @@ impl Actor for WsSession {
             id: self.id,
             outbox: self.outbox.clone(),
             control: ctx.address().recipient(),
+            replay_more: ctx.address().recipient(),
             last_ping: self.last_ping.clone(),
         };
         self.tell(ctx, connect);
@@ -477,6 +495,20 @@ impl WsSession {
         self.discarded = self.discarded.saturating_add(size as u32 + 2);
         if self.discarded > CLOSE_DISCARD_BYTES {
             ctx.stop();
+        }
+    }
+}
+
+/// Reads the open offers again for a replay that left some out.
+impl Handler<ReplayMore> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, _: ReplayMore, ctx: &mut Context<Self>) {
+        let permit = self
+            .user
+            .and_then(|user| policy::permit::<ReceiveOffers>(user).ok());
+        if let Some(permit) = permit {
+            self.replay_open_offers(ctx, permit);
         }
     }
 }
