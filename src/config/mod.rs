@@ -115,6 +115,9 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// `MAX_CONNECTIONS`: WebSocket connections this process takes; more get 503.
     pub max_connections: usize,
+    /// `MAX_HTTP_CONNECTIONS`: plain HTTP connections open at once (1,024, or less to stay within
+    /// the open-files limit); past it a newcomer replaces the one idle longest.
+    pub max_http_connections: usize,
     /// `MAX_CONNECTIONS_PER_USER`: a master's or client's connections; a newer one replaces the oldest.
     pub max_connections_per_user: usize,
     /// `MAX_UNAUTHENTICATED_PER_IP`: connections from one address not yet authenticated; more get 429.
@@ -269,6 +272,12 @@ impl Config {
             rate_limit_burst: parse("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST"), 40)?,
             max_queued_bytes: parse("MAX_QUEUED_BYTES", get("MAX_QUEUED_BYTES"), 1 << 20)?.max(1),
             max_connections,
+            max_http_connections: parse(
+                "MAX_HTTP_CONNECTIONS",
+                get("MAX_HTTP_CONNECTIONS"),
+                default_max_http_connections(max_connections),
+            )?
+            .max(1),
             max_unauthenticated: parse(
                 "MAX_UNAUTHENTICATED",
                 get("MAX_UNAUTHENTICATED"),
@@ -313,8 +322,9 @@ impl Config {
     }
 }
 
-/// Open files kept for HTTP requests, the database and logs, out of the process's limit.
-const FILES_KEPT_FOR_OTHER_USES: u64 = 1024;
+/// Open files kept for plain HTTP connections (`MAX_HTTP_CONNECTIONS`) and the reserve, out of
+/// the process's limit.
+const FILES_KEPT_FOR_OTHER_USES: u64 = 1024 + FILES_KEPT_IN_RESERVE;
 
 /// The open-files limit less what HTTP and the database need. Under a small limit (1,024 is a
 /// common default) that would leave nothing, so then half of it is used.
@@ -324,6 +334,17 @@ fn default_max_connections() -> usize {
         .saturating_sub(FILES_KEPT_FOR_OTHER_USES)
         .max(limit / 2);
     usize::try_from(rest).unwrap_or(usize::MAX)
+}
+
+/// Open files kept for the database, Redis, logs and a newcomer, beyond both connection caps.
+const FILES_KEPT_IN_RESERVE: u64 = 64;
+
+/// 1,024, or what the open-files limit leaves beside the WebSockets and the reserve.
+fn default_max_http_connections(max_connections: usize) -> usize {
+    let left = open_files_limit()
+        .saturating_sub(max_connections as u64)
+        .saturating_sub(FILES_KEPT_IN_RESERVE);
+    usize::try_from(left.clamp(16, 1024)).unwrap_or(1024)
 }
 
 #[cfg(unix)]

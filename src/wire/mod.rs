@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connection_limits;
 pub mod errors;
 pub mod http;
+pub mod http_connections;
 pub mod server;
 pub mod state;
 pub mod ws;

@@ -6,9 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_http::{HttpService, KeepAlive};
+use actix_http::{HttpService, KeepAlive, Protocol, error::DispatchError};
 use actix_server::{Server, ServerHandle};
-use actix_service::{fn_service, map_config};
+use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
 use actix_web::{
     App,
     dev::{AppConfig, Service as _},
@@ -18,6 +18,7 @@ use actix_web::{
 use super::{
     auth::JwtKeys,
     http::{self as routes, access},
+    http_connections::HttpConnections,
     state::AppState,
     ws,
 };
@@ -36,6 +37,7 @@ pub fn serve(
     let builder = Server::build();
     // Idle keep-alive connections close at once on shutdown instead of holding it up.
     let draining = builder.graceful_shutdown_signal();
+    let http_connections = HttpConnections::new(state.config.max_http_connections);
     let server = builder
         .listen("dispatcher", listener, move || {
             let proxies = state.config.trusted_proxies.clone();
@@ -64,7 +66,31 @@ pub fn serve(
                 });
             let upgrade_state = state.clone();
             let draining = draining.clone();
-            HttpService::build()
+            let http_connections = http_connections.clone();
+            let admit = fn_service(move |io: tokio::net::TcpStream| {
+                let admitted = http_connections.admit(io);
+                async move {
+                    match admitted {
+                        Ok(conn) => {
+                            let peer = conn.peer_addr();
+                            Ok((conn, Protocol::Http1, peer))
+                        }
+                        Err(mut io) => {
+                            refused_over_capacity();
+                            let message = "the server is at its HTTP connection limit; try again";
+                            let _ = ws::route::refuse(
+                                &mut io,
+                                "503 Service Unavailable",
+                                "over_capacity",
+                                message,
+                            )
+                            .await;
+                            Err(DispatchError::Upgrade)
+                        }
+                    }
+                }
+            });
+            let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let draining = draining.clone();
                     async move { draining.notified().await }
@@ -76,14 +102,33 @@ pub fn serve(
                 .upgrade(fn_service(move |upgrade| {
                     ws::route::upgrade(upgrade_state.clone(), upgrade)
                 }))
-                .finish(map_config(app, |_| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app, |_| AppConfig::default()));
+            admit.and_then(http)
         })?
         .worker_max_blocking_threads(blocking_threads)
         .disable_signals()
         .shutdown_timeout(3)
         .run();
     Ok(server)
+}
+
+/// Warns that plain HTTP connections are refused, once a minute at most.
+fn refused_over_capacity() {
+    static LAST_WARNED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = crate::domain::time::now_ms();
+    let last = LAST_WARNED.load(std::sync::atomic::Ordering::Relaxed);
+    if now - last >= 60_000
+        && LAST_WARNED
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        log::warn!("HTTP connection refused with 503: MAX_HTTP_CONNECTIONS are open and all busy");
+    }
 }
 
 /// `/metrics` alone, without a token, on its own address.

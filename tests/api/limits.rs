@@ -213,3 +213,89 @@ on_both_backends!(
     a_websocket_reject_reason_has_the_same_500_character_limit_as_http,
     topics_are_counted_before_repeats_are_dropped,
 );
+
+/// Answers `/health` through a fresh connection, or `None` if it takes over 2 s.
+async fn health_within_2s(port: u16) -> Option<StatusCode> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let health = client.get(format!("http://127.0.0.1:{port}/health")).send();
+    health.await.ok().map(|r| r.status())
+}
+
+/// Whether the server closed this connection within a second.
+async fn closed_by_server(socket: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), socket.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test]
+/// Under a 256-file limit, 300 idle plain HTTP connections neither exhaust the process's files
+/// nor shut `/health` out: at `MAX_HTTP_CONNECTIONS` the one idle longest makes way.
+async fn idle_http_connections_make_way_and_health_keeps_answering() {
+    let storage = Storage::new(Db::Sqlite);
+    let vars = [("RUST_LOG", "warn".to_string())];
+    let server =
+        ServerProcess::start_with_open_files(256, &storage.url, storage.dir.path(), &vars).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        health_within_2s(server.port).await,
+        Some(StatusCode::OK),
+        "/health behind 300 idle connections"
+    );
+    assert!(
+        closed_by_server(&mut idle[0]).await,
+        "the connection idle longest was not closed"
+    );
+    assert!(
+        !closed_by_server(&mut idle[299]).await,
+        "the newest connection was closed"
+    );
+}
+
+#[tokio::test]
+/// At `MAX_HTTP_CONNECTIONS`, a newcomer replaces the idle connection, and a request still being
+/// answered is not cut.
+async fn at_max_http_connections_the_idle_one_makes_way_for_a_newcomer() {
+    use tokio::io::AsyncWriteExt;
+    let storage = Storage::new(Db::Sqlite);
+    let vars = [("MAX_HTTP_CONNECTIONS", "3".to_string())];
+    let server = ServerProcess::start_with(&storage.url, storage.dir.path(), &vars).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", server.port));
+    // Busy: its request is not finished, so it is not answered yet.
+    let mut busy = connect().await.unwrap();
+    busy.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut idle = connect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut newer = connect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(health_within_2s(server.port).await, Some(StatusCode::OK));
+    assert!(closed_by_server(&mut idle).await, "the idle one stayed");
+    assert!(
+        !closed_by_server(&mut newer).await,
+        "a newer idle one went first"
+    );
+    busy.write_all(b"\r\n").await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut busy, &mut answer)
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+}

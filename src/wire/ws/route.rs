@@ -15,7 +15,8 @@ use super::{
 };
 use crate::{
     protocol::CloseCode, protocol::shapes::ErrorBody, router::messages::ConnId,
-    wire::auth::bearer_token, wire::connection_limits::Refused, wire::state::AppState,
+    wire::auth::bearer_token, wire::connection_limits::Refused, wire::http_connections::HttpConn,
+    wire::state::AppState,
 };
 
 /// The paths a WebSocket may open on.
@@ -60,7 +61,7 @@ fn client_addr(app: &AppState, req: &Request) -> IpAddr {
 /// Takes over an upgrade request and its socket.
 pub async fn upgrade(
     app: web::Data<AppState>,
-    (req, framed): (Request, Framed<TcpStream, h1::Codec>),
+    (req, framed): (Request, Framed<HttpConn, h1::Codec>),
 ) -> Result<(), actix_http::Error> {
     if let Err(e) = take_over(app, req, framed).await {
         // The client left during the handshake; nothing is owed to it.
@@ -72,10 +73,11 @@ pub async fn upgrade(
 async fn take_over(
     app: web::Data<AppState>,
     req: Request,
-    framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<HttpConn, h1::Codec>,
 ) -> std::io::Result<()> {
     let parts = framed.into_parts();
-    let (mut io, already_read) = (parts.io, parts.read_buf);
+    // From here on the WebSocket limits count it, not the plain HTTP cap.
+    let (mut io, already_read) = (parts.io.into_inner(), parts.read_buf);
     let path = req.path().to_string();
     if !PATHS.contains(&path.as_str()) {
         return refuse(
@@ -170,7 +172,7 @@ fn token(req: &Request) -> Option<String> {
 }
 
 /// Answers a request that cannot be upgraded, as the HTTP routes answer errors, and closes.
-async fn refuse(
+pub(crate) async fn refuse(
     io: &mut TcpStream,
     status: &str,
     code: &'static str,

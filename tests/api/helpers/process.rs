@@ -83,9 +83,33 @@ impl ServerProcess {
         dir: &std::path::Path,
         vars: &[(&str, String)],
     ) -> ServerProcess {
+        let command = std::process::Command::new(env!("CARGO_BIN_EXE_dispatcher"));
+        Self::spawn(command, database_url, dir, vars).await
+    }
+
+    /// Like [`start_with`], under an open-files limit of `open_files` (soft and hard).
+    pub async fn start_with_open_files(
+        open_files: u64,
+        database_url: &str,
+        dir: &std::path::Path,
+        vars: &[(&str, String)],
+    ) -> ServerProcess {
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}:{open_files}"))
+            .arg(env!("CARGO_BIN_EXE_dispatcher"));
+        Self::spawn(command, database_url, dir, vars).await
+    }
+
+    async fn spawn(
+        mut command: std::process::Command,
+        database_url: &str,
+        dir: &std::path::Path,
+        vars: &[(&str, String)],
+    ) -> ServerProcess {
         let port = free_port();
         let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dispatcher"))
+        let child = command
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
