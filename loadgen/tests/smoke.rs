@@ -112,11 +112,7 @@ fn the_cluster_scenario_runs_small_and_loses_nothing() {
 }
 
 /// A minute of faults of every kind against three nodes, and a verdict of no violations.
-/// Not yet in the suite: under compound faults (a node's Redis link back while its PostgreSQL
-/// link is slowed, SIGSTOP during a Redis restart) the checker still finds a few violations in
-/// some runs; see RELIABILITY.md. Run it with `cargo nextest run --run-ignored all chaos`.
 #[test]
-#[ignore = "the chaos run still finds violations under compound faults; see RELIABILITY.md"]
 fn the_chaos_run_injects_every_fault_and_finds_no_violation() {
     let Some(postgres) = postgres_with_redis("chaos run") else {
         return;
