@@ -200,10 +200,18 @@ async fn a_client_that_keeps_flooding_is_closed_with_1008(db: Db) {
 /// all sent before it closed the socket, and none is lost to a reset.
 async fn a_flooding_client_that_reads_only_at_the_end_hears_everything_and_the_close(db: Db) {
     let app = spawn_app(db).await;
-    let mut ws = app.master_ws(3).await;
-    // Sent as fast as the socket takes them, so that many are still unread when it closes.
-    let pings = vec![json!({"type": "ping"}); 3000];
-    ws.send_all_unflushed(&pings).await;
+    let url = app.ws_url(&format!("/ws?token={}", app.master_token(3)));
+    // A small window keeps the server's answers in its own send queue while this client goes on
+    // writing, for 300 ms after the server has closed: a socket closed under unread input, or
+    // that input arriving after the close, resets the connection and discards that queue.
+    let mut ws = WsClient::connect_with_small_window(&url).await;
+    ws.recv_type("connected").await;
+    ws.recv_type("auth_success").await;
+    for _ in 0..30 {
+        let pings = vec![json!({"type": "ping"}); 50];
+        ws.send_all_unflushed(&pings).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut before = Vec::new();
     let closed = ws.closed_after(&mut before).await;
     assert_eq!(

@@ -56,6 +56,26 @@ impl WsClient {
         }
     }
 
+    /// Connects with a receive buffer of a few KiB, so that what the server sends while this
+    /// client is not reading waits in the server's send queue, where a reset would discard it.
+    pub async fn connect_with_small_window(url: &str) -> WsClient {
+        let address = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(address).await.expect("tcp connects");
+        let request = url.into_client_request().expect("ws url");
+        let (stream, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+        WsClient { stream }
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.send_text(&message.to_string()).await;
     }
