@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub i64);
 
@@ -62,7 +65,7 @@ macro_rules! status_type {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
-            diesel::AsExpression, diesel::FromSqlRow, utoipa::ToSchema,
+            diesel::AsExpression, diesel::FromSqlRow, utoipa::ToSchema, schemars::JsonSchema,
         )]
         #[serde(rename_all = "snake_case")]
         #[diesel(sql_type = diesel::sql_types::Text)]

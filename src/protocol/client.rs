@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::shapes::ErrorBody;
 
 /// Serialize too, so that the examples in docs/PROTOCOL.md can be read and written back.
-#[derive(Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",

@@ -7,6 +7,7 @@
 mod client;
 pub mod close;
 mod route;
+pub mod schema;
 mod server;
 pub mod shapes;
 pub mod stats;

@@ -51,7 +51,7 @@ pub fn is_reserved_type(kind: &str) -> bool {
 }
 
 /// What happened to an offer, as `assignment_event` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentEventKind {
     Delivered,
@@ -72,7 +72,7 @@ impl From<Outcome> for AssignmentEventKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",

@@ -10,7 +10,7 @@ use crate::domain::{
 };
 
 /// The body of every error answer, over HTTP and inside WebSocket `error` messages.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// `unauthorized`, `forbidden`, `bad_request`, `unknown_type`, `not_found`,
     /// `assignment_not_pending`, `conflict`, `rate_limited`, `payload_too_large`, `over_capacity`,
@@ -21,7 +21,7 @@ pub struct ErrorBody {
 }
 
 /// What a master sees of an offer before accepting it: never the client's name or phone.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferView {
     pub id: i64,
@@ -47,7 +47,7 @@ impl From<&Offer> for OfferView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub id: i64,
@@ -81,7 +81,7 @@ impl From<&Order> for OrderView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssignmentView {
     pub id: i64,
@@ -113,7 +113,7 @@ impl From<&Assignment> for AssignmentView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MasterView {
     pub id: i64,
@@ -131,7 +131,7 @@ impl From<&Master> for MasterView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CandidateView {
     pub master_id: i64,
@@ -141,7 +141,7 @@ pub struct CandidateView {
     pub assignment_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DispatchView {
     pub id: i64,
@@ -193,32 +193,32 @@ impl From<&Dispatch> for DispatchView {
 }
 
 /// `POST /api/v1/assignments`: the offer, and how many of the answering node's connections it reached.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct AssignmentCreated {
     pub assignment: AssignmentView,
     pub delivered: usize,
 }
 
 /// A dispatch, as its routes answer it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct DispatchAnswer {
     pub dispatch: DispatchView,
 }
 
 /// `POST /api/v1/push`: how many of the answering node's connections were written to.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct Delivered {
     pub delivered: usize,
 }
 
 /// The polling fallback: a master's open offers, as `new_assignment` shows them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct OpenOffers {
     pub assignments: Vec<OfferView>,
 }
 
 /// `POST /api/v1/webhooks/events/{eventId}/retry`: the event is being sent again.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookRetried {
     pub event_id: String,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::domain::{MasterId, UserId};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionRow {
     #[schema(value_type = i64)]
@@ -20,7 +20,7 @@ pub struct SubscriptionRow {
     pub node: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRow {
     pub id: String,
@@ -28,7 +28,7 @@ pub struct NodeRow {
     pub last_seen: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebsocketStats {
     pub total_connected: usize,
@@ -42,7 +42,7 @@ pub struct WebsocketStats {
     pub offers: OfferFigures,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferFigures {
     pub window_secs: i64,
@@ -61,7 +61,7 @@ pub struct OfferFigures {
 }
 
 /// Nearest-rank percentiles; null when there is nothing to rank.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct Percentiles {
     pub p50: Option<i64>,
     pub p90: Option<i64>,

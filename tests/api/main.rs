@@ -20,6 +20,7 @@ mod origin;
 mod postgres;
 mod process;
 mod protocol_doc;
+mod protocol_files;
 mod push;
 mod receipts;
 mod replay;

@@ -1,0 +1,226 @@
+//! `docs/protocol.schema.json` and the TypeScript library's `src/protocol.ts` are generated from
+//! the server's own protocol types. This test generates both again and fails when either differs
+//! from what is committed, so a changed frame cannot leave the libraries behind.
+//! `UPDATE_PROTOCOL_FILES=1 cargo nextest run protocol_files` writes them.
+
+use std::{fmt::Write, path::Path};
+
+use serde_json::{Map, Value};
+
+const SCHEMA_FILE: &str = "docs/protocol.schema.json";
+const TYPESCRIPT_FILE: &str = "clients/js/src/protocol.ts";
+
+#[test]
+fn the_published_schema_and_typescript_types_are_the_servers_own() {
+    let schema = dispatcher::protocol::schema::document();
+    let files = [
+        (
+            SCHEMA_FILE,
+            serde_json::to_string_pretty(&schema).unwrap() + "\n",
+        ),
+        (TYPESCRIPT_FILE, typescript(&schema)),
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let update = std::env::var_os("UPDATE_PROTOCOL_FILES").is_some();
+    let mut stale = Vec::new();
+    for (file, generated) in files {
+        let path = root.join(file);
+        if update {
+            std::fs::write(&path, &generated).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(generated.as_str()) {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} differ from the protocol types; run \
+         `UPDATE_PROTOCOL_FILES=1 cargo nextest run protocol_files` and commit the result"
+    );
+}
+
+/// TypeScript declarations for the schema's definitions: an interface per object, a union per
+/// enum, and for the two message unions an interface per tagged variant.
+fn typescript(schema: &Value) -> String {
+    let mut out = String::from(
+        "// Generated from the server's protocol types (docs/protocol.schema.json) by\n\
+         // tests/api/protocol_files.rs. Do not edit: run\n\
+         // `UPDATE_PROTOCOL_FILES=1 cargo nextest run protocol_files` instead.\n",
+    );
+    let definitions = schema["$defs"].as_object().unwrap();
+    for (name, definition) in definitions {
+        out.push('\n');
+        match name.as_str() {
+            "ClientMessage" | "ServerMessage" => messages(&mut out, name, definition),
+            _ => declaration(&mut out, name, definition),
+        }
+    }
+    out
+}
+
+fn messages(out: &mut String, union: &str, definition: &Value) {
+    let variants = definition
+        .get("oneOf")
+        .or_else(|| definition.get("anyOf"))
+        .and_then(Value::as_array)
+        .unwrap();
+    let mut tagged = Vec::new();
+    for variant in variants {
+        let Some(tag) = variant
+            .pointer("/properties/type/const")
+            .and_then(Value::as_str)
+        else {
+            // The push: any type of the platform's, with its fields at the top level.
+            doc(out, variant, "");
+            out.push_str(
+                "export interface PushMessage {\n  type: string;\n  [field: string]: unknown;\n}\n\n",
+            );
+            continue;
+        };
+        let name = format!("{}Message", pascal(tag));
+        doc(out, variant, "");
+        let base = variant
+            .get("$ref")
+            .and_then(Value::as_str)
+            .map(|reference| format!(" extends {}", reference_name(reference)))
+            .unwrap_or_default();
+        writeln!(out, "export interface {name}{base} {{").unwrap();
+        fields(out, variant);
+        out.push_str("}\n\n");
+        tagged.push(name);
+    }
+    writeln!(out, "export type {union} =\n  | {};", tagged.join("\n  | ")).unwrap();
+    writeln!(
+        out,
+        "export type {union}Type = {union}[\"type\"];\n\
+         export type {union}Of<T extends {union}Type> = Extract<{union}, {{ type: T }}>;"
+    )
+    .unwrap();
+}
+
+fn declaration(out: &mut String, name: &str, definition: &Value) {
+    doc(out, definition, "");
+    if definition.get("properties").is_some() {
+        writeln!(out, "export interface {name} {{").unwrap();
+        fields(out, definition);
+        out.push_str("}\n");
+    } else {
+        writeln!(out, "export type {name} = {};", type_of(definition)).unwrap();
+    }
+}
+
+fn fields(out: &mut String, object: &Value) {
+    let required: Vec<&str> = object["required"]
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = object.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (field, schema) in properties {
+        doc(out, schema, "  ");
+        let optional = if required.contains(&field.as_str()) {
+            ""
+        } else {
+            "?"
+        };
+        writeln!(out, "  {field}{optional}: {};", type_of(schema)).unwrap();
+    }
+}
+
+fn type_of(schema: &Value) -> String {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        return reference_name(reference).to_owned();
+    }
+    if let Some(constant) = schema.get("const") {
+        return constant.to_string();
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return join(values.iter().map(Value::to_string));
+    }
+    if let Some(options) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        return join(options.iter().map(type_of));
+    }
+    match &schema["type"] {
+        Value::Array(types) => join(types.iter().map(|single| {
+            let mut one = schema.as_object().cloned().unwrap_or_default();
+            one.insert("type".into(), single.clone());
+            type_of(&Value::Object(one))
+        })),
+        Value::String(single) => match single.as_str() {
+            "string" => "string".into(),
+            "integer" | "number" => "number".into(),
+            "boolean" => "boolean".into(),
+            "null" => "null".into(),
+            "array" => format!("{}[]", parenthesised(&type_of(&schema["items"]))),
+            "object" => object_type(schema.as_object().unwrap()),
+            other => panic!("no TypeScript for JSON type {other}"),
+        },
+        _ => "unknown".into(),
+    }
+}
+
+fn object_type(schema: &Map<String, Value>) -> String {
+    if schema.contains_key("properties") {
+        let mut inline = String::from("{\n");
+        fields(&mut inline, &Value::Object(schema.clone()));
+        return inline + "}";
+    }
+    match schema.get("additionalProperties") {
+        Some(Value::Object(values)) => {
+            format!(
+                "Record<string, {}>",
+                type_of(&Value::Object(values.clone()))
+            )
+        }
+        _ => "Record<string, unknown>".into(),
+    }
+}
+
+fn join(types: impl Iterator<Item = String>) -> String {
+    let mut unique: Vec<String> = Vec::new();
+    for single in types {
+        if !unique.contains(&single) {
+            unique.push(single);
+        }
+    }
+    unique.join(" | ")
+}
+
+fn parenthesised(single: &str) -> String {
+    if single.contains(' ') {
+        format!("({single})")
+    } else {
+        single.to_owned()
+    }
+}
+
+fn reference_name(reference: &str) -> &str {
+    reference.rsplit('/').next().unwrap()
+}
+
+fn doc(out: &mut String, schema: &Value, indent: &str) {
+    if let Some(text) = schema.get("description").and_then(Value::as_str) {
+        writeln!(out, "{indent}/**").unwrap();
+        for line in text.lines() {
+            writeln!(out, "{indent} * {line}").unwrap();
+        }
+        writeln!(out, "{indent} */").unwrap();
+    }
+}
+
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|word| {
+            let mut letters = word.chars();
+            letters
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + letters.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
