@@ -113,12 +113,17 @@ impl Application {
             pool.clone(),
             bus.clone(),
             config.assignment_ttl,
+            config.undelivered_after,
             presence,
             webhook_outbox.clone(),
             metrics.clone(),
         );
         let expiry_watch = ExpiryWatch::default();
-        let expiry = expiry_context.run(Expiry::new(service.clone(), expiry_watch.clone()));
+        let expiry = expiry_context.run(Expiry::new(
+            service.clone(),
+            expiry_watch.clone(),
+            config.undelivered_after,
+        ));
         log::info!(
             "node {} starting ({})",
             config.node_id,

@@ -97,6 +97,9 @@ pub struct Config {
     /// `EXPIRY_SWEEP_SECS` (1 to 60): how often every node expires what fell due and arms what
     /// falls due soon, from the database.
     pub expiry_sweep: Duration,
+    /// `UNDELIVERED_AFTER_SECS` (default 5; 0 turns it off): a pending offer that no connection
+    /// of its master acknowledged this long after it was made is told `undelivered`.
+    pub undelivered_after: Option<Duration>,
     /// `CLEANUP_INTERVAL_SECS`: how often idle subscriptions are looked for.
     pub cleanup_interval: Duration,
     /// `ACTIVE_WINDOW_SECS`: a master pinged within this window counts as active.
@@ -263,6 +266,8 @@ impl Config {
             assignment_ttl: secs("ASSIGNMENT_TTL_SECS", 300)?,
             subscription_timeout: secs("SUBSCRIPTION_TIMEOUT_SECS", 300)?,
             expiry_sweep: secs_between("EXPIRY_SWEEP_SECS", 5, 1..=60)?,
+            undelivered_after: Some(secs("UNDELIVERED_AFTER_SECS", 5)?)
+                .filter(|after| !after.is_zero()),
             cleanup_interval: secs("CLEANUP_INTERVAL_SECS", 60)?.max(Duration::from_secs(1)),
             active_window: secs("ACTIVE_WINDOW_SECS", 90)?,
             auth_timeout: secs("AUTH_TIMEOUT_SECS", 10)?,

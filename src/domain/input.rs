@@ -248,6 +248,13 @@ impl DomainEvent {
                 id("masterId", d.master_id.0)?;
                 time("at", d.at)
             }
+            DomainEvent::Undelivered(u) => {
+                id("assignmentId", u.assignment_id.0)?;
+                id("orderId", u.order_id.0)?;
+                id("masterId", u.master_id.0)?;
+                time("at", u.at)?;
+                around("expiresAt", u.expires_at, DAY_MS, MAX_OFFER_TTL_MS + DAY_MS)
+            }
             DomainEvent::Decided(d) => {
                 id("assignmentId", d.assignment_id.0)?;
                 id("orderId", d.order_id.0)?;

@@ -241,6 +241,19 @@ pub struct Delivery {
     pub at: i64,
 }
 
+/// A pending offer that no connection of its master acknowledged within
+/// `UNDELIVERED_AFTER_SECS`, or that was made while he had no subscribed connection: the
+/// platform's cue to wake his phone some other way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UndeliveredOffer {
+    pub assignment_id: AssignmentId,
+    pub order_id: OrderId,
+    pub master_id: MasterId,
+    pub at: i64,
+    pub expires_at: i64,
+}
+
 /// An order's new status, with whom it concerns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -288,6 +301,7 @@ pub struct DispatchEnd {
 pub enum DomainEvent {
     Offered(Offer),
     Delivered(Delivery),
+    Undelivered(UndeliveredOffer),
     Decided(Decision),
     OrderStatusChanged(OrderStatusChange),
     DispatchEnded(DispatchEnd),
@@ -300,6 +314,7 @@ impl DomainEvent {
         match self {
             DomainEvent::Offered(o) => Some(o.order_id),
             DomainEvent::Delivered(d) => Some(d.order_id),
+            DomainEvent::Undelivered(u) => Some(u.order_id),
             DomainEvent::Decided(d) => Some(d.order_id),
             DomainEvent::OrderStatusChanged(c) => Some(c.order_id),
             DomainEvent::DispatchEnded(e) => Some(e.order_id),

@@ -88,7 +88,7 @@ pub fn route(event: &DomainEvent) -> Vec<(Audience, ServerMessage)> {
             frames.push((Audience::EventListeners, message));
             frames
         }
-        DomainEvent::Delivered(_) | DomainEvent::DispatchEnded(_) => {
+        DomainEvent::Delivered(_) | DomainEvent::Undelivered(_) | DomainEvent::DispatchEnded(_) => {
             to_listeners.into_iter().collect()
         }
         DomainEvent::Pushed(push) => vec![(
@@ -108,6 +108,7 @@ fn listener_frame(event: &DomainEvent) -> Option<ServerMessage> {
             master_id: d.master_id.0,
             at: iso(d.at),
             offered_at: (d.offered_at > 0).then(|| iso(d.offered_at)),
+            expires_at: None,
         }),
         DomainEvent::Delivered(delivery) => Some(ServerMessage::AssignmentEvent {
             event: AssignmentEventKind::Delivered,
@@ -116,6 +117,16 @@ fn listener_frame(event: &DomainEvent) -> Option<ServerMessage> {
             master_id: delivery.master_id.0,
             at: iso(delivery.at),
             offered_at: None,
+            expires_at: None,
+        }),
+        DomainEvent::Undelivered(offer) => Some(ServerMessage::AssignmentEvent {
+            event: AssignmentEventKind::Undelivered,
+            assignment_id: offer.assignment_id.0,
+            order_id: offer.order_id.0,
+            master_id: offer.master_id.0,
+            at: iso(offer.at),
+            offered_at: None,
+            expires_at: Some(iso(offer.expires_at)),
         }),
         DomainEvent::DispatchEnded(end) => Some(ServerMessage::DispatchEvent {
             event: end.status,

@@ -55,6 +55,9 @@ pub fn is_reserved_type(kind: &str) -> bool {
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentEventKind {
     Delivered,
+    /// No connection of the master acknowledged the offer within `UNDELIVERED_AFTER_SECS`, or
+    /// he had no subscribed connection when it was made: wake his phone some other way.
+    Undelivered,
     Accepted,
     Rejected,
     Expired,
@@ -138,6 +141,9 @@ pub enum ServerMessage {
         /// When the offer was made, on decisions: `at` minus this is the time to decide.
         #[serde(skip_serializing_if = "Option::is_none")]
         offered_at: Option<String>,
+        /// The offer's deadline, on `undelivered`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
     },
     /// A cascade of offers ended: `assigned` (with the master), `exhausted` or `cancelled`.
     DispatchEvent {

@@ -77,6 +77,9 @@ pub struct Service {
     pool: DbPool,
     bus: EventBus,
     default_ttl: Duration,
+    /// `UNDELIVERED_AFTER_SECS`, when on: offers to masters with no subscribed connection are
+    /// told undelivered as they are made.
+    undelivered_after: Option<Duration>,
     presence: Arc<dyn Presence>,
     webhooks: Option<WebhookOutbox>,
     metrics: Arc<Metrics>,
@@ -87,6 +90,7 @@ impl Service {
         pool: DbPool,
         bus: EventBus,
         default_ttl: Duration,
+        undelivered_after: Option<Duration>,
         presence: Arc<dyn Presence>,
         webhooks: Option<WebhookOutbox>,
         metrics: Arc<Metrics>,
@@ -95,6 +99,7 @@ impl Service {
             pool,
             bus,
             default_ttl,
+            undelivered_after,
             presence,
             webhooks,
             metrics,
@@ -158,7 +163,12 @@ impl Service {
         }
         answer(&value);
         self.count(&events);
+        let offered = offers_in(&events);
         let reached = self.bus.publish(events).await;
+        if !offered.is_empty() && self.undelivered_after.is_some() {
+            // Boxed: marking commits too.
+            Box::pin(self.undelivered_unless_subscribed(offered)).await;
+        }
         if !to_step.is_empty() {
             let service = self.clone();
             actix_web::rt::spawn(async move { service.step_logged(to_step).await });
@@ -247,6 +257,60 @@ impl Service {
         })
         .await
         .map(|(assignment, reached)| (assignment.into(), reached))
+    }
+
+    /// Tells at once of the offers whose masters have no subscribed connection on any node:
+    /// nothing could acknowledge them. A failure here is left to the timer.
+    async fn undelivered_unless_subscribed(&self, offered: Vec<(AssignmentId, MasterId)>) {
+        let masters: Vec<i64> = offered.iter().map(|(_, master)| master.0).collect();
+        let subscribed = self.subscribed_among(&masters).await;
+        let unreachable = offered
+            .iter()
+            .filter(|(_, master)| !subscribed.contains(&master.0))
+            .map(|(id, _)| *id)
+            .collect();
+        if let Err(e) = self.mark_undelivered(unreachable).await {
+            log::warn!("could not mark offers undelivered at once ({e}); the timer will");
+        }
+    }
+
+    /// Marks offers undelivered where they are still pending and unacknowledged, and tells
+    /// event listeners and webhooks of each that this call marked. Answers how many.
+    pub async fn mark_undelivered(&self, ids: Vec<AssignmentId>) -> Result<usize, AppError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (count, _) = self
+            .commit(move |conn, now| {
+                let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+                let marked = Assignment::mark_undelivered(conn, &ids, now)?;
+                let count = marked.len();
+                Ok((
+                    count,
+                    marked.into_iter().map(DomainEvent::Undelivered).collect(),
+                ))
+            })
+            .await?;
+        Ok(count)
+    }
+
+    /// The time now, and when each pending, unacknowledged, unmarked offer made before
+    /// `now - made_before_ago` was made (every one with `None`), for arming the undelivered cue.
+    pub async fn unacknowledged(
+        &self,
+        made_before_ago: Option<Duration>,
+    ) -> Result<(i64, Vec<(AssignmentId, i64)>), AppError> {
+        let (now, offers) = self
+            .with_clock(move |conn, now| {
+                let before = made_before_ago.map(|ago| now.saturating_sub(ago.as_millis() as i64));
+                Ok((now, Assignment::unacknowledged(conn, before)?))
+            })
+            .await?;
+        let offers = offers
+            .into_iter()
+            .map(|(id, made)| (AssignmentId(id), made))
+            .collect();
+        Ok((now, offers))
     }
 
     pub async fn get_assignment(
@@ -747,6 +811,17 @@ impl Service {
             .map(|(id, on)| (MasterId(id), on))
             .collect())
     }
+}
+
+/// The offer and master of each `offered` event.
+fn offers_in(events: &[DomainEvent]) -> Vec<(AssignmentId, MasterId)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            DomainEvent::Offered(offer) => Some((offer.assignment_id, offer.master_id)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn decided(assignments: &[Assignment], outcome: Outcome) -> Vec<DomainEvent> {

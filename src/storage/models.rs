@@ -11,7 +11,7 @@ use super::{
 };
 use crate::domain::{
     self, AssignmentId, AssignmentStatus, Decision, Delivery, MasterId, Offer, OrderId,
-    OrderStatus, OrderStatusChange, Outcome, UserId, input::OrderDetails,
+    OrderStatus, OrderStatusChange, Outcome, UndeliveredOffer, UserId, input::OrderDetails,
 };
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -190,6 +190,8 @@ pub struct Assignment {
     pub reject_reason: Option<String>,
     /// When the master's app first acknowledged the offer.
     pub delivered_at: Option<i64>,
+    /// When event listeners were told that no connection of the master acknowledged it in time.
+    pub undelivered_at: Option<i64>,
 }
 
 /// Why an offer could not be made.
@@ -302,6 +304,55 @@ impl Assignment {
             master_id: MasterId(assignment.master_id),
             at: now,
         }))
+    }
+
+    /// Marks as undelivered those of `ids` still pending that no connection acknowledged and
+    /// that were not marked yet; answers the ones this call marked, so that one node alone
+    /// tells of each.
+    pub fn mark_undelivered(
+        conn: &mut DbConn,
+        ids: &[i64],
+        now: i64,
+    ) -> QueryResult<Vec<UndeliveredOffer>> {
+        let mut marked = Vec::new();
+        for &id in ids {
+            let first = diesel::update(
+                assignments::table
+                    .filter(assignments::id.eq(id))
+                    .filter(assignments::status.eq(AssignmentStatus::Pending))
+                    .filter(assignments::delivered_at.is_null())
+                    .filter(assignments::undelivered_at.is_null()),
+            )
+            .set(assignments::undelivered_at.eq(now))
+            .execute(conn)?;
+            if first == 1 {
+                let assignment: Assignment = assignments::table.find(id).first(conn)?;
+                marked.push(UndeliveredOffer {
+                    assignment_id: assignment.id(),
+                    order_id: OrderId(assignment.order_id),
+                    master_id: MasterId(assignment.master_id),
+                    at: now,
+                    expires_at: assignment.expires_at,
+                });
+            }
+        }
+        Ok(marked)
+    }
+
+    /// When each pending offer that nobody acknowledged and that was not marked undelivered was
+    /// made, for those made before `before` (all with `None`).
+    pub fn unacknowledged(conn: &mut DbConn, before: Option<i64>) -> QueryResult<Vec<(i64, i64)>> {
+        let unacknowledged = assignments::table
+            .filter(assignments::status.eq(AssignmentStatus::Pending))
+            .filter(assignments::delivered_at.is_null())
+            .filter(assignments::undelivered_at.is_null())
+            .select((assignments::id, assignments::created_at));
+        match before {
+            Some(before) => unacknowledged
+                .filter(assignments::created_at.lt(before))
+                .load(conn),
+            None => unacknowledged.load(conn),
+        }
     }
 
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Assignment>> {

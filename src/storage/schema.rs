@@ -27,6 +27,7 @@ diesel::table! {
         decided_at -> Nullable<BigInt>,
         reject_reason -> Nullable<Text>,
         delivered_at -> Nullable<BigInt>,
+        undelivered_at -> Nullable<BigInt>,
     }
 }
 

@@ -564,6 +564,77 @@ async fn a_dispatch_steps_once_across_nodes_that_all_expire_its_offers() {
     assert_eq!(offers.len(), 3, "one offer per candidate: {seen}");
 }
 
+/// An offer that no node's connection acknowledges is told `undelivered` once, cluster-wide, after
+/// `UNDELIVERED_AFTER_SECS` (5); one to a master subscribed on no node is told at once.
+#[tokio::test]
+async fn an_offer_no_connection_acknowledges_is_told_undelivered_once_across_nodes() {
+    let Some(c) = cluster(3).await else { return };
+    let mut listeners = vec![
+        c.event_listener(0).await,
+        c.event_listener(1).await,
+        c.event_listener(2).await,
+    ];
+    // Subscribed on node 1 without acks: the offer reaches him, but nothing acknowledges it.
+    let mut master = c.subscribed_master(1, 3).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    while !c.stats(0).await["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|row| row["masterId"] == 3)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 0 never saw master 3"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.put_order(0, 10, 7).await;
+    c.put_order(0, 11, 7).await;
+    let made = std::time::Instant::now();
+    let (id, _) = c.offer(0, 10, 3, 60).await;
+    master.recv_type("new_assignment").await;
+    for (i, listener) in listeners.iter_mut().enumerate() {
+        let event = listener
+            .recv_within(Duration::from_secs(10))
+            .await
+            .expect("undelivered in time");
+        assert_eq!(
+            (&event["event"], &event["assignmentId"]),
+            (&json!("undelivered"), &json!(id)),
+            "node {i}: {event}"
+        );
+        assert!(
+            made.elapsed() >= Duration::from_millis(4_500),
+            "told after {:?}",
+            made.elapsed()
+        );
+    }
+    for listener in &mut listeners {
+        listener.expect_silence(Duration::from_millis(1_500)).await;
+    }
+
+    // Master 9 has no connection anywhere: told at once, through whichever node.
+    let made = std::time::Instant::now();
+    let (nobodys, _) = c.offer(2, 11, 9, 60).await;
+    for (i, listener) in listeners.iter_mut().enumerate() {
+        let event = listener.recv().await;
+        assert_eq!(
+            (&event["event"], &event["assignmentId"]),
+            (&json!("undelivered"), &json!(nobodys)),
+            "node {i}: {event}"
+        );
+    }
+    assert!(
+        made.elapsed() < Duration::from_secs(3),
+        "told after {:?}",
+        made.elapsed()
+    );
+    for listener in &mut listeners {
+        listener.expect_silence(Duration::from_millis(1_000)).await;
+    }
+}
+
 #[tokio::test]
 async fn each_node_reports_its_backplane_in_its_metrics() {
     let Some(c) = cluster(2).await else { return };

@@ -27,6 +27,7 @@ mod replay;
 mod restart;
 mod stats;
 mod token_lifetime;
+mod undelivered;
 mod webhooks;
 mod ws_auth;
 mod ws_protocol;

@@ -549,7 +549,9 @@ async fn listen(shared: Arc<Shared>, i: usize) {
                         Ok(_) => break,
                     };
                     let value: Value = serde_json::from_str(&text).unwrap_or_default();
-                    if value["type"] == "assignment_event" && value["event"] != "delivered" {
+                    if value["type"] == "assignment_event"
+                        && !matches!(value["event"].as_str(), Some("delivered" | "undelivered"))
+                    {
                         shared.history.events.lock().unwrap().push((
                             i,
                             value["assignmentId"].as_i64().unwrap_or_default(),
