@@ -52,8 +52,14 @@ const PUBLISH_PATIENCE: Duration = Duration::from_secs(3);
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// Short, so offers made while Redis was away arrive soon after it is back.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// Who is subscribed on the other nodes is read from Redis at most this often: every offer to a
+/// master not on this node asks, and presence is a heartbeat old anyway.
+const PRESENCE_READ_EVERY: Duration = Duration::from_secs(1);
 /// A refused message is logged at most this often for each reason.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The masters subscribed on the other nodes, and when that was read.
+type PresenceRead = (std::time::Instant, Arc<HashSet<MasterId>>);
 
 /// This node: its name and, in cluster mode, its link to Redis.
 #[derive(Clone)]
@@ -73,6 +79,8 @@ struct Link {
     dropped: Arc<AtomicBool>,
     /// `CLUSTER_SECRET`: signs what this node writes, and checks what it reads.
     secret: Arc<[u8]>,
+    /// The masters subscribed on other nodes, as last read, and when.
+    elsewhere: Arc<std::sync::Mutex<Option<PresenceRead>>>,
 }
 
 /// What the links to the other nodes reach on this one.
@@ -140,6 +148,7 @@ impl Node {
                 leaving: Arc::new(AtomicBool::new(false)),
                 dropped: Arc::new(AtomicBool::new(false)),
                 secret: secret.as_bytes().into(),
+                elsewhere: Arc::default(),
             }),
         })
     }
@@ -201,29 +210,39 @@ impl Node {
 
     /// The masters with a subscribed connection on the other live nodes, as their last
     /// heartbeats wrote it; none when Redis is away or this is a single process.
-    pub async fn subscribed_elsewhere(&self) -> HashSet<MasterId> {
+    pub async fn subscribed_elsewhere(&self) -> Arc<HashSet<MasterId>> {
         let Some(link) = &self.redis else {
-            return HashSet::new();
+            return Arc::default();
         };
+        if let Some((read_at, masters)) = link.elsewhere.lock().unwrap().as_ref()
+            && read_at.elapsed() < PRESENCE_READ_EVERY
+        {
+            return masters.clone();
+        }
         let mut conn = link.conn.clone();
         let read = presence::read_all(&mut conn, &link.secret);
-        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
-            Ok(Ok(nodes)) => nodes
-                .into_iter()
-                .filter(|n| *n.id != *self.id)
-                .flat_map(|n| n.masters)
-                .filter(|m| m.subscribed)
-                .map(|m| m.master_id)
-                .collect(),
+        let masters: Arc<HashSet<MasterId>> = match tokio::time::timeout(REDIS_TIMEOUT, read).await
+        {
+            Ok(Ok(nodes)) => Arc::new(
+                nodes
+                    .into_iter()
+                    .filter(|n| *n.id != *self.id)
+                    .flat_map(|n| n.masters)
+                    .filter(|m| m.subscribed)
+                    .map(|m| m.master_id)
+                    .collect(),
+            ),
             Ok(Err(e)) => {
                 log::warn!("cannot read cluster presence: {e}");
-                HashSet::new()
+                return Arc::default();
             }
             Err(_) => {
                 log::warn!("cluster presence timed out");
-                HashSet::new()
+                return Arc::default();
             }
-        }
+        };
+        *link.elsewhere.lock().unwrap() = Some((std::time::Instant::now(), masters.clone()));
+        masters
     }
 
     /// Takes this node out of the stats at once, as it shuts down.

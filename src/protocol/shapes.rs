@@ -211,10 +211,22 @@ pub struct Delivered {
     pub delivered: usize,
 }
 
-/// The polling fallback: a master's open offers, as `new_assignment` shows them.
+/// The polling fallback: a master's open offers, as `new_assignment` shows them, with the
+/// server's clock, so that an app counts down each offer's time left without trusting its own.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct OpenOffers {
+    pub server_time: String,
     pub assignments: Vec<OfferView>,
+}
+
+impl OpenOffers {
+    pub fn new(offers: &[Offer], now: i64) -> Self {
+        OpenOffers {
+            server_time: iso(now),
+            assignments: offers.iter().map(OfferView::from).collect(),
+        }
+    }
 }
 
 /// `POST /api/v1/webhooks/events/{eventId}/retry`: the event is being sent again.

@@ -139,8 +139,11 @@ async fn an_accept_on_one_node_cancels_the_rival_offer_on_another_and_tells_the_
 
     for listener in &mut listeners {
         let events = collect(listener, "assignment_event", Duration::from_millis(800)).await;
+        // An offer made just as its master subscribed on another node may be told undelivered
+        // (presence is at most a heartbeat old); that is no decision.
         let seen: Vec<(Value, Value)> = events
             .iter()
+            .filter(|e| e["event"] != "undelivered")
             .map(|e| (e["assignmentId"].clone(), e["event"].clone()))
             .collect();
         assert_eq!(seen.len(), 2, "each decision once: {seen:?}");

@@ -64,6 +64,7 @@ fn messages(out: &mut String, union: &str, definition: &Value) {
         .and_then(Value::as_array)
         .unwrap();
     let mut tagged = Vec::new();
+    let mut tags = Vec::new();
     for variant in variants {
         let Some(tag) = variant
             .pointer("/properties/type/const")
@@ -87,12 +88,16 @@ fn messages(out: &mut String, union: &str, definition: &Value) {
         fields(out, variant);
         out.push_str("}\n\n");
         tagged.push(name);
+        tags.push(format!("{tag:?}"));
     }
     writeln!(out, "export type {union} =\n  | {};", tagged.join("\n  | ")).unwrap();
     writeln!(
         out,
         "export type {union}Type = {union}[\"type\"];\n\
-         export type {union}Of<T extends {union}Type> = Extract<{union}, {{ type: T }}>;"
+         export type {union}Of<T extends {union}Type> = Extract<{union}, {{ type: T }}>;\n\
+         /** Every `type` of a {union}. */\n\
+         export const {union}Types: readonly {union}Type[] = [\n  {},\n];",
+        tags.join(",\n  ")
     )
     .unwrap();
 }

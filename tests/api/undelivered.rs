@@ -126,9 +126,8 @@ async fn an_offer_to_a_master_with_no_subscribed_connection_is_told_at_once(db: 
     receiver
         .wait_for(PATIENCE, |received| received.events.len() >= 2)
         .await;
-    let received = receiver.received.lock().unwrap();
-    let told: Vec<(Value, Value)> = received
-        .events
+    let events = receiver.received.lock().unwrap().events.clone();
+    let told: Vec<(Value, Value)> = events
         .iter()
         .map(|e| (e["event"].clone(), e["masterId"].clone()))
         .collect();
@@ -139,15 +138,11 @@ async fn an_offer_to_a_master_with_no_subscribed_connection_is_told_at_once(db: 
             (json!("undelivered"), json!(5))
         ]
     );
-    assert!(received.events[0]["eventId"].is_string());
+    assert!(events[0]["eventId"].is_string());
     assert_eq!(
-        received.events[0]["expiresAt"],
-        event_expiry(&app, id).await
+        events[0]["expiresAt"],
+        app.get_assignment(id).await["expiresAt"]
     );
-}
-
-async fn event_expiry(app: &TestApp, id: i64) -> Value {
-    app.get_assignment(id).await["expiresAt"].clone()
 }
 
 async fn zero_turns_it_off(db: Db) {

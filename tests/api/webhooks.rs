@@ -12,6 +12,8 @@ fn webhook_vars(receiver: &WebhookReceiver) -> Vars {
     vec![
         ("WEBHOOK_URL", receiver.url()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        // These tests follow decisions; tests/api/undelivered.rs sends `undelivered` ones.
+        ("UNDELIVERED_AFTER_SECS", "0".into()),
     ]
 }
 

@@ -96,6 +96,21 @@ export type ClientMessage =
   | UnsubscribeMessage;
 export type ClientMessageType = ClientMessage["type"];
 export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>;
+/** Every `type` of a ClientMessage. */
+export const ClientMessageTypes: readonly ClientMessageType[] = [
+  "auth",
+  "ping",
+  "subscribe_assignments",
+  "unsubscribe_assignments",
+  "ack_assignment",
+  "accept_assignment",
+  "reject_assignment",
+  "subscribe_events",
+  "subscribe_stats",
+  "refresh_token",
+  "subscribe",
+  "unsubscribe",
+];
 
 export interface ConnectedMessage {
   type: "connected";
@@ -200,6 +215,10 @@ export interface AssignmentEventMessage {
    * When the offer was made, on decisions: `at` minus this is the time to decide.
    */
   offeredAt?: string | null;
+  /**
+   * The offer's deadline, on `undelivered`.
+   */
+  expiresAt?: string | null;
   requestId?: string | number;
 }
 
@@ -298,6 +317,30 @@ export type ServerMessage =
   | StatsMessage;
 export type ServerMessageType = ServerMessage["type"];
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
+/** Every `type` of a ServerMessage. */
+export const ServerMessageTypes: readonly ServerMessageType[] = [
+  "connected",
+  "auth_success",
+  "auth_error",
+  "pong",
+  "subscribed_assignments",
+  "unsubscribed_assignments",
+  "subscribed_events",
+  "new_assignment",
+  "assignment_accepted",
+  "assignment_rejected",
+  "assignment_expired",
+  "assignment_cancelled",
+  "order_status_update",
+  "assignment_event",
+  "dispatch_event",
+  "token_expiring",
+  "token_refreshed",
+  "subscribed",
+  "unsubscribed",
+  "error",
+  "stats",
+];
 
 /**
  * A user of the platform, as his token's `sub` names him.
@@ -346,7 +389,7 @@ export type OrderStatus = "new" | "assigned" | "in_progress" | "completed" | "ca
 /**
  * What happened to an offer, as `assignment_event` names it.
  */
-export type AssignmentEventKind = "delivered" | "accepted" | "rejected" | "expired" | "cancelled";
+export type AssignmentEventKind = "delivered" | "accepted" | "rejected" | "expired" | "cancelled" | "undelivered";
 
 /**
  * Where a cascade of offers stands: running until one accept, exhaustion or a cancel ends it.
@@ -509,8 +552,10 @@ export interface MasterView {
 }
 
 /**
- * The polling fallback: a master's open offers, as `new_assignment` shows them.
+ * The polling fallback: a master's open offers, as `new_assignment` shows them, with the
+ * server's clock, so that an app counts down each offer's time left without trusting its own.
  */
 export interface OpenOffers {
+  serverTime: string;
   assignments: OfferView[];
 }

@@ -2,7 +2,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::{
-    protocol::shapes::{MasterView, OfferView, OpenOffers},
+    domain::time::deciding_now,
+    protocol::shapes::{MasterView, OpenOffers},
     service::{
         error::AppError,
         policy::{ReceiveOffers, SetShifts},
@@ -23,8 +24,7 @@ pub async fn my_assignments(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let offers = app.service.open_offers(permit).await?;
-    let assignments: Vec<OfferView> = offers.iter().map(OfferView::from).collect();
-    Ok(HttpResponse::Ok().json(OpenOffers { assignments }))
+    Ok(HttpResponse::Ok().json(OpenOffers::new(&offers, deciding_now())))
 }
 
 #[utoipa::path(put, path = "/api/v1/masters/{id}/shift", tag = "masters", security(("bearer" = [])), params(("id" = i64, Path)), request_body = ShiftBody, responses((status = 200, body = MasterView), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
