@@ -2,6 +2,7 @@
 mod helpers;
 
 mod assignments;
+mod clients;
 mod clock;
 mod cluster;
 mod concurrency;

@@ -1,0 +1,30 @@
+//! The client libraries' own suites, run against this build's `dispatcher` binary, so that the
+//! README's test command covers them.
+
+use std::{path::Path, process::Command};
+
+/// Runs `npm test` in `clients/js` (which builds the library first) with `DISPATCHER_BIN` set.
+#[test]
+fn the_typescript_client_passes_its_suite_against_the_real_binary() {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
+    if !package.join("node_modules/typescript").exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the TypeScript client's tests: run npm ci in clients/js"
+        );
+        eprintln!("skipped: run `npm ci` in clients/js to test the TypeScript client");
+        return;
+    }
+    let output = Command::new("npm")
+        .arg("test")
+        .current_dir(&package)
+        .env("DISPATCHER_BIN", env!("CARGO_BIN_EXE_dispatcher"))
+        .output()
+        .expect("npm runs");
+    assert!(
+        output.status.success(),
+        "npm test in clients/js failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
