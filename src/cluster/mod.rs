@@ -232,13 +232,15 @@ impl Node {
                     .map(|m| m.master_id)
                     .collect(),
             ),
+            // Not known: the failure is kept as long as a read would be, so that a Redis that
+            // does not answer is not asked again by every offer.
             Ok(Err(e)) => {
                 log::warn!("cannot read cluster presence: {e}");
-                return Arc::default();
+                Arc::default()
             }
             Err(_) => {
                 log::warn!("cluster presence timed out");
-                return Arc::default();
+                Arc::default()
             }
         };
         *link.elsewhere.lock().unwrap() = Some((std::time::Instant::now(), masters.clone()));

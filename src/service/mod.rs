@@ -166,8 +166,12 @@ impl Service {
         let offered = offers_in(&events);
         let reached = self.bus.publish(events).await;
         if !offered.is_empty() && self.undelivered_after.is_some() {
-            // Boxed: marking commits too.
-            Box::pin(self.undelivered_unless_subscribed(offered)).await;
+            // Not on the answer's path: asking the other nodes' presence may take a Redis read.
+            // Bounded by that read's timeout and one commit; a failure is left to the timer.
+            let service = self.clone();
+            actix_web::rt::spawn(async move {
+                service.undelivered_unless_subscribed(offered).await;
+            });
         }
         if !to_step.is_empty() {
             let service = self.clone();

@@ -38,14 +38,19 @@ fn assert_undelivered(event: &Value, id: i64, order_id: i64, master_id: i64) {
     }
 }
 
+async fn acking_master(app: &TestApp, master_id: i64) -> WsClient {
+    let mut ws = app.master_ws(master_id).await;
+    ws.send(json!({"type": "subscribe_assignments", "acks": true}))
+        .await;
+    ws.recv_type("subscribed_assignments").await;
+    ws
+}
+
 async fn an_offer_nobody_acknowledges_is_told_undelivered_once_and_a_late_ack_still_counts(db: Db) {
     let app = spawn_app_with(db, after("1")).await;
     app.put_order(10, 7).await;
     let mut listener = app.event_listener(&app.service_token()).await;
-    let mut ws = app.master_ws(3).await;
-    ws.send(json!({"type": "subscribe_assignments", "acks": true}))
-        .await;
-    ws.recv_type("subscribed_assignments").await;
+    let mut ws = acking_master(&app, 3).await;
     let made = Instant::now();
     let (id, offer) = app.offer_ok(10, 3, Some(60)).await;
     ws.recv_type("new_assignment").await;
@@ -77,10 +82,7 @@ async fn an_acknowledged_offer_is_never_told_undelivered(db: Db) {
     let app = spawn_app_with(db, after("1")).await;
     app.put_order(10, 7).await;
     let mut listener = app.event_listener(&app.service_token()).await;
-    let mut ws = app.master_ws(3).await;
-    ws.send(json!({"type": "subscribe_assignments", "acks": true}))
-        .await;
-    ws.recv_type("subscribed_assignments").await;
+    let mut ws = acking_master(&app, 3).await;
     let (id, _) = app.offer_ok(10, 3, Some(60)).await;
     ws.recv_type("new_assignment").await;
     ws.send(json!({"type": "ack_assignment", "assignmentId": id}))
@@ -161,10 +163,7 @@ async fn zero_turns_it_off(db: Db) {
 async fn a_cue_armed_before_a_restart_is_kept_after_it(db: Db) {
     let app = spawn_app_with(db, after("2")).await;
     app.put_order(10, 7).await;
-    let mut ws = app.master_ws(3).await;
-    ws.send(json!({"type": "subscribe_assignments", "acks": true}))
-        .await;
-    ws.recv_type("subscribed_assignments").await;
+    let ws = acking_master(&app, 3).await;
     let (id, _) = app.offer_ok(10, 3, Some(60)).await;
     drop(ws);
     let app = app.restart_after(Duration::from_millis(200));
