@@ -1,5 +1,5 @@
-//! `docs/protocol.schema.json` and the TypeScript library's `src/protocol.ts` are generated from
-//! the server's own protocol types. This test generates both again and fails when either differs
+//! `docs/protocol.schema.json`, the TypeScript library's `src/protocol.ts` and the Java library's
+//! `Protocol.java` are generated from the server's own protocol types. This test generates both again and fails when either differs
 //! from what is committed, so a changed frame cannot leave the libraries behind.
 //! `UPDATE_PROTOCOL_FILES=1 cargo nextest run protocol_files` writes them.
 
@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 const SCHEMA_FILE: &str = "docs/protocol.schema.json";
 const TYPESCRIPT_FILE: &str = "clients/js/src/protocol.ts";
+const JAVA_FILE: &str = "clients/java/src/main/java/dev/dispatcher/client/Protocol.java";
 
 #[test]
 fn the_published_schema_and_typescript_types_are_the_servers_own() {
@@ -19,6 +20,7 @@ fn the_published_schema_and_typescript_types_are_the_servers_own() {
             serde_json::to_string_pretty(&schema).unwrap() + "\n",
         ),
         (TYPESCRIPT_FILE, typescript(&schema)),
+        (JAVA_FILE, java::source(&schema)),
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let update = std::env::var_os("UPDATE_PROTOCOL_FILES").is_some();
@@ -211,6 +213,11 @@ fn doc(out: &mut String, schema: &Value, indent: &str) {
     if let Some(text) = schema.get("description").and_then(Value::as_str) {
         writeln!(out, "{indent}/**").unwrap();
         for line in text.lines() {
+            // Javadoc reads `<` and `>` as HTML and `*/` as the end of the comment.
+            let line = line
+                .replace("*/", "*&#47;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
             writeln!(out, "{indent} * {line}").unwrap();
         }
         writeln!(out, "{indent} */").unwrap();
@@ -228,4 +235,289 @@ fn pascal(snake: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// Java 8 classes for Gson: a class per object, string constants per enum, and a class per tagged
+/// message with its `TYPE`. Optional and nullable fields are boxed so that Gson leaves them out.
+mod java {
+    use std::fmt::Write;
+
+    use serde_json::Value;
+
+    use super::{doc, pascal, reference_name};
+
+    pub fn source(schema: &Value) -> String {
+        let definitions = schema["$defs"].as_object().unwrap();
+        let mut out = String::from(
+            "// Generated from the server's protocol types (docs/protocol.schema.json) by\n\
+             // tests/api/protocol_files.rs. Do not edit: run\n\
+             // `UPDATE_PROTOCOL_FILES=1 cargo nextest run protocol_files` instead.\n\
+             package dev.dispatcher.client;\n\n\
+             import com.google.gson.JsonElement;\n\
+             import com.google.gson.JsonObject;\n\
+             import java.util.Arrays;\n\
+             import java.util.Collections;\n\
+             import java.util.List;\n\
+             import java.util.Map;\n\n\
+             /** The wire messages and the shapes they carry, as the server defines them. */\n\
+             @SuppressWarnings(\"unused\")\n\
+             public final class Protocol {\n  private Protocol() {}\n",
+        );
+        let java = Java { schema };
+        for (name, definition) in definitions {
+            match name.as_str() {
+                "ClientMessage" | "ServerMessage" => java.messages(&mut out, name, definition),
+                _ => java.declaration(&mut out, name, definition),
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    struct Java<'a> {
+        schema: &'a Value,
+    }
+
+    impl Java<'_> {
+        fn messages(&self, out: &mut String, union: &str, definition: &Value) {
+            let variants = definition
+                .get("oneOf")
+                .or_else(|| definition.get("anyOf"))
+                .and_then(Value::as_array)
+                .unwrap();
+            let mut tags = Vec::new();
+            for variant in variants {
+                // The push has no tag of its own: the library hands it over as a JsonObject.
+                let Some(tag) = variant
+                    .pointer("/properties/type/const")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                out.push('\n');
+                doc(out, variant, "  ");
+                let base = variant
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .map(|reference| format!(" extends {}", reference_name(reference)))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "  public static class {}Message{base} {{\n    \
+                     public static final String TYPE = {tag:?};\n    \
+                     public String type = TYPE;",
+                    pascal(tag)
+                )
+                .unwrap();
+                self.fields(out, variant, &["type"]);
+                out.push_str("  }\n");
+                tags.push(format!("{tag:?}"));
+            }
+            writeln!(
+                out,
+                "\n  /** Every `type` of a {union}. */\n  \
+                 public static final List<String> {}_TYPES =\n      \
+                 Collections.unmodifiableList(\n          Arrays.asList(\n              {}));",
+                constant(union),
+                tags.join(",\n              ")
+            )
+            .unwrap();
+        }
+
+        fn declaration(&self, out: &mut String, name: &str, definition: &Value) {
+            if definition.get("properties").is_some() {
+                out.push('\n');
+                doc(out, definition, "  ");
+                writeln!(out, "  public static class {name} {{").unwrap();
+                self.fields(out, definition, &[]);
+                out.push_str("  }\n");
+            } else if let Some(values) = enumeration(definition) {
+                out.push('\n');
+                doc(out, definition, "  ");
+                writeln!(
+                    out,
+                    "  public static final class {name} {{\n    private {name}() {{}}\n"
+                )
+                .unwrap();
+                for value in values {
+                    writeln!(
+                        out,
+                        "    public static final String {} = {value:?};",
+                        constant(&value)
+                    )
+                    .unwrap();
+                }
+                out.push_str("  }\n");
+            }
+            // Anything else (the ids) is a plain Java type wherever it is used.
+        }
+
+        fn fields(&self, out: &mut String, object: &Value, skip: &[&str]) {
+            let required: Vec<&str> = object["required"]
+                .as_array()
+                .map(|names| names.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let Some(properties) = object.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (field, schema) in properties {
+                if skip.contains(&field.as_str()) {
+                    continue;
+                }
+                assert!(
+                    !KEYWORDS.contains(&field.as_str()),
+                    "{field} is a Java keyword"
+                );
+                doc(out, schema, "    ");
+                let boxed = !required.contains(&field.as_str());
+                writeln!(out, "    public {} {field};", self.type_of(schema, boxed)).unwrap();
+            }
+        }
+
+        fn type_of(&self, schema: &Value, boxed: bool) -> String {
+            if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+                let name = reference_name(reference);
+                let definition = &self.schema["$defs"][name];
+                if definition.get("properties").is_some() {
+                    return name.to_owned();
+                }
+                return self.type_of(definition, boxed);
+            }
+            if schema.get("const").is_some() || enumeration(schema).is_some() {
+                return "String".into();
+            }
+            if let Some(options) = schema
+                .get("anyOf")
+                .or_else(|| schema.get("oneOf"))
+                .and_then(Value::as_array)
+            {
+                let present: Vec<&Value> = options
+                    .iter()
+                    .filter(|option| option["type"] != "null")
+                    .collect();
+                return match present.as_slice() {
+                    [single] => self.type_of(single, boxed || present.len() < options.len()),
+                    _ => "JsonElement".into(),
+                };
+            }
+            match &schema["type"] {
+                Value::Array(types) => {
+                    let present: Vec<&Value> =
+                        types.iter().filter(|single| *single != "null").collect();
+                    match present.as_slice() {
+                        [single] => {
+                            let mut one = schema.as_object().cloned().unwrap_or_default();
+                            one.insert("type".into(), (*single).clone());
+                            self.type_of(&Value::Object(one), true)
+                        }
+                        _ => "JsonElement".into(),
+                    }
+                }
+                Value::String(single) => match (single.as_str(), boxed) {
+                    ("string", _) => "String".into(),
+                    ("integer", false) => "long".into(),
+                    ("integer", true) => "Long".into(),
+                    ("number", false) => "double".into(),
+                    ("number", true) => "Double".into(),
+                    ("boolean", false) => "boolean".into(),
+                    ("boolean", true) => "Boolean".into(),
+                    ("array", _) => format!("List<{}>", self.type_of(&schema["items"], true)),
+                    ("object", _) => match schema.get("additionalProperties") {
+                        Some(values @ Value::Object(_)) => {
+                            format!("Map<String, {}>", self.type_of(values, true))
+                        }
+                        _ => "JsonObject".into(),
+                    },
+                    (other, _) => panic!("no Java for JSON type {other}"),
+                },
+                _ => "JsonElement".into(),
+            }
+        }
+    }
+
+    /// The values of a string enum, including one written as a `oneOf` of enums and consts.
+    fn enumeration(schema: &Value) -> Option<Vec<String>> {
+        if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+            return Some(
+                values
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+        let options = schema.get("oneOf").and_then(Value::as_array)?;
+        let mut values = Vec::new();
+        for option in options {
+            if let Some(constant) = option.get("const").and_then(Value::as_str) {
+                values.push(constant.to_owned());
+            } else {
+                values.extend(enumeration(option)?);
+            }
+        }
+        Some(values)
+    }
+
+    /// `new_assignment` → `NEW_ASSIGNMENT`, `ServerMessage` → `SERVER_MESSAGE`.
+    fn constant(name: &str) -> String {
+        let mut out = String::new();
+        for (index, letter) in name.chars().enumerate() {
+            if letter.is_ascii_uppercase() && index > 0 {
+                out.push('_');
+            }
+            out.push(letter.to_ascii_uppercase());
+        }
+        out
+    }
+
+    const KEYWORDS: &[&str] = &[
+        "abstract",
+        "boolean",
+        "break",
+        "byte",
+        "case",
+        "catch",
+        "char",
+        "class",
+        "const",
+        "continue",
+        "default",
+        "do",
+        "double",
+        "else",
+        "enum",
+        "extends",
+        "final",
+        "finally",
+        "float",
+        "for",
+        "goto",
+        "if",
+        "implements",
+        "import",
+        "instanceof",
+        "int",
+        "interface",
+        "long",
+        "native",
+        "new",
+        "package",
+        "private",
+        "protected",
+        "public",
+        "return",
+        "short",
+        "static",
+        "super",
+        "switch",
+        "synchronized",
+        "this",
+        "throw",
+        "throws",
+        "transient",
+        "try",
+        "void",
+        "volatile",
+        "while",
+    ];
 }
