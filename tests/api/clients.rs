@@ -28,3 +28,41 @@ fn the_typescript_client_passes_its_suite_against_the_real_binary() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Runs `clients/java/build.sh test` (the jar, then the JUnit suite) with `DISPATCHER_BIN` set.
+#[test]
+fn the_java_client_passes_its_suite_against_the_real_binary() {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/java");
+    let jars = [
+        "okhttp",
+        "okio",
+        "gson",
+        "junit-platform-console-standalone",
+    ];
+    if jars
+        .iter()
+        .any(|jar| !Path::new(&format!("/usr/share/java/{jar}.jar")).exists())
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the Java client's tests: apt-get install libokhttp-java libokio-java \
+             libgoogle-gson-java junit5"
+        );
+        eprintln!(
+            "skipped: apt-get install libokhttp-java libokio-java libgoogle-gson-java junit5 \
+             to test the Java client"
+        );
+        return;
+    }
+    let output = Command::new(package.join("build.sh"))
+        .arg("test")
+        .env("DISPATCHER_BIN", env!("CARGO_BIN_EXE_dispatcher"))
+        .output()
+        .expect("build.sh runs");
+    assert!(
+        output.status.success(),
+        "clients/java/build.sh test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

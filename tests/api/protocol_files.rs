@@ -12,7 +12,7 @@ const TYPESCRIPT_FILE: &str = "clients/js/src/protocol.ts";
 const JAVA_FILE: &str = "clients/java/src/main/java/dev/dispatcher/client/Protocol.java";
 
 #[test]
-fn the_published_schema_and_typescript_types_are_the_servers_own() {
+fn the_published_schema_and_the_libraries_types_are_the_servers_own() {
     let schema = dispatcher::protocol::schema::document();
     let files = [
         (

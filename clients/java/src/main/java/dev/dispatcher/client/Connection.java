@@ -3,7 +3,9 @@ package dev.dispatcher.client;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonPrimitive;
+import java.util.ArrayDeque;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -31,7 +33,8 @@ final class Connection {
     /** Authenticated: subscribe, and send what waited. */
     void ready();
 
-    void message(String type, JsonObject frame);
+    /** A frame for the client, read from the socket at {@code receivedNanos} (System.nanoTime()). */
+    void message(String type, JsonObject frame, long receivedNanos);
 
     void error(DispatcherException error);
 
@@ -58,7 +61,11 @@ final class Connection {
   private final Hooks hooks;
 
   volatile MasterClient.State state = MasterClient.State.DISCONNECTED;
-  /** Half the last ping's round trip: how old a frame's "time left" is when it arrives. */
+  /**
+   * Half the shortest of this socket's last few ping round trips: how old a frame's "time left"
+   * is when it arrives. The shortest, because a round trip only ever grows by what delays it
+   * (a cold JVM's first frames, a busy radio).
+   */
   volatile long oneWayNanos;
 
   private WebSocket socket;
@@ -74,7 +81,9 @@ final class Connection {
   private ScheduledFuture<?> retryTimer;
   private ScheduledFuture<?> livenessTimer;
   private final Map<String, Long> pingsSent = new HashMap<>();
+  private final ArrayDeque<Long> roundTrips = new ArrayDeque<>();
   private int nextPing;
+  private int pingsOnThisSocket;
 
   Connection(
       String url,
@@ -198,12 +207,14 @@ final class Connection {
   private final class Events extends WebSocketListener {
     @Override
     public void onMessage(WebSocket from, String text) {
+      // A frame's "time left" counts from here, not from when the loop gets to it.
+      long receivedNanos = System.nanoTime();
       onLoop(
           () -> {
             if (from != socket) return;
-            lastHeardNanos = System.nanoTime();
+            lastHeardNanos = receivedNanos;
             JsonObject frame = Wire.frame(text);
-            if (frame != null) receive(frame.get("type").getAsString(), frame);
+            if (frame != null) receive(frame.get("type").getAsString(), frame, receivedNanos);
           });
     }
 
@@ -245,13 +256,15 @@ final class Connection {
     }
   }
 
-  private void receive(String type, JsonObject frame) {
+  private void receive(String type, JsonObject frame, long receivedNanos) {
     switch (type) {
       case Protocol.AuthSuccessMessage.TYPE:
         authenticated = true;
         failuresInARow = 0;
         freshTokenTried = false;
         connectedAtNanos = System.nanoTime();
+        roundTrips.clear();
+        pingsOnThisSocket = 0;
         setState(MasterClient.State.CONNECTED);
         ping();
         hooks.ready();
@@ -263,8 +276,10 @@ final class Connection {
         JsonElement requestId = frame.get("requestId");
         Long sent = requestId == null ? null : pingsSent.get(requestId.getAsString());
         if (sent != null) {
-          oneWayNanos = (System.nanoTime() - sent) / 2;
           pingsSent.clear();
+          if (roundTrips.size() == 5) roundTrips.removeFirst();
+          roundTrips.addLast(receivedNanos - sent);
+          oneWayNanos = Collections.min(roundTrips) / 2;
         }
         return;
       case Protocol.TokenExpiringMessage.TYPE:
@@ -274,7 +289,7 @@ final class Connection {
       case Protocol.TokenRefreshedMessage.TYPE:
         return;
       default:
-        hooks.message(type, frame);
+        hooks.message(type, frame, receivedNanos);
     }
   }
 
@@ -299,6 +314,8 @@ final class Connection {
   }
 
   private void ping() {
+    pingsOnThisSocket++;
+    sinceLastPingMillis = 0;
     String id = "ping-" + ++nextPing;
     pingsSent.put(id, System.nanoTime());
     Protocol.PingMessage ping = new Protocol.PingMessage();
@@ -320,8 +337,9 @@ final class Connection {
                 return;
               }
               sinceLastPingMillis += tick;
-              if (authenticated && sinceLastPingMillis >= pingIntervalMillis) {
-                sinceLastPingMillis = 0;
+              // A second ping a second after the first measures the round trip once warm.
+              boolean early = pingsOnThisSocket == 1 && sinceLastPingMillis >= 1_000;
+              if (authenticated && (early || sinceLastPingMillis >= pingIntervalMillis)) {
                 ping();
               }
             },

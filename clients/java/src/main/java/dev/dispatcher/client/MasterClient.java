@@ -21,6 +21,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BiConsumer;
 import java.util.function.Consumer;
 import java.util.logging.Level;
 import java.util.logging.Logger;
@@ -67,6 +68,7 @@ public final class MasterClient {
   private final ScheduledExecutorService loop;
   private final ExecutorService tokenThread;
   private final OkHttpClient http;
+  private final boolean ownsHttp;
   private final Connection connection;
   private final Map<Long, Offer> offers = new ConcurrentHashMap<>();
   // The rest is touched on the loop only.
@@ -83,7 +85,8 @@ public final class MasterClient {
     this.callbacks = options.callbackExecutor != null ? options.callbackExecutor : daemon("dispatcher-callbacks");
     this.loop = Executors.newSingleThreadScheduledExecutor(threads("dispatcher-client"));
     this.tokenThread = Executors.newSingleThreadExecutor(threads("dispatcher-token"));
-    this.http = options.http != null ? options.http : new OkHttpClient();
+    this.ownsHttp = options.http == null;
+    this.http = ownsHttp ? new OkHttpClient() : options.http;
     this.connection =
         new Connection(
             options.url,
@@ -107,8 +110,8 @@ public final class MasterClient {
               }
 
               @Override
-              public void message(String type, JsonObject frame) {
-                receive(type, frame);
+              public void message(String type, JsonObject frame, long receivedNanos) {
+                receive(type, frame, receivedNanos);
               }
 
               @Override
@@ -156,6 +159,11 @@ public final class MasterClient {
           // Scheduled deadlines still run; nothing new is taken.
           loop.shutdown();
           tokenThread.shutdown();
+          if (ownsHttp) {
+            // So that a JVM whose last client closed can exit (OkHttp's threads are not daemons).
+            http.dispatcher().executorService().shutdown();
+            http.connectionPool().evictAll();
+          }
         });
   }
 
@@ -287,7 +295,7 @@ public final class MasterClient {
     HttpUrl stored = Wire.httpBase(options.url).resolve("api/v1/assignments/" + id);
     get(
         stored,
-        body -> {
+        (body, receivedNanos) -> {
           if (decisions.get(id) != pending) return;
           String status = body.get("status").getAsString();
           switch (status) {
@@ -314,7 +322,7 @@ public final class MasterClient {
         });
   }
 
-  private void receive(String type, JsonObject frame) {
+  private void receive(String type, JsonObject frame, long receivedNanos) {
     if (!Protocol.SERVER_MESSAGE_TYPES.contains(type)) {
       Push push = new Push(type, frame);
       tell(l -> l.onPush(push));
@@ -323,7 +331,7 @@ public final class MasterClient {
     switch (type) {
       case Protocol.NewAssignmentMessage.TYPE:
         Protocol.NewAssignmentMessage offered = Wire.GSON.fromJson(frame, Protocol.NewAssignmentMessage.class);
-        offered(offered.assignment, offered.expiresInMs);
+        offered(offered.assignment, offered.expiresInMs, receivedNanos - connection.oneWayNanos);
         return;
       case Protocol.AssignmentAcceptedMessage.TYPE:
         decided(frame, Outcome.ACCEPTED, EndReason.ACCEPTED);
@@ -381,13 +389,13 @@ public final class MasterClient {
     }
   }
 
-  private void offered(Protocol.OfferView view, long expiresInMillis) {
-    long oneWay = connection.oneWayNanos;
+  /** An offer whose {@code expiresInMillis} counts from {@code sinceNanos} (System.nanoTime()). */
+  private void offered(Protocol.OfferView view, long expiresInMillis, long sinceNanos) {
     Offer offer = offers.get(view.id);
     if (offer != null) {
-      offer.refresh(view, expiresInMillis, oneWay);
+      offer.refresh(view, expiresInMillis, sinceNanos);
     } else {
-      Offer fresh = new Offer(view, expiresInMillis, oneWay, this);
+      Offer fresh = new Offer(view, expiresInMillis, sinceNanos, this);
       offers.put(view.id, fresh);
       offer = fresh;
       tell(l -> l.onOffer(fresh));
@@ -439,15 +447,16 @@ public final class MasterClient {
     long sent = System.nanoTime();
     get(
         HttpUrl.get(options.pollUrl),
-        body -> {
+        (body, receivedNanos) -> {
           if (pollTimer == null || connection.isReady()) return;
           Protocol.OpenOffers open = Wire.GSON.fromJson(body, Protocol.OpenOffers.class);
-          long oneWayMillis = (System.nanoTime() - sent) / 2_000_000;
+          // serverTime was read about halfway between the request and the answer.
+          long serverNowNanos = sent + (receivedNanos - sent) / 2;
           long serverNow = Wire.date(open.serverTime).getTime();
           Set<Long> listed = new HashSet<>();
           for (Protocol.OfferView view : open.assignments) {
             listed.add(view.id);
-            offered(view, Wire.date(view.expiresAt).getTime() - serverNow - oneWayMillis);
+            offered(view, Wire.date(view.expiresAt).getTime() - serverNow, serverNowNanos);
           }
           for (Offer offer : new ArrayList<>(offers.values())) {
             if (!listed.contains(offer.id())) {
@@ -457,8 +466,11 @@ public final class MasterClient {
         });
   }
 
-  /** GETs a JSON object with the current token; a 2xx answer is handed to {@code then} on the loop. */
-  private void get(HttpUrl url, Consumer<JsonObject> then) {
+  /**
+   * GETs a JSON object with the current token; a 2xx answer is handed to {@code then} on the loop,
+   * with the System.nanoTime() it arrived at.
+   */
+  private void get(HttpUrl url, BiConsumer<JsonObject, Long> then) {
     connection
         .currentToken()
         .thenAccept(
@@ -474,10 +486,11 @@ public final class MasterClient {
 
                           @Override
                           public void onResponse(Call call, Response response) throws IOException {
+                            long receivedNanos = System.nanoTime();
                             try (ResponseBody body = response.body()) {
                               if (!response.isSuccessful() || body == null) return;
                               JsonObject parsed = Wire.object(body.string());
-                              if (parsed != null) onLoop(() -> then.accept(parsed));
+                              if (parsed != null) onLoop(() -> then.accept(parsed, receivedNanos));
                             }
                           }
                         }));

@@ -20,20 +20,24 @@ public final class Offer {
   /** Set once a decision is asked for: every later call answers the same future. */
   private CompletableFuture<Outcome> decision;
 
-  Offer(Protocol.OfferView view, long expiresInMillis, long oneWayNanos, MasterClient client) {
+  /**
+   * @param expiresInMillis the time left when the server built the frame
+   * @param sinceNanos when the frame arrived, less half a round trip: when the server built it
+   */
+  Offer(Protocol.OfferView view, long expiresInMillis, long sinceNanos, MasterClient client) {
     this.id = view.id;
     this.orderId = view.orderId;
     this.client = client;
-    refresh(view, expiresInMillis, oneWayNanos);
+    refresh(view, expiresInMillis, sinceNanos);
   }
 
   /** A redelivery or replay of the same offer: the newest time left wins. */
-  void refresh(Protocol.OfferView view, long expiresInMillis, long oneWayNanos) {
+  void refresh(Protocol.OfferView view, long expiresInMillis, long sinceNanos) {
     address = view.address;
     deviceType = view.deviceType;
     problem = view.problem;
     expiresAt = Wire.date(view.expiresAt);
-    deadlineNanos = System.nanoTime() + expiresInMillis * 1_000_000L - oneWayNanos;
+    deadlineNanos = sinceNanos + expiresInMillis * 1_000_000L;
   }
 
   public long id() {

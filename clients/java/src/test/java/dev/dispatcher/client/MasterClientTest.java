@@ -130,4 +130,146 @@ class MasterClientTest {
     long spreadMillis = TimeUnit.NANOSECONDS.toMillis(Collections.max(back) - Collections.min(back));
     assertTrue(spreadMillis > 50, "reconnect times spread by only " + spreadMillis + " ms");
   }
+
+  @Test
+  void aTokenAboutToExpireIsRefreshedOnceOnTheSameSocket() throws Exception {
+    Server server = server("TOKEN_EXPIRY_NOTICE_SECS", "2");
+    MasterClient client = master(server, 3, 4, null);
+    connected(client);
+    Seen told = seen.get(client);
+    told.states.clear();
+    Thread.sleep(6_000); // past the first token's exp: the server would have closed with 1008
+    assertEquals(2, told.tokens.get(), "the first token, then one refresh");
+    assertEquals(Collections.emptyList(), told.states, "the socket stayed up");
+    assertEquals(MasterClient.State.CONNECTED, client.state());
+  }
+
+  @Test
+  void aDecisionMadeWhileTheServerIsDownIsSentAfterTheReconnectIfInTimeElseExpiresUnsent() throws Exception {
+    Server server = server();
+    server.putOrder(10);
+    server.putOrder(11);
+    MasterClient client = master(server, 3);
+    connected(client);
+    long inTime = server.offer(10, 3, 60).get("id").getAsLong();
+    long late = server.offer(11, 3, 2).get("id").getAsLong();
+    until(() -> client.offers().size() == 2, 5_000, "both offers");
+    server.kill();
+    CompletableFuture<Outcome> accepted = client.offers().get(inTime).accept();
+    CompletableFuture<Outcome> tooLate = client.offers().get(late).accept();
+    assertEquals(Outcome.EXPIRED, tooLate.get(5, TimeUnit.SECONDS));
+    server.start();
+    assertEquals(Outcome.ACCEPTED, accepted.get(10, TimeUnit.SECONDS));
+    Server.Answer stored = server.call("GET", "/api/v1/assignments/" + late, null);
+    assertEquals("expired", stored.body.get("status").getAsString(), "never sent, so never accepted");
+  }
+
+  @Test
+  void aDecisionRacingAnotherMastersHasOneWinnerAndTheOtherHearsTakenOrNotPending() throws Exception {
+    Server server = server();
+    server.putOrder(10);
+    MasterClient client = master(server, 3);
+    connected(client);
+    server.offer(10, 3, 60);
+    long rival = server.offer(10, 4, 60).get("id").getAsLong();
+    Offer offer = firstOffer(client);
+    String rivalToken = masterToken(4, 3600);
+    CompletableFuture<Outcome> mine = offer.accept();
+    Server.Answer theirs = server.call("POST", "/api/v1/assignments/" + rival + "/accept", null, rivalToken);
+    Outcome outcome = mine.get(10, TimeUnit.SECONDS);
+    if (outcome == Outcome.ACCEPTED) {
+      assertEquals(409, theirs.status);
+    } else {
+      assertEquals(200, theirs.status);
+      assertTrue(outcome == Outcome.TAKEN || outcome == Outcome.NOT_PENDING, outcome.toString());
+    }
+    assertSame(mine, offer.accept(), "one decision, one answer");
+    assertEquals(outcome, offer.reject("too far").get(1, TimeUnit.SECONDS));
+  }
+
+  @Test
+  void remainingMillisFollowsTheServersDeadlineInAJvmWhoseWallClockIsAnHourAhead() throws Exception {
+    String faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    if (!new java.io.File(faketime).exists()) {
+      assertTrue(System.getenv("CI") == null, "CI must run the countdown test: apt-get install faketime");
+      org.junit.jupiter.api.Assumptions.abort("install faketime to run the countdown test");
+    }
+    Server server = server();
+    server.putOrder(10);
+    ProcessBuilder command = new ProcessBuilder(
+        System.getProperty("java.home") + "/bin/java",
+        "-cp", System.getProperty("client.classpath"),
+        CountdownProbe.class.getName(), server.ws(), masterToken(3, 3600));
+    command.environment().put("LD_PRELOAD", faketime);
+    command.environment().put("FAKETIME", "+3600");
+    // Only the wall clock moves, as on a phone set by hand. Without the second setting, libfaketime
+    // wakes timed waits late (tens of milliseconds), which would skew the ping round trip.
+    command.environment().put("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    command.environment().put("FAKETIME_FORCE_MONOTONIC_FIX", "0");
+    Process probe = command.redirectError(ProcessBuilder.Redirect.INHERIT).start();
+    opened.add(probe::destroyForcibly);
+    java.io.BufferedReader out = new java.io.BufferedReader(
+        new java.io.InputStreamReader(probe.getInputStream(), java.nio.charset.StandardCharsets.UTF_8));
+    java.io.PrintStream in = new java.io.PrintStream(probe.getOutputStream(), true, "UTF-8");
+    assertEquals("connected", out.readLine());
+    JsonObject made = server.offer(10, 3, 30);
+    long expiresAt = Wire.date(made.get("expiresAt").getAsString()).getTime();
+    for (int i = 0; i < 5; i++) {
+      in.println();
+      String[] answer = out.readLine().split(" ");
+      long truth = expiresAt - System.currentTimeMillis();
+      long probeClockAhead = Long.parseLong(answer[0]) - System.currentTimeMillis();
+      assertTrue(probeClockAhead > 3_500_000, "the probe's clock is " + probeClockAhead + " ms ahead");
+      long remaining = Long.parseLong(answer[1]);
+      assertTrue(Math.abs(remaining - truth) < 150, remaining + " ms left, truly " + truth);
+      Thread.sleep(200);
+    }
+    in.close();
+    assertTrue(probe.waitFor(10, TimeUnit.SECONDS));
+  }
+
+  @Test
+  void aSecondClientOfTheSameMasterReplacesTheFirstWhichStaysDisconnected() throws Exception {
+    Server server = server("MAX_CONNECTIONS_PER_USER", "1");
+    MasterClient first = master(server, 3);
+    connected(first);
+    MasterClient second = master(server, 3);
+    connected(second);
+    until(() -> first.state() == MasterClient.State.DISCONNECTED, 5_000, "first disconnected");
+    Thread.sleep(2_000);
+    assertEquals(MasterClient.State.DISCONNECTED, first.state());
+    assertEquals(MasterClient.State.CONNECTED, second.state());
+    assertEquals(Collections.singletonList("replaced"), seen.get(first).errors);
+  }
+
+  @Test
+  void pollsAfterThreeFailedAttemptsAndStopsWhenTheSocketIsBack() throws Exception {
+    Server server = server();
+    UpgradeBlockingProxy proxy = new UpgradeBlockingProxy(server.port);
+    opened.add(proxy);
+    server.putOrder(10);
+    JsonObject made = server.offer(10, 3, 60);
+    String through = "127.0.0.1:" + proxy.port();
+    MasterClient client = master(server, 3, 3600,
+        MasterClient.builder("ws://" + through + "/ws")
+            .pollUrl("http://" + through + "/api/v1/masters/me/assignments")
+            .pollIntervalMillis(200));
+    Seen told = seen.get(client);
+    client.connect();
+    until(() -> told.offers.size() == 1, 10_000, "the offer, polled");
+    assertTrue(proxy.refused.get() >= 3, proxy.refused + " refused upgrades");
+    assertEquals(MasterClient.State.CONNECTING, client.state());
+    Offer offer = told.offers.get(0);
+    assertEquals(made.get("id").getAsLong(), offer.id());
+    long truth = Wire.date(made.get("expiresAt").getAsString()).getTime() - System.currentTimeMillis();
+    assertTrue(Math.abs(offer.remainingMillis() - truth) < 300, offer.remainingMillis() + " vs " + truth);
+
+    proxy.blocked = false;
+    until(() -> client.state() == MasterClient.State.CONNECTED, 10_000, "the socket back");
+    Thread.sleep(300);
+    int polls = proxy.polls.get();
+    Thread.sleep(1_000);
+    assertEquals(polls, proxy.polls.get(), "polling stopped");
+    assertEquals(1, told.offers.size(), "the replayed offer is the same object");
+  }
 }
