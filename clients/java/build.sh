@@ -18,6 +18,8 @@ rm -rf build/classes
 mkdir -p build/classes
 javac --release 8 -Xlint:all,-options -Werror -encoding UTF-8 -d build/classes -cp "$LIBS" \
     $(find src/main/java -name '*.java')
+# META-INF/proguard: R8 reads an Android app's libraries' keep rules from there.
+cp -R src/main/resources/. build/classes/
 jar --create --file build/dispatcher-client.jar -C build/classes .
 echo "wrote clients/java/build/dispatcher-client.jar"
 

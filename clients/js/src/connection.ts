@@ -94,8 +94,14 @@ export class Connection {
   private pingTimer?: ReturnType<typeof setInterval>;
   private pingsSent = new Map<string, number>();
   private nextPing = 0;
-  /** Half the last ping's round trip: how old a frame's "time left" is when it arrives. */
+  private sinceLastPing = 0;
+  /**
+   * Half the shortest of this socket's last 5 ping round trips: how old a frame's "time left" is
+   * when it arrives. The shortest, because a round trip only grows by what delays it.
+   */
   oneWayMs = 0;
+  private roundTrips: number[] = [];
+  private pingsOnThisSocket = 0;
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -216,6 +222,8 @@ export class Connection {
         this.failuresInARow = 0;
         this.freshTokenTried = false;
         this.connectedAt = monotonicMs();
+        this.roundTrips = [];
+        this.pingsOnThisSocket = 0;
         this.setState("connected");
         this.ping();
         this.hooks.ready();
@@ -226,8 +234,9 @@ export class Connection {
       case "pong": {
         const sent = this.pingsSent.get(String(message.requestId));
         if (sent !== undefined) {
-          this.oneWayMs = (monotonicMs() - sent) / 2;
           this.pingsSent.clear();
+          this.roundTrips = [...this.roundTrips.slice(-4), this.lastHeard - sent];
+          this.oneWayMs = Math.min(...this.roundTrips) / 2;
         }
         return;
       }
@@ -257,6 +266,8 @@ export class Connection {
   }
 
   private ping(): void {
+    this.pingsOnThisSocket++;
+    this.sinceLastPing = 0;
     const id = `ping-${++this.nextPing}`;
     this.pingsSent.set(id, monotonicMs());
     this.send({ type: "ping", requestId: id });
@@ -265,7 +276,7 @@ export class Connection {
   private startLiveness(): void {
     clearInterval(this.pingTimer);
     const tick = Math.min(this.pingIntervalMs, 1_000);
-    let sinceLastPing = 0;
+    this.sinceLastPing = 0;
     this.pingTimer = setInterval(() => {
       if (monotonicMs() - this.lastHeard > this.pingIntervalMs + SILENCE_GRACE_MS) {
         // Silent too long: a half-dead socket. Drop it without waiting for a close handshake.
@@ -273,11 +284,10 @@ export class Connection {
         this.closed(1006, "silent");
         return;
       }
-      sinceLastPing += tick;
-      if (this.authenticated && sinceLastPing >= this.pingIntervalMs) {
-        sinceLastPing = 0;
-        this.ping();
-      }
+      this.sinceLastPing += tick;
+      // A second ping a second after the first measures the round trip once warm.
+      const early = this.pingsOnThisSocket === 1 && this.sinceLastPing >= 1_000;
+      if (this.authenticated && (early || this.sinceLastPing >= this.pingIntervalMs)) this.ping();
     }, tick);
   }
 
