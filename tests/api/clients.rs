@@ -15,18 +15,7 @@ fn the_typescript_client_passes_its_suite_against_the_real_binary() {
         eprintln!("skipped: run clients/setup.sh to test the TypeScript client");
         return;
     }
-    let output = Command::new("npm")
-        .arg("test")
-        .current_dir(&package)
-        .env("DISPATCHER_BIN", env!("CARGO_BIN_EXE_dispatcher"))
-        .output()
-        .expect("npm runs");
-    assert!(
-        output.status.success(),
-        "npm test in clients/js failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    passes(Command::new("npm").arg("test").current_dir(&package));
 }
 
 /// Runs `clients/java/build.sh test` (the jar, then the JUnit suite) with `DISPATCHER_BIN` set.
@@ -50,14 +39,18 @@ fn the_java_client_passes_its_suite_against_the_real_binary() {
         eprintln!("skipped: run clients/setup.sh to test the Java client");
         return;
     }
-    let output = Command::new(package.join("build.sh"))
-        .arg("test")
+    passes(Command::new(package.join("build.sh")).arg("test"));
+}
+
+/// Runs a suite against this build's binary and fails with its output unless it passes.
+fn passes(suite: &mut Command) {
+    let output = suite
         .env("DISPATCHER_BIN", env!("CARGO_BIN_EXE_dispatcher"))
         .output()
-        .expect("build.sh runs");
+        .unwrap_or_else(|error| panic!("{suite:?} does not run: {error}"));
     assert!(
         output.status.success(),
-        "clients/java/build.sh test failed:\n{}\n{}",
+        "{suite:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

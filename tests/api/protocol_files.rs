@@ -59,19 +59,27 @@ fn typescript(schema: &Value) -> String {
     out
 }
 
-fn messages(out: &mut String, union: &str, definition: &Value) {
-    let variants = definition
+/// A message union's variants, each with its `type` tag; the push has none.
+fn variants(definition: &Value) -> impl Iterator<Item = (Option<&str>, &Value)> {
+    definition
         .get("oneOf")
         .or_else(|| definition.get("anyOf"))
         .and_then(Value::as_array)
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|variant| {
+            let tag = variant
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str);
+            (tag, variant)
+        })
+}
+
+fn messages(out: &mut String, union: &str, definition: &Value) {
     let mut tagged = Vec::new();
     let mut tags = Vec::new();
-    for variant in variants {
-        let Some(tag) = variant
-            .pointer("/properties/type/const")
-            .and_then(Value::as_str)
-        else {
+    for (tag, variant) in variants(definition) {
+        let Some(tag) = tag else {
             // The push: any type of the platform's, with its fields at the top level.
             doc(out, variant, "");
             out.push_str(
@@ -244,7 +252,7 @@ mod java {
 
     use serde_json::Value;
 
-    use super::{doc, pascal, reference_name};
+    use super::{doc, pascal, reference_name, variants};
 
     pub fn source(schema: &Value) -> String {
         let definitions = schema["$defs"].as_object().unwrap();
@@ -280,18 +288,10 @@ mod java {
 
     impl Java<'_> {
         fn messages(&self, out: &mut String, union: &str, definition: &Value) {
-            let variants = definition
-                .get("oneOf")
-                .or_else(|| definition.get("anyOf"))
-                .and_then(Value::as_array)
-                .unwrap();
             let mut tags = Vec::new();
-            for variant in variants {
+            for (tag, variant) in variants(definition) {
                 // The push has no tag of its own: the library hands it over as a JsonObject.
-                let Some(tag) = variant
-                    .pointer("/properties/type/const")
-                    .and_then(Value::as_str)
-                else {
+                let Some(tag) = tag else {
                     continue;
                 };
                 out.push('\n');

@@ -50,7 +50,7 @@ async function connected(client) {
 test("reconnects with jittered delays after a SIGKILL and gets its open offers again, once", async () => {
   const s = await server();
   await s.putOrder(10);
-  const clients = [3, 4, 5, 6, 8].map((id) => master(s, id));
+  const clients = [3, 4, 5, 6, 8, 9, 12, 13].map((id) => master(s, id));
   for (const client of clients) await connected(client);
   const made = await s.offer(10, 3);
   const offer = await firstOffer(clients[0]);

@@ -179,24 +179,22 @@ public final class MasterClient {
   /** Pushes on these topics reach this client, across reconnects. */
   public void subscribe(Collection<String> names) {
     ArrayList<String> copy = new ArrayList<>(names);
-    onLoop(
-        () -> {
-          topics.addAll(copy);
-          Protocol.SubscribeMessage subscribe = new Protocol.SubscribeMessage();
-          subscribe.topics = copy;
-          connection.send(subscribe);
-        });
+    Protocol.SubscribeMessage subscribe = new Protocol.SubscribeMessage();
+    subscribe.topics = copy;
+    onLoop(() -> {
+      topics.addAll(copy);
+      connection.send(subscribe);
+    });
   }
 
   public void unsubscribe(Collection<String> names) {
     ArrayList<String> copy = new ArrayList<>(names);
-    onLoop(
-        () -> {
-          topics.removeAll(copy);
-          Protocol.UnsubscribeMessage unsubscribe = new Protocol.UnsubscribeMessage();
-          unsubscribe.topics = copy;
-          connection.send(unsubscribe);
-        });
+    Protocol.UnsubscribeMessage unsubscribe = new Protocol.UnsubscribeMessage();
+    unsubscribe.topics = copy;
+    onLoop(() -> {
+      topics.removeAll(copy);
+      connection.send(unsubscribe);
+    });
   }
 
   private static final class PendingDecision {

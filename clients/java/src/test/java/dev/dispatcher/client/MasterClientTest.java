@@ -107,7 +107,7 @@ class MasterClientTest {
     Server server = server();
     server.putOrder(10);
     List<MasterClient> clients = new ArrayList<>();
-    for (long id : new long[] {3, 4, 5, 6, 8}) clients.add(master(server, id));
+    for (long id : new long[] {3, 4, 5, 6, 8, 9, 12, 13}) clients.add(master(server, id));
     for (MasterClient client : clients) connected(client);
     JsonObject made = server.offer(10, 3, 60);
     Offer offer = firstOffer(clients.get(0));
