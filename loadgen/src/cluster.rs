@@ -232,6 +232,7 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         duration: WARM_UP,
         first: next,
         stalled_masters: 0,
+        batch: 1,
     };
     next = offer_load_via(via(false), &token, masters, &recorder, warm_up)
         .await
@@ -247,6 +248,7 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
                 duration: slice,
                 first: next,
                 stalled_masters: 0,
+                batch: 1,
             };
             let (expected, errors, after) =
                 offer_load_via(via(cross), &token, masters, &recorder, load).await;
@@ -332,6 +334,7 @@ async fn round_robin_rate(
         rates: &opts.cluster_steps,
         each: opts.e2e_step,
         label: &label,
+        batch: 1,
     };
     let via = |seq: usize, _| addrs[seq % addrs.len()];
     highest_rate(steps, via, token, opts.connections, recorder, next).await

@@ -116,6 +116,10 @@ struct RunArgs {
     /// Seconds each of those steps lasts.
     #[arg(long, default_value_t = 10)]
     e2e_step_secs: u64,
+    /// Offers per request in the end-to-end scenario: above 1 they go through
+    /// `POST /api/v1/assignments/batch` (at most 100), at the same offers per second.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    batch: u64,
     /// Delivery rates tried in the routing scenario, lowest first.
     #[arg(
         long,
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
                 expiry_max,
                 e2e_steps,
                 e2e_step_secs,
+                batch,
                 routing_rates,
                 source_ips,
                 concurrency,
@@ -250,6 +255,7 @@ fn main() -> ExitCode {
                 expiry_spread: (expiry_min, expiry_max.max(expiry_min + 1)),
                 e2e_steps,
                 e2e_step: Duration::from_secs(e2e_step_secs),
+                batch: batch as usize,
                 routing_rates,
                 source_ips,
                 jwt_secret,

@@ -37,6 +37,8 @@ pub struct Opts {
     pub expiry_spread: (u64, u64),
     pub e2e_steps: Vec<u64>,
     pub e2e_step: Duration,
+    /// Offers per request in the end-to-end scenario.
+    pub batch: usize,
     pub routing_rates: Vec<u64>,
     pub source_ips: u8,
     pub jwt_secret: String,
@@ -152,6 +154,8 @@ pub(crate) struct Load {
     pub first: usize,
     /// Offers to masters below this index go to stalled clients and are not expected back.
     pub stalled_masters: usize,
+    /// Offers per request: above 1, through the batch endpoint.
+    pub batch: usize,
 }
 
 /// Sends offers open-loop to one server; answers (offers expected to arrive, HTTP errors, next
@@ -179,49 +183,64 @@ pub(crate) async fn offer_load_via(
         duration,
         first,
         stalled_masters,
+        batch,
     } = load;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
     let errors = Arc::new(AtomicU64::new(0));
+    let batch = batch.max(1);
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
-    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let period = Duration::from_secs_f64(batch as f64 / rate as f64);
     let mut ticker = tokio::time::interval(period);
-    let mut tasks = Vec::with_capacity(total);
+    let mut tasks = Vec::with_capacity(total / batch + 1);
     let mut expected = 0;
-    for seq in first..first + total {
+    let end = first + total;
+    for start in (first..end).step_by(batch) {
         ticker.tick().await;
-        let (order, master) = (seq / masters, seq % masters);
-        if master >= stalled_masters {
-            expected += 1;
+        let mut offers = Vec::with_capacity(batch);
+        for seq in start..(start + batch).min(end) {
+            let (order, master) = (seq / masters, seq % masters);
+            if master >= stalled_masters {
+                expected += 1;
+            }
+            recorder.mark_sent(seq);
+            offers.push(
+                json!({"orderId": order % ORDERS + 1, "masterId": master + 1, "ttlSeconds": 600}),
+            );
         }
-        recorder.mark_sent(seq);
-        let (http, url, errors) = (
-            http.clone(),
-            format!("http://{}/api/v1/assignments", via(seq, master)),
-            errors.clone(),
-        );
-        let body =
-            json!({"orderId": order % ORDERS + 1, "masterId": master + 1, "ttlSeconds": 600});
-        let token = token.to_string();
+        let server = via(start, start % masters);
+        let (url, body) = if batch == 1 {
+            let one = offers.pop().expect("one offer");
+            (format!("http://{server}/api/v1/assignments"), one)
+        } else {
+            let many = json!({ "offers": offers });
+            (format!("http://{server}/api/v1/assignments/batch"), many)
+        };
+        let (http, errors, token) = (http.clone(), errors.clone(), token.to_string());
         tasks.push(tokio::spawn(async move {
-            match http.post(url).bearer_auth(token).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!(
-                            "offer answered {}: {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        );
-                    }
+            let refused = match http.post(url).bearer_auth(token).json(&body).send().await {
+                Ok(r) if r.status().is_success() && batch == 1 => None,
+                Ok(r) if r.status().is_success() => {
+                    // A batch answers 200 with each offer's own status.
+                    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                    let results = answer["results"].as_array().cloned().unwrap_or_default();
+                    let failed: Vec<_> = results.iter().filter(|r| r["status"] != 201).collect();
+                    (failed.len() + batch.saturating_sub(results.len()) > 0)
+                        .then(|| format!("a batch refused {} offers: {answer}", failed.len()))
                 }
-                Err(e) => {
-                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("offer failed: {e}");
-                    }
-                }
+                Ok(r) => Some(format!(
+                    "offer answered {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )),
+                Err(e) => Some(format!("offer failed: {e}")),
+            };
+            if let Some(refused) = refused
+                && errors.fetch_add(1, Ordering::Relaxed) < 3
+            {
+                eprintln!("{refused}");
             }
         }));
     }
@@ -237,7 +256,12 @@ pub(crate) async fn offer_load_via(
 /// Scenario 2: End to end: request sent → `new_assignment` received, at a fixed rate and at the highest
 /// rate sustained. Answers the fixed-rate p99 in µs, for scenario 6.
 pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) -> f64 {
-    let name = if stalled_share > 0.0 { "slow" } else { "e2e" };
+    let name = match (stalled_share > 0.0, opts.batch) {
+        (true, _) => "slow".to_owned(),
+        (false, 1) => "e2e".to_owned(),
+        (false, batch) => format!("e2e batch {batch}"),
+    };
+    let name = name.as_str();
     let dir = tempfile::tempdir().unwrap();
     let target = start_dispatcher(opts, dir.path(), &[]).await;
     let token = service_token(opts);
@@ -268,6 +292,7 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
         duration: opts.duration,
         first: 0,
         stalled_masters: stalled,
+        batch: opts.batch,
     };
     let (expected, errors, next) = offer_load(&target, &token, masters, &recorder, load).await;
     let (hist, received) = recorder.take();
@@ -323,7 +348,8 @@ pub async fn end_to_end(opts: &Opts, report: &mut Report, stalled_share: f64) ->
     let steps = Steps {
         rates: &opts.e2e_steps,
         each: opts.e2e_step,
-        label: "e2e",
+        label: name,
+        batch: opts.batch,
     };
     let sustained = highest_rate(steps, |_, _| target.addr, &token, masters, &recorder, next).await;
     report.add(
@@ -341,6 +367,8 @@ pub(crate) struct Steps<'a> {
     pub rates: &'a [u64],
     pub each: Duration,
     pub label: &'a str,
+    /// Offers per request.
+    pub batch: usize,
 }
 
 /// Steps the offer rate up; answers the highest whose p99 stays within 10 ms with nothing lost.
@@ -359,6 +387,7 @@ pub(crate) async fn highest_rate(
             duration: steps.each,
             first: next,
             stalled_masters: 0,
+            batch: steps.batch,
         };
         let (expected, errors, after) = offer_load_via(via, token, masters, recorder, load).await;
         next = after;

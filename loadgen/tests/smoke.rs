@@ -194,3 +194,27 @@ fn metric(report: &Value, scenario: &str, name: &str) -> f64 {
         .as_f64()
         .unwrap()
 }
+
+#[test]
+fn the_end_to_end_scenario_runs_through_the_batch_endpoint_and_loses_nothing() {
+    let report = run_loadgen(&[
+        "run",
+        "e2e",
+        "--connections",
+        "100",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--batch",
+        "20",
+        "--e2e-steps",
+        "400",
+        "--e2e-step-secs",
+        "1",
+    ]);
+    let value = |name: &str| metric(&report, "e2e batch 20", name);
+    assert_eq!(value("offers lost"), 0.0);
+    assert_eq!(value("HTTP errors"), 0.0);
+    assert!(value("p99 at 200/s") > 0.0, "{report}");
+}

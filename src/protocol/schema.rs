@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::{
     ClientMessage, ServerMessage,
     shapes::{
-        AssignmentCreated, AssignmentView, DispatchAnswer, DispatchView, ErrorBody, MasterView,
-        OpenOffers,
+        AssignmentCreated, AssignmentView, BatchAnswer, DispatchAnswer, DispatchView, ErrorBody,
+        MasterView, OpenOffers,
     },
 };
 
@@ -30,6 +30,7 @@ pub fn document() -> Value {
         "AssignmentCreated",
         generator.subschema_for::<AssignmentCreated>(),
     );
+    add("BatchAnswer", generator.subschema_for::<BatchAnswer>());
     add("DispatchView", generator.subschema_for::<DispatchView>());
     add(
         "DispatchAnswer",

@@ -199,6 +199,31 @@ pub struct AssignmentCreated {
     pub delivered: usize,
 }
 
+/// `POST /api/v1/assignments/batch`: for each offer, in the order given, what
+/// `POST /api/v1/assignments` would have answered for it alone.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchResult>,
+}
+
+/// One offer's answer in a batch: the status it would have had, and that answer's body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Created {
+        /// 201.
+        status: u16,
+        assignment: AssignmentView,
+        delivered: usize,
+    },
+    Refused {
+        status: u16,
+        #[schema(value_type = String)]
+        code: &'static str,
+        message: String,
+    },
+}
+
 /// A dispatch, as its routes answer it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, schemars::JsonSchema)]
 pub struct DispatchAnswer {

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
@@ -72,6 +72,9 @@ pub struct DispatchRequest {
     pub skip_offline: bool,
 }
 
+/// What a decision answers inside its transaction: its value, and the events it caused.
+type Decided<T> = Result<(T, Vec<DomainEvent>), AppError>;
+
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
@@ -126,7 +129,7 @@ impl Service {
     /// many of this node's connections an offer among the events reached.
     async fn commit<T, F>(&self, decide: F) -> Result<(T, usize), AppError>
     where
-        F: FnOnce(&mut DbConn, i64) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn, i64) -> Decided<T> + Send + 'static,
         T: Send + 'static,
     {
         self.commit_answering(decide, |_| {}).await
@@ -140,28 +143,99 @@ impl Service {
         answer: impl FnOnce(&T),
     ) -> Result<(T, usize), AppError>
     where
-        F: FnOnce(&mut DbConn, i64) -> Result<(T, Vec<DomainEvent>), AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn, i64) -> Decided<T> + Send + 'static,
         T: Send + 'static,
     {
+        let mut results = self
+            .commit_each(vec![decide], |results| {
+                if let [Ok(value)] = results {
+                    answer(value);
+                }
+            })
+            .await?;
+        results.pop().expect("one decision, one result")
+    }
+
+    /// Runs many decisions in one write transaction, one commit for all. Alone, a decision's
+    /// error rolls the transaction back; among others, each runs in a savepoint, so that one
+    /// refused decision is its own answer and the rest commit. Once committed, `answer` sees the
+    /// values, then the events are published in the decisions' order. Answers each decision's
+    /// value and how many of this node's connections its offers reached, in order.
+    async fn commit_each<T, F>(
+        &self,
+        decides: Vec<F>,
+        answer: impl FnOnce(&[Result<T, AppError>]),
+    ) -> Result<Vec<Result<(T, usize), AppError>>, AppError>
+    where
+        F: FnOnce(&mut DbConn, i64) -> Decided<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if decides.is_empty() {
+            return Ok(Vec::new());
+        }
         let webhook_bodies = self.webhooks.as_ref().map(|w| w.bodies);
-        let (value, events, to_step) = self
+        let alone = decides.len() == 1;
+        let outcomes = self
             .with_db(move |conn| {
                 write_tx(conn, |conn| {
                     let now = storage::clock(conn)?;
-                    let (value, mut events) = decide(conn, now)?;
-                    let followed = Dispatch::follow(conn, &events, now)?;
-                    events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
-                    if let Some(bodies) = webhook_bodies {
-                        WebhookDelivery::record(conn, &bodies(&events), now)?;
+                    let run = |conn: &mut DbConn, decide: F| {
+                        let (value, mut events) = decide(conn, now)?;
+                        let followed = Dispatch::follow(conn, &events, now)?;
+                        events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
+                        if let Some(bodies) = webhook_bodies {
+                            WebhookDelivery::record(conn, &bodies(&events), now)?;
+                        }
+                        Ok::<_, AppError>((value, events, followed.to_step))
+                    };
+                    if alone {
+                        let decide = decides.into_iter().next().expect("one decision");
+                        return Ok(vec![Ok(run(conn, decide)?)]);
                     }
-                    Ok((value, events, followed.to_step))
+                    Ok(decides
+                        .into_iter()
+                        .map(|decide| conn.transaction(|conn| run(conn, decide)))
+                        .collect::<Vec<_>>())
                 })
             })
-            .await?;
+            .await;
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            // Alone, the decision's own error and the transaction's are one answer.
+            Err(refused) if alone => vec![Err(refused)],
+            Err(failed) => return Err(failed),
+        };
         if let Some(webhooks) = &self.webhooks {
             webhooks.wake.notify_one();
         }
-        answer(&value);
+        let mut values = Vec::with_capacity(outcomes.len());
+        let mut published = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Ok((value, events, to_step)) => {
+                    values.push(Ok(value));
+                    published.push(Some((events, to_step)));
+                }
+                Err(refused) => {
+                    values.push(Err(refused));
+                    published.push(None);
+                }
+            }
+        }
+        answer(&values);
+        let mut answers = Vec::with_capacity(values.len());
+        for (value, published) in values.into_iter().zip(published) {
+            let reached = match published {
+                Some((events, to_step)) => self.publish_decided(events, to_step).await,
+                None => 0,
+            };
+            answers.push(value.map(|value| (value, reached)));
+        }
+        Ok(answers)
+    }
+
+    /// After a commit: publishes one decision's events and starts what follows from them.
+    async fn publish_decided(&self, events: Vec<DomainEvent>, to_step: Vec<DispatchId>) -> usize {
         self.count(&events);
         let offered = offers_in(&events);
         let reached = self.bus.publish(events).await;
@@ -177,10 +251,9 @@ impl Service {
             let service = self.clone();
             actix_web::rt::spawn(async move { service.step_logged(to_step).await });
         }
-        Ok((value, reached))
+        reached
     }
 
-    /// Runs database work for a request on a blocking thread.
     async fn with_db<T, F>(&self, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
@@ -238,11 +311,57 @@ impl Service {
         master_id: i64,
         ttl: Option<Duration>,
     ) -> Result<(records::Assignment, usize), AppError> {
+        let decide = self.offer_decision(order_id, master_id, ttl)?;
+        self.commit(decide)
+            .await
+            .map(|(assignment, reached)| (assignment.into(), reached))
+    }
+
+    /// Stores many offers with one commit and publishes those stored: each answered, in order,
+    /// as [`Service::offer`] would have answered it alone.
+    pub async fn offer_each(
+        &self,
+        _: Permit<MakeOffers>,
+        offers: Vec<(i64, i64, Option<Duration>)>,
+    ) -> Result<Vec<Result<(records::Assignment, usize), AppError>>, AppError> {
+        let mut answers: Vec<Option<Result<(records::Assignment, usize), AppError>>> =
+            Vec::with_capacity(offers.len());
+        let mut decides = Vec::new();
+        for (order_id, master_id, ttl) in offers {
+            match self.offer_decision(order_id, master_id, ttl) {
+                Ok(decide) => {
+                    decides.push(decide);
+                    answers.push(None);
+                }
+                Err(refused) => answers.push(Some(Err(refused))),
+            }
+        }
+        let mut committed = self.commit_each(decides, |_| {}).await?.into_iter();
+        Ok(answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    committed
+                        .next()
+                        .expect("one result per stored offer")
+                        .map(|(assignment, reached)| (assignment.into(), reached))
+                })
+            })
+            .collect())
+    }
+
+    /// The checked inputs of one offer, as a decision to commit.
+    fn offer_decision(
+        &self,
+        order_id: i64,
+        master_id: i64,
+        ttl: Option<Duration>,
+    ) -> Result<impl FnOnce(&mut DbConn, i64) -> Decided<Assignment> + Send + 'static, AppError>
+    {
         positive("orderId", order_id)?;
         positive("masterId", master_id)?;
-        let ttl = self.checked_ttl(ttl)?;
-        let ttl_ms = ttl.as_millis() as i64;
-        self.commit(move |conn, _| {
+        let ttl_ms = self.checked_ttl(ttl)?.as_millis() as i64;
+        Ok(move |conn: &mut DbConn, _| {
             match Assignment::insert_offer(conn, order_id, master_id, ttl_ms)? {
                 Ok((assignment, order)) => {
                     let offered = DomainEvent::Offered(assignment.offer(&order));
@@ -259,8 +378,6 @@ impl Service {
                 ))),
             }
         })
-        .await
-        .map(|(assignment, reached)| (assignment.into(), reached))
     }
 
     /// Tells at once of the offers whose masters have no subscribed connection on any node:

@@ -2,6 +2,7 @@
 mod helpers;
 
 mod assignments;
+mod batch;
 mod clients;
 mod clock;
 mod cluster;

@@ -498,6 +498,30 @@ export interface AssignmentCreated {
   delivered: number;
 }
 
+/**
+ * `POST /api/v1/assignments/batch`: for each offer, in the order given, what
+ * `POST /api/v1/assignments` would have answered for it alone.
+ */
+export interface BatchAnswer {
+  results: BatchResult[];
+}
+
+/**
+ * One offer's answer in a batch: the status it would have had, and that answer's body.
+ */
+export type BatchResult = {
+  /**
+   * 201.
+   */
+  status: number;
+  assignment: AssignmentView;
+  delivered: number;
+} | {
+  status: number;
+  code: string;
+  message: string;
+};
+
 export interface DispatchView {
   id: number;
   orderId: number;

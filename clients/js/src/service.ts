@@ -1,6 +1,7 @@
 import { Connection, DispatcherError, type ConnectionOptions } from "./connection.js";
 import type {
   AssignmentCreated,
+  BatchAnswer,
   AssignmentEventMessage,
   AssignmentView,
   DispatchAnswer,
@@ -94,6 +95,14 @@ export class ServiceClient {
 
   offer(offer: OfferInput): Promise<AssignmentCreated> {
     return this.call("POST", "/api/v1/assignments", offer);
+  }
+
+  /**
+   * 1 to 100 offers with one commit: each result is what `offer` would have answered for it
+   * alone (`status` 201 with the assignment, or the refusal's `status`, `code` and `message`).
+   */
+  offerMany(offers: OfferInput[]): Promise<BatchAnswer> {
+    return this.call("POST", "/api/v1/assignments/batch", { offers });
   }
 
   getAssignment(id: number): Promise<AssignmentView> {

@@ -1,12 +1,12 @@
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
 use super::MAX_BODY_BYTES;
 use crate::{
     domain::input::RejectReason,
-    protocol::shapes::{AssignmentCreated, AssignmentView},
+    protocol::shapes::{AssignmentCreated, AssignmentView, BatchAnswer, BatchResult},
     service::{
         error::AppError,
         policy::{CancelOffers, DecideOffers, MakeOffers, SeeAssignments},
@@ -20,6 +20,15 @@ pub struct CreateBody {
     order_id: i64,
     master_id: i64,
     ttl_seconds: Option<u64>,
+}
+
+/// The most offers one batch takes.
+pub const MAX_BATCH_OFFERS: usize = 100;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BatchBody {
+    /// 1 to 100 offers, each as `POST /api/v1/assignments` takes it.
+    offers: Vec<CreateBody>,
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -43,6 +52,47 @@ pub async fn create(
         assignment: AssignmentView::from(&assignment),
         delivered,
     }))
+}
+
+/// Many offers with one commit: each answered as `POST /api/v1/assignments` would have answered it,
+/// so one refused offer (a 409) does not fail the rest.
+#[utoipa::path(post, path = "/api/v1/assignments/batch", tag = "assignments", security(("bearer" = [])), request_body = BatchBody, responses((status = 200, body = BatchAnswer), (status = 400, description = "bad_request", body = crate::protocol::shapes::ErrorBody), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 413, description = "payload_too_large", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]
+pub async fn create_batch(
+    Permitted(permit): Permitted<MakeOffers>,
+    app: web::Data<AppState>,
+    body: web::Json<BatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let offers = body.into_inner().offers;
+    if offers.is_empty() || offers.len() > MAX_BATCH_OFFERS {
+        return Err(AppError::BadRequest(format!(
+            "offers: give 1 to {MAX_BATCH_OFFERS} offers, not {}",
+            offers.len()
+        )));
+    }
+    let offers = offers
+        .into_iter()
+        .map(|offer| {
+            let ttl = offer.ttl_seconds.map(Duration::from_secs);
+            (offer.order_id, offer.master_id, ttl)
+        })
+        .collect();
+    let results = app.service.offer_each(permit, offers).await?;
+    let results = results
+        .iter()
+        .map(|result| match result {
+            Ok((assignment, delivered)) => BatchResult::Created {
+                status: 201,
+                assignment: AssignmentView::from(assignment),
+                delivered: *delivered,
+            },
+            Err(refused) => BatchResult::Refused {
+                status: refused.status_code().as_u16(),
+                code: refused.code(),
+                message: refused.to_string(),
+            },
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(BatchAnswer { results }))
 }
 
 #[utoipa::path(get, path = "/api/v1/assignments/{id}", tag = "assignments", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = AssignmentView), (status = 401, description = "unauthorized", body = crate::protocol::shapes::ErrorBody), (status = 403, description = "forbidden", body = crate::protocol::shapes::ErrorBody), (status = 404, description = "not_found", body = crate::protocol::shapes::ErrorBody), (status = 503, description = "unavailable", body = crate::protocol::shapes::ErrorBody)))]

@@ -38,6 +38,7 @@ use utoipa::{
         super::dispatches::get,
         super::dispatches::cancel,
         super::assignments::create,
+        super::assignments::create_batch,
         super::assignments::get,
         super::assignments::accept,
         super::assignments::reject,

@@ -59,6 +59,10 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .route("/dispatches/{id}", web::get().to(dispatches::get))
             .route("/dispatches/{id}", web::delete().to(dispatches::cancel))
             .route("/assignments", web::post().to(assignments::create))
+            .route(
+                "/assignments/batch",
+                web::post().to(assignments::create_batch),
+            )
             .route("/assignments/{id}", web::get().to(assignments::get))
             .route(
                 "/assignments/{id}/accept",

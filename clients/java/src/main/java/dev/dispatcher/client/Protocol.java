@@ -528,6 +528,14 @@ public final class Protocol {
     public long delivered;
   }
 
+  /**
+   * `POST /api/v1/assignments/batch`: for each offer, in the order given, what
+   * `POST /api/v1/assignments` would have answered for it alone.
+   */
+  public static class BatchAnswer {
+    public List<JsonElement> results;
+  }
+
   public static class DispatchView {
     public long id;
     public long orderId;
