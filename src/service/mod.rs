@@ -81,8 +81,10 @@ pub struct ServiceSettings {
     pub default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on.
     pub undelivered_after: Option<Duration>,
-    /// `MAX_QUEUED_WRITES`: decisions waiting for the writer; more are refused.
+    /// `MAX_QUEUED_WRITES`: decisions waiting for the writers; more are refused.
     pub max_queued_writes: usize,
+    /// Writers committing groups side by side.
+    pub writers: usize,
 }
 
 #[derive(Clone)]
@@ -112,6 +114,7 @@ impl Service {
         let writer = Arc::new(GroupCommit::start(
             pool.clone(),
             settings.max_queued_writes,
+            settings.writers,
         )?);
         Ok(Service {
             writer,
