@@ -119,12 +119,6 @@ impl Application {
                 default_ttl: config.assignment_ttl,
                 undelivered_after: config.undelivered_after,
                 max_queued_writes: config.max_queued_writes,
-                // SQLite takes one write at a time; PostgreSQL's writers keep half the pool
-                // for reads.
-                writers: match storage::Backend::of(&config.database_url) {
-                    storage::Backend::Sqlite => 1,
-                    storage::Backend::Postgres => (config.db_pool_size as usize / 2).max(1),
-                },
             },
         )?;
         let expiry_watch = ExpiryWatch::default();

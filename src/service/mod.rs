@@ -81,10 +81,8 @@ pub struct ServiceSettings {
     pub default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on.
     pub undelivered_after: Option<Duration>,
-    /// `MAX_QUEUED_WRITES`: decisions waiting for the writers; more are refused.
+    /// `MAX_QUEUED_WRITES`: decisions waiting for the writer; more are refused.
     pub max_queued_writes: usize,
-    /// Writers committing groups side by side.
-    pub writers: usize,
 }
 
 #[derive(Clone)]
@@ -114,7 +112,6 @@ impl Service {
         let writer = Arc::new(GroupCommit::start(
             pool.clone(),
             settings.max_queued_writes,
-            settings.writers,
         )?);
         Ok(Service {
             writer,

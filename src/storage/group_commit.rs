@@ -1,22 +1,13 @@
-//! Group commit: a writer takes the write commands waiting for it and commits them in one
-//! transaction, so that many decisions share one fsync. Each command after the first runs in its
-//! own savepoint, so one command's refusal is its own answer and the rest commit. Every caller
-//! hears its answer after the COMMIT, never before. The queue is bounded: a full one refuses at
-//! once instead of waiting.
-//!
-//! A group takes commands one at a time, while it has run for less than [`GROUP_TIME`] and holds
-//! fewer than [`MAX_GROUP`]: the statements of a group run one after another on one connection,
-//! so over a slow link (each statement a round trip) a group is one command, and the writers,
-//! several on PostgreSQL, commit side by side as separate transactions did.
+//! Group commit: one writer per database takes the write commands waiting for it (up to
+//! [`MAX_GROUP`]) and commits them in one transaction, so that many decisions share one fsync.
+//! Each command runs in its own savepoint, so one command's refusal is its own answer and the
+//! rest commit. Every caller hears its answer after the COMMIT, never before. The queue is
+//! bounded: a full one refuses at once instead of waiting.
 
 use std::{
     any::Any,
     future::Future,
-    sync::{
-        Arc, Mutex,
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
-    },
-    time::{Duration, Instant},
+    sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
 };
 
 use diesel::Connection;
@@ -25,8 +16,6 @@ use super::{DbConn, DbError, DbPool, IN_DATABASE_TASK, QueryError, clock, write_
 
 /// The most commands one transaction takes.
 pub const MAX_GROUP: usize = 256;
-/// A group takes no more commands once it has run this long.
-pub const GROUP_TIME: Duration = Duration::from_millis(2);
 
 type Output = Box<dyn Any + Send>;
 type Job<E> = Box<dyn FnOnce(&mut DbConn, i64) -> Result<Output, E> + Send>;
@@ -40,7 +29,7 @@ struct Command<E> {
 #[derive(Debug)]
 pub struct QueueFull;
 
-/// The handle to a database's writers. They end when the last handle is dropped.
+/// The handle to a database's writer. The writer thread ends when the last handle is dropped.
 pub struct GroupCommit<E> {
     commands: SyncSender<Command<E>>,
 }
@@ -49,17 +38,12 @@ impl<E> GroupCommit<E>
 where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
-    /// Starts `writers` writers (one for SQLite, whose writes are one at a time anyway), with a
-    /// queue of `capacity` commands.
-    pub fn start(pool: DbPool, capacity: usize, writers: usize) -> std::io::Result<Self> {
+    /// Starts the writer, with a queue of `capacity` commands.
+    pub fn start(pool: DbPool, capacity: usize) -> std::io::Result<Self> {
         let (commands, queue) = sync_channel(capacity);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..writers.max(1) {
-            let (pool, queue) = (pool.clone(), queue.clone());
-            std::thread::Builder::new()
-                .name("group-commit".into())
-                .spawn(move || write_groups(&pool, &queue))?;
-        }
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || write_groups(&pool, &queue))?;
         Ok(GroupCommit { commands })
     }
 
@@ -89,51 +73,50 @@ where
     }
 }
 
-fn write_groups<E>(pool: &DbPool, queue: &Mutex<Receiver<Command<E>>>)
+fn write_groups<E>(pool: &DbPool, queue: &Receiver<Command<E>>)
 where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
-    let first = || {
-        let queue = queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        queue.recv().ok()
-    };
-    // Never waits for the lock: another writer holding it is waiting for work, so none waits,
-    // and a group must not stand still with its transaction open.
-    let more = || queue.try_lock().ok()?.try_recv().ok();
-    while let Some(command) = first() {
-        commit_group(pool, command, more);
+    // What came while the last group committed is the next group: no waiting to fill one.
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        commit_group(pool, group);
     }
 }
 
-/// One transaction: `first`, then whatever `more` gives while the group has time and room.
-fn commit_group<E>(pool: &DbPool, first: Command<E>, more: impl Fn() -> Option<Command<E>>)
+fn commit_group<E>(pool: &DbPool, group: Vec<Command<E>>)
 where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
-    let started = Instant::now();
-    let mut replies = vec![first.reply];
-    let mut answers: Vec<Result<Output, E>> = Vec::new();
+    let (jobs, replies): (Vec<Job<E>>, Vec<_>) =
+        group.into_iter().map(|c| (c.job, c.reply)).unzip();
+    let alone = jobs.len() == 1;
     IN_DATABASE_TASK.set(true);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut conn = pool.get().map_err(DbError::from)?;
         write_tx(&mut conn, |conn| {
             let now = clock(conn)?;
-            // The first command's error rolls the transaction back: it is the group's answer.
-            answers.push(Ok((first.job)(conn, now)?));
-            while replies.len() < MAX_GROUP && started.elapsed() < GROUP_TIME {
-                let Some(command) = more() else { break };
-                replies.push(command.reply);
-                answers.push(conn.transaction(|conn| (command.job)(conn, now)));
+            if alone {
+                let job = jobs.into_iter().next().expect("one command");
+                return Ok(vec![Ok(job(conn, now)?)]);
             }
-            Ok::<_, E>(())
+            Ok(jobs
+                .into_iter()
+                .map(|job| conn.transaction(|conn| job(conn, now)))
+                .collect::<Vec<_>>())
         })
     }));
     IN_DATABASE_TASK.set(false);
     let answers: Vec<Result<Output, E>> = match outcome {
-        Ok(Ok(())) => answers,
-        Ok(Err(failed)) if replies.len() == 1 => vec![Err(failed)],
+        Ok(Ok(answers)) => answers,
+        // Alone, the command's own error and the transaction's are one answer.
+        Ok(Err(failed)) if alone => vec![Err(failed)],
         Ok(Err(failed)) => {
             log::warn!(
                 "a group of {} writes failed to commit: {failed}",
