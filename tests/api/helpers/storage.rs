@@ -67,8 +67,6 @@ impl Storage {
     }
 }
 
-type Execute = dyn FnMut(&str) -> diesel::QueryResult<usize>;
-
 /// A lock on a whole table, held by another session until dropped: a database whose queries on
 /// that table hang.
 pub struct TableLock {
@@ -107,7 +105,7 @@ impl Storage {
         let (locked_tx, locked) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let mut execute: Box<Execute> = if postgres {
+            let mut execute: Box<dyn FnMut(&str) -> diesel::QueryResult<usize>> = if postgres {
                 let mut conn = diesel::PgConnection::establish(&url).expect("the test database");
                 Box::new(move |sql| diesel::sql_query(sql).execute(&mut conn))
             } else {
