@@ -18,7 +18,7 @@ use crate::{
     metrics::Metrics,
     recovery::{self, PrepareError},
     router::{Router, RouterSettings, messages::Shutdown},
-    service::{Service, ServiceSettings, WebhookOutbox},
+    service::{Service, WebhookOutbox},
     stats::Stats,
     storage, webhooks,
     wire::{self, auth::JwtKeys, connection_limits::ConnectionLimits, state::AppState},
@@ -112,14 +112,12 @@ impl Application {
         let service = Service::new(
             pool.clone(),
             bus.clone(),
+            config.assignment_ttl,
+            config.undelivered_after,
             presence,
             webhook_outbox.clone(),
             metrics.clone(),
-            ServiceSettings {
-                default_ttl: config.assignment_ttl,
-                undelivered_after: config.undelivered_after,
-                max_queued_writes: config.max_queued_writes,
-            },
+            config.max_queued_writes,
         )?;
         let expiry_watch = ExpiryWatch::default();
         let expiry = expiry_context.run(Expiry::new(

@@ -75,16 +75,6 @@ pub struct DispatchRequest {
 /// What a decision answers inside its transaction: its value, and the events it caused.
 type Decided<T> = Result<(T, Vec<DomainEvent>), AppError>;
 
-/// The service's own settings.
-pub struct ServiceSettings {
-    /// `ASSIGNMENT_TTL_SECS`: an offer's time to answer when its maker names none.
-    pub default_ttl: Duration,
-    /// `UNDELIVERED_AFTER_SECS`, when on.
-    pub undelivered_after: Option<Duration>,
-    /// `MAX_QUEUED_WRITES`: decisions waiting for the writer; more are refused.
-    pub max_queued_writes: usize,
-}
-
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
@@ -104,21 +94,20 @@ impl Service {
     pub fn new(
         pool: DbPool,
         bus: EventBus,
+        default_ttl: Duration,
+        undelivered_after: Option<Duration>,
         presence: Arc<dyn Presence>,
         webhooks: Option<WebhookOutbox>,
         metrics: Arc<Metrics>,
-        settings: ServiceSettings,
+        max_queued_writes: usize,
     ) -> std::io::Result<Self> {
-        let writer = Arc::new(GroupCommit::start(
-            pool.clone(),
-            settings.max_queued_writes,
-        )?);
+        let writer = Arc::new(GroupCommit::start(pool.clone(), max_queued_writes)?);
         Ok(Service {
             writer,
             pool,
             bus,
-            default_ttl: settings.default_ttl,
-            undelivered_after: settings.undelivered_after,
+            default_ttl,
+            undelivered_after,
             presence,
             webhooks,
             metrics,
