@@ -117,8 +117,7 @@ impl Application {
             presence,
             webhook_outbox.clone(),
             metrics.clone(),
-            config.max_queued_writes,
-        )?;
+        );
         let expiry_watch = ExpiryWatch::default();
         let expiry = expiry_context.run(Expiry::new(
             service.clone(),

@@ -13,8 +13,8 @@ use std::{
     time::Duration,
 };
 
-use diesel::RunQueryDsl;
-use futures_util::future::{BoxFuture, Either};
+use diesel::{Connection, RunQueryDsl};
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
 use self::policy::{
@@ -35,9 +35,9 @@ use crate::{
     storage::{
         self, DbConn, DbPool,
         dispatches::{Dispatch, DispatchPlan, DispatchRefused},
-        group_commit::{GroupCommit, QueueFull},
         models::{Assignment, Deadline, Master, OfferRefused, Order},
         webhook_deliveries::{NewWebhookDelivery, Reopened, WebhookDelivery},
+        write_tx,
     },
 };
 
@@ -78,8 +78,6 @@ type Decided<T> = Result<(T, Vec<DomainEvent>), AppError>;
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
-    /// The one writer of decisions, committing them in groups.
-    writer: Arc<GroupCommit<AppError>>,
     bus: EventBus,
     default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on: offers to masters with no subscribed connection are
@@ -99,11 +97,8 @@ impl Service {
         presence: Arc<dyn Presence>,
         webhooks: Option<WebhookOutbox>,
         metrics: Arc<Metrics>,
-        max_queued_writes: usize,
-    ) -> std::io::Result<Self> {
-        let writer = Arc::new(GroupCommit::start(pool.clone(), max_queued_writes)?);
-        Ok(Service {
-            writer,
+    ) -> Self {
+        Service {
             pool,
             bus,
             default_ttl,
@@ -111,7 +106,7 @@ impl Service {
             presence,
             webhooks,
             metrics,
-        })
+        }
     }
 
     /// Runs database work that stores times, given the time by the clock that decides
@@ -161,12 +156,11 @@ impl Service {
         results.pop().expect("one decision, one result")
     }
 
-    /// Runs decisions through the database's writer, which commits them with whatever else is
-    /// waiting, each in its own savepoint (so one refused decision is its own answer), together
-    /// with what follows from their events: the dispatches of their orders, and the webhook
-    /// outbox. Once committed, `answer` sees the values, then the events are published in the
-    /// decisions' order. Answers each decision's value and how many of this node's connections
-    /// its offers reached, in order; a full write queue answers `unavailable`.
+    /// Runs many decisions in one write transaction, one commit for all. Alone, a decision's
+    /// error rolls the transaction back; among others, each runs in a savepoint, so that one
+    /// refused decision is its own answer and the rest commit. Once committed, `answer` sees the
+    /// values, then the events are published in the decisions' order. Answers each decision's
+    /// value and how many of this node's connections its offers reached, in order.
     async fn commit_each<T, F>(
         &self,
         decides: Vec<F>,
@@ -180,22 +174,37 @@ impl Service {
             return Ok(Vec::new());
         }
         let webhook_bodies = self.webhooks.as_ref().map(|w| w.bodies);
-        let committed = decides.into_iter().map(|decide| {
-            let job = move |conn: &mut DbConn, now: i64| {
-                let (value, mut events) = decide(conn, now)?;
-                let followed = Dispatch::follow(conn, &events, now)?;
-                events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
-                if let Some(bodies) = webhook_bodies {
-                    WebhookDelivery::record(conn, &bodies(&events), now)?;
-                }
-                Ok((value, events, followed.to_step))
-            };
-            match self.writer.submit(job) {
-                Ok(answer) => Either::Left(answer),
-                Err(QueueFull) => Either::Right(std::future::ready(Err(AppError::Unavailable))),
-            }
-        });
-        let outcomes = futures_util::future::join_all(committed).await;
+        let alone = decides.len() == 1;
+        let outcomes = self
+            .with_db(move |conn| {
+                write_tx(conn, |conn| {
+                    let now = storage::clock(conn)?;
+                    let run = |conn: &mut DbConn, decide: F| {
+                        let (value, mut events) = decide(conn, now)?;
+                        let followed = Dispatch::follow(conn, &events, now)?;
+                        events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
+                        if let Some(bodies) = webhook_bodies {
+                            WebhookDelivery::record(conn, &bodies(&events), now)?;
+                        }
+                        Ok::<_, AppError>((value, events, followed.to_step))
+                    };
+                    if alone {
+                        let decide = decides.into_iter().next().expect("one decision");
+                        return Ok(vec![Ok(run(conn, decide)?)]);
+                    }
+                    Ok(decides
+                        .into_iter()
+                        .map(|decide| conn.transaction(|conn| run(conn, decide)))
+                        .collect::<Vec<_>>())
+                })
+            })
+            .await;
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            // Alone, the decision's own error and the transaction's are one answer.
+            Err(refused) if alone => vec![Err(refused)],
+            Err(failed) => return Err(failed),
+        };
         if let Some(webhooks) = &self.webhooks {
             webhooks.wake.notify_one();
         }

@@ -77,53 +77,20 @@ pub struct TableLock {
 impl Storage {
     /// Locks `table` against every read and write (PostgreSQL), until the answer is dropped.
     pub fn lock_table(&self, table: &str) -> TableLock {
-        assert!(self.postgres.is_some(), "table locks are PostgreSQL's");
-        self.hold(vec![
-            "BEGIN".into(),
-            format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
-        ])
-    }
-
-    /// Holds every write to offers back (reads go on), until the answer is dropped: a database
-    /// whose writer is stuck.
-    pub fn lock_writes(&self) -> TableLock {
-        if self.postgres.is_some() {
-            self.hold(vec![
-                "BEGIN".into(),
-                "LOCK TABLE assignments IN EXCLUSIVE MODE".into(),
-            ])
-        } else {
-            self.hold(vec!["BEGIN EXCLUSIVE".into()])
-        }
-    }
-
-    /// Runs `statements` in another session and keeps it open until the answer is dropped.
-    fn hold(&self, statements: Vec<String>) -> TableLock {
         use diesel::{Connection, RunQueryDsl};
-        let url = self.url.clone();
-        let postgres = self.postgres.is_some();
+        assert!(self.postgres.is_some(), "table locks are PostgreSQL's");
+        let mut conn = diesel::PgConnection::establish(&self.url).expect("the test database");
         let (locked_tx, locked) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
+        let sql = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
         let thread = std::thread::spawn(move || {
-            let mut execute: Box<dyn FnMut(&str) -> diesel::QueryResult<usize>> = if postgres {
-                let mut conn = diesel::PgConnection::establish(&url).expect("the test database");
-                Box::new(move |sql| diesel::sql_query(sql).execute(&mut conn))
-            } else {
-                let mut conn =
-                    diesel::SqliteConnection::establish(&url).expect("the test database");
-                Box::new(move |sql| diesel::sql_query(sql).execute(&mut conn))
-            };
-            let mut run = |sql: &str| {
-                execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-            };
-            for sql in &statements {
-                run(sql);
-            }
+            diesel::sql_query("BEGIN").execute(&mut conn).unwrap();
+            diesel::sql_query(&sql).execute(&mut conn).unwrap();
             locked_tx.send(()).unwrap();
             let _ = released.recv();
-            run("ROLLBACK");
+            diesel::sql_query("ROLLBACK").execute(&mut conn).unwrap();
         });
-        locked.recv().expect("the lock is held");
+        locked.recv().expect("the table is locked");
         TableLock {
             release: Some(release),
             thread: Some(thread),
