@@ -123,21 +123,25 @@ fn declaration(out: &mut String, name: &str, definition: &Value) {
     }
 }
 
-fn fields(out: &mut String, object: &Value) {
+/// An object's properties, each with whether it is required.
+fn properties(object: &Value) -> Vec<(&str, &Value, bool)> {
     let required: Vec<&str> = object["required"]
         .as_array()
         .map(|names| names.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let Some(properties) = object.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (field, schema) in properties {
+    object
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(field, schema)| (field.as_str(), schema, required.contains(&field.as_str())))
+        .collect()
+}
+
+fn fields(out: &mut String, object: &Value) {
+    for (field, schema, required) in properties(object) {
         doc(out, schema, "  ");
-        let optional = if required.contains(&field.as_str()) {
-            ""
-        } else {
-            "?"
-        };
+        let optional = if required { "" } else { "?" };
         writeln!(out, "  {field}{optional}: {};", type_of(schema)).unwrap();
     }
 }
@@ -252,7 +256,7 @@ mod java {
 
     use serde_json::Value;
 
-    use super::{doc, pascal, reference_name, variants};
+    use super::{doc, pascal, properties, reference_name, variants};
 
     pub fn source(schema: &Value) -> String {
         let definitions = schema["$defs"].as_object().unwrap();
@@ -353,23 +357,13 @@ mod java {
         }
 
         fn fields(&self, out: &mut String, object: &Value, skip: &[&str]) {
-            let required: Vec<&str> = object["required"]
-                .as_array()
-                .map(|names| names.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let Some(properties) = object.get("properties").and_then(Value::as_object) else {
-                return;
-            };
-            for (field, schema) in properties {
-                if skip.contains(&field.as_str()) {
+            for (field, schema, required) in properties(object) {
+                if skip.contains(&field) {
                     continue;
                 }
-                assert!(
-                    !KEYWORDS.contains(&field.as_str()),
-                    "{field} is a Java keyword"
-                );
+                assert!(!KEYWORDS.contains(&field), "{field} is a Java keyword");
                 doc(out, schema, "    ");
-                let boxed = !required.contains(&field.as_str());
+                let boxed = !required;
                 writeln!(out, "    public {} {field};", self.type_of(schema, boxed)).unwrap();
             }
         }
