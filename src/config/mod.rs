@@ -116,6 +116,9 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// `MAX_QUEUED_BYTES`: unsent bytes a connection may have before it is a slow consumer.
     pub max_queued_bytes: usize,
+    /// `MAX_QUEUED_WRITES`: decisions waiting for the database's writer; more are refused with
+    /// `unavailable`.
+    pub max_queued_writes: usize,
     /// `MAX_CONNECTIONS`: WebSocket connections this process takes; more get 503.
     pub max_connections: usize,
     /// `MAX_HTTP_CONNECTIONS`: plain HTTP connections open at once (1,024, or less to stay within
@@ -276,6 +279,7 @@ impl Config {
             rate_limit_per_sec: parse("RATE_LIMIT_PER_SEC", get("RATE_LIMIT_PER_SEC"), 20)?,
             rate_limit_burst: parse("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST"), 40)?,
             max_queued_bytes: parse("MAX_QUEUED_BYTES", get("MAX_QUEUED_BYTES"), 1 << 20)?.max(1),
+            max_queued_writes: parse("MAX_QUEUED_WRITES", get("MAX_QUEUED_WRITES"), 4_096)?.max(1),
             max_connections,
             max_http_connections: parse(
                 "MAX_HTTP_CONNECTIONS",

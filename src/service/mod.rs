@@ -13,8 +13,8 @@ use std::{
     time::Duration,
 };
 
-use diesel::{Connection, RunQueryDsl};
-use futures_util::future::BoxFuture;
+use diesel::RunQueryDsl;
+use futures_util::future::{BoxFuture, Either};
 use tokio::sync::Notify;
 
 use self::policy::{
@@ -35,9 +35,9 @@ use crate::{
     storage::{
         self, DbConn, DbPool,
         dispatches::{Dispatch, DispatchPlan, DispatchRefused},
+        group_commit::{GroupCommit, QueueFull},
         models::{Assignment, Deadline, Master, OfferRefused, Order},
         webhook_deliveries::{NewWebhookDelivery, Reopened, WebhookDelivery},
-        write_tx,
     },
 };
 
@@ -75,9 +75,26 @@ pub struct DispatchRequest {
 /// What a decision answers inside its transaction: its value, and the events it caused.
 type Decided<T> = Result<(T, Vec<DomainEvent>), AppError>;
 
+/// The service's own settings.
+pub struct ServiceSettings {
+    /// `ASSIGNMENT_TTL_SECS`: an offer's time to answer when its maker names none.
+    pub default_ttl: Duration,
+    /// `UNDELIVERED_AFTER_SECS`, when on.
+    pub undelivered_after: Option<Duration>,
+    /// `MAX_QUEUED_WRITES`: decisions waiting for the writers; more are refused.
+    pub max_queued_writes: usize,
+    /// Writers committing side by side, and the most commands one of them commits at once.
+    pub writers: usize,
+    pub max_group: usize,
+    /// `DB_TIMEOUT_SECS`: how long a decision may wait for a writer before it is refused.
+    pub max_write_wait: Duration,
+}
+
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
+    /// The one writer of decisions, committing them in groups.
+    writer: Arc<GroupCommit<AppError>>,
     bus: EventBus,
     default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on: offers to masters with no subscribed connection are
@@ -92,21 +109,28 @@ impl Service {
     pub fn new(
         pool: DbPool,
         bus: EventBus,
-        default_ttl: Duration,
-        undelivered_after: Option<Duration>,
         presence: Arc<dyn Presence>,
         webhooks: Option<WebhookOutbox>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Service {
+        settings: ServiceSettings,
+    ) -> std::io::Result<Self> {
+        let writer = Arc::new(GroupCommit::start(
+            pool.clone(),
+            settings.max_queued_writes,
+            settings.writers,
+            settings.max_group,
+            settings.max_write_wait,
+        )?);
+        Ok(Service {
+            writer,
             pool,
             bus,
-            default_ttl,
-            undelivered_after,
+            default_ttl: settings.default_ttl,
+            undelivered_after: settings.undelivered_after,
             presence,
             webhooks,
             metrics,
-        }
+        })
     }
 
     /// Runs database work that stores times, given the time by the clock that decides
@@ -156,11 +180,12 @@ impl Service {
         results.pop().expect("one decision, one result")
     }
 
-    /// Runs many decisions in one write transaction, one commit for all. Alone, a decision's
-    /// error rolls the transaction back; among others, each runs in a savepoint, so that one
-    /// refused decision is its own answer and the rest commit. Once committed, `answer` sees the
-    /// values, then the events are published in the decisions' order. Answers each decision's
-    /// value and how many of this node's connections its offers reached, in order.
+    /// Runs decisions through the database's writer, which commits them with whatever else is
+    /// waiting, each in its own savepoint (so one refused decision is its own answer), together
+    /// with what follows from their events: the dispatches of their orders, and the webhook
+    /// outbox. Once committed, `answer` sees the values, then the events are published in the
+    /// decisions' order. Answers each decision's value and how many of this node's connections
+    /// its offers reached, in order; a full write queue answers `unavailable`.
     async fn commit_each<T, F>(
         &self,
         decides: Vec<F>,
@@ -174,37 +199,22 @@ impl Service {
             return Ok(Vec::new());
         }
         let webhook_bodies = self.webhooks.as_ref().map(|w| w.bodies);
-        let alone = decides.len() == 1;
-        let outcomes = self
-            .with_db(move |conn| {
-                write_tx(conn, |conn| {
-                    let now = storage::clock(conn)?;
-                    let run = |conn: &mut DbConn, decide: F| {
-                        let (value, mut events) = decide(conn, now)?;
-                        let followed = Dispatch::follow(conn, &events, now)?;
-                        events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
-                        if let Some(bodies) = webhook_bodies {
-                            WebhookDelivery::record(conn, &bodies(&events), now)?;
-                        }
-                        Ok::<_, AppError>((value, events, followed.to_step))
-                    };
-                    if alone {
-                        let decide = decides.into_iter().next().expect("one decision");
-                        return Ok(vec![Ok(run(conn, decide)?)]);
-                    }
-                    Ok(decides
-                        .into_iter()
-                        .map(|decide| conn.transaction(|conn| run(conn, decide)))
-                        .collect::<Vec<_>>())
-                })
-            })
-            .await;
-        let outcomes = match outcomes {
-            Ok(outcomes) => outcomes,
-            // Alone, the decision's own error and the transaction's are one answer.
-            Err(refused) if alone => vec![Err(refused)],
-            Err(failed) => return Err(failed),
-        };
+        let committed = decides.into_iter().map(|decide| {
+            let job = move |conn: &mut DbConn, now: i64| {
+                let (value, mut events) = decide(conn, now)?;
+                let followed = Dispatch::follow(conn, &events, now)?;
+                events.extend(followed.ended.into_iter().map(DomainEvent::DispatchEnded));
+                if let Some(bodies) = webhook_bodies {
+                    WebhookDelivery::record(conn, &bodies(&events), now)?;
+                }
+                Ok((value, events, followed.to_step))
+            };
+            match self.writer.submit(job) {
+                Ok(answer) => Either::Left(answer),
+                Err(QueueFull) => Either::Right(std::future::ready(Err(AppError::Unavailable))),
+            }
+        });
+        let outcomes = futures_util::future::join_all(committed).await;
         if let Some(webhooks) = &self.webhooks {
             webhooks.wake.notify_one();
         }

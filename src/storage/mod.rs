@@ -2,6 +2,7 @@
 
 mod columns;
 pub mod dispatches;
+pub mod group_commit;
 pub mod models;
 pub mod schema;
 pub mod webhook_deliveries;
@@ -62,13 +63,21 @@ pub enum DbError {
     Cancelled,
     #[error("the database task panicked (a bug)")]
     Panicked,
+    #[error("the group of writes this one was in failed to commit")]
+    GroupFailed,
+    #[error("waited too long for the database's writer")]
+    Waited,
 }
 
 impl DbError {
     /// Whether the database is out of reach (as opposed to a bug or bad data).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Pool(_) | DbError::Connect(_) | DbError::Cancelled => true,
+            DbError::Pool(_)
+            | DbError::Connect(_)
+            | DbError::Cancelled
+            | DbError::GroupFailed
+            | DbError::Waited => true,
             DbError::Query(e) => is_connection_lost(e),
             DbError::Migration(_) | DbError::Panicked => false,
         }

@@ -1,5 +1,5 @@
-//! `POST /api/v1/assignments/batch`: many offers, one commit, each answered as it would have been
-//! alone.
+//! Offers at disk speed: `POST /api/v1/assignments/batch` (many offers, one commit, each answered
+//! as it would have been alone), and the writer's bounded queue.
 
 use std::time::Duration;
 
@@ -120,7 +120,75 @@ async fn a_batch_takes_one_to_a_hundred_offers_from_the_service_and_admins_only(
     assert_eq!(created, 99, "{body}");
 }
 
+async fn a_full_write_queue_answers_unavailable_at_once_and_the_queued_writes_still_commit(db: Db) {
+    let app = spawn_app_with(
+        db,
+        vec![
+            ("MAX_QUEUED_WRITES", "2".into()),
+            ("DB_TIMEOUT_SECS", "30".into()),
+        ],
+    )
+    .await;
+    for order in 1..=12 {
+        app.put_order(order, 7).await;
+    }
+    let lock = app.storage.lock_writes();
+    let token = app.service_token();
+    let offers = (1..=12).map(|order| {
+        let body = json!({"orderId": order, "masterId": 3});
+        app.request(
+            Method::POST,
+            "/api/v1/assignments",
+            Some(&token),
+            Some(body),
+        )
+    });
+    // Each answer with the time it took; the lock goes after 2 s.
+    let answers = futures_util::future::join_all(offers.map(|offer| async move {
+        let started = std::time::Instant::now();
+        let (status, body) = offer.await;
+        (status, body, started.elapsed())
+    }));
+    let release = async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(lock);
+    };
+    let (answers, ()) = tokio::join!(answers, release);
+
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    // What the writer took before it stuck behind the lock, and two waiting, commit; with a
+    // queue that never fills, none would be refused.
+    assert!(refused.len() >= 6, "{answers:?}");
+    for (_, body, took) in &refused {
+        assert_eq!(body["code"], "unavailable", "{body}");
+        assert!(
+            *took < Duration::from_secs(1),
+            "refused after {took:?}, not at once"
+        );
+    }
+    let created: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(created.len() + refused.len(), 12, "{answers:?}");
+    assert!(created.len() >= 3, "{answers:?}");
+    for (_, body, took) in created {
+        assert!(
+            *took >= Duration::from_millis(1_500),
+            "answered before the commit"
+        );
+        let stored = app
+            .get_assignment(body["assignment"]["id"].as_i64().unwrap())
+            .await;
+        assert_eq!(stored["status"], "pending");
+    }
+}
+
 on_both_backends!(
+    a_full_write_queue_answers_unavailable_at_once_and_the_queued_writes_still_commit,
     a_batch_answers_each_offer_as_alone_and_one_refusal_fails_none_of_the_rest,
     a_batch_takes_one_to_a_hundred_offers_from_the_service_and_admins_only,
 );

@@ -67,6 +67,8 @@ impl Storage {
     }
 }
 
+type Execute = dyn FnMut(&str) -> diesel::QueryResult<usize>;
+
 /// A lock on a whole table, held by another session until dropped: a database whose queries on
 /// that table hang.
 pub struct TableLock {
@@ -77,20 +79,53 @@ pub struct TableLock {
 impl Storage {
     /// Locks `table` against every read and write (PostgreSQL), until the answer is dropped.
     pub fn lock_table(&self, table: &str) -> TableLock {
-        use diesel::{Connection, RunQueryDsl};
         assert!(self.postgres.is_some(), "table locks are PostgreSQL's");
-        let mut conn = diesel::PgConnection::establish(&self.url).expect("the test database");
+        self.hold(vec![
+            "BEGIN".into(),
+            format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
+        ])
+    }
+
+    /// Holds every write to offers back (reads go on), until the answer is dropped: a database
+    /// whose writer is stuck.
+    pub fn lock_writes(&self) -> TableLock {
+        if self.postgres.is_some() {
+            self.hold(vec![
+                "BEGIN".into(),
+                "LOCK TABLE assignments IN EXCLUSIVE MODE".into(),
+            ])
+        } else {
+            self.hold(vec!["BEGIN EXCLUSIVE".into()])
+        }
+    }
+
+    /// Runs `statements` in another session and keeps it open until the answer is dropped.
+    fn hold(&self, statements: Vec<String>) -> TableLock {
+        use diesel::{Connection, RunQueryDsl};
+        let url = self.url.clone();
+        let postgres = self.postgres.is_some();
         let (locked_tx, locked) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
-        let sql = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
         let thread = std::thread::spawn(move || {
-            diesel::sql_query("BEGIN").execute(&mut conn).unwrap();
-            diesel::sql_query(&sql).execute(&mut conn).unwrap();
+            let mut execute: Box<Execute> = if postgres {
+                let mut conn = diesel::PgConnection::establish(&url).expect("the test database");
+                Box::new(move |sql| diesel::sql_query(sql).execute(&mut conn))
+            } else {
+                let mut conn =
+                    diesel::SqliteConnection::establish(&url).expect("the test database");
+                Box::new(move |sql| diesel::sql_query(sql).execute(&mut conn))
+            };
+            let mut run = |sql: &str| {
+                execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            };
+            for sql in &statements {
+                run(sql);
+            }
             locked_tx.send(()).unwrap();
             let _ = released.recv();
-            diesel::sql_query("ROLLBACK").execute(&mut conn).unwrap();
+            run("ROLLBACK");
         });
-        locked.recv().expect("the table is locked");
+        locked.recv().expect("the lock is held");
         TableLock {
             release: Some(release),
             thread: Some(thread),
