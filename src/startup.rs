@@ -119,20 +119,8 @@ impl Application {
                 default_ttl: config.assignment_ttl,
                 undelivered_after: config.undelivered_after,
                 max_queued_writes: config.max_queued_writes,
-                // SQLite takes one write at a time, and one fsync per commit: one writer, and
-                // as many decisions per commit as wait. PostgreSQL already shares its WAL flushes
-                // among concurrent commits, and groups there lock many orders' rows in no common
-                // order across nodes, deadlocking each other (BENCHMARKS.md): a command each, on
-                // as many connections as before.
-                writers: match storage::Backend::of(&config.database_url) {
-                    storage::Backend::Sqlite => 1,
-                    storage::Backend::Postgres => config.db_pool_size as usize,
-                },
-                max_group: match storage::Backend::of(&config.database_url) {
-                    storage::Backend::Sqlite => storage::group_commit::MAX_GROUP,
-                    storage::Backend::Postgres => 1,
-                },
                 max_write_wait: config.db_timeout,
+                backend: storage::Backend::of(&config.database_url),
             },
         )?;
         let expiry_watch = ExpiryWatch::default();

@@ -1,5 +1,6 @@
-//! Scenario 7: several nodes as one. Three `dispatcher` nodes on this machine share one
-//! PostgreSQL database and a Redis of their own; masters are spread over the nodes.
+//! Scenario 7: several nodes as one. `--nodes` `dispatcher` nodes (3 unless told) on this machine
+//! share one PostgreSQL database and a Redis of their own; masters are spread over the nodes, and
+//! what the cluster costs Redis, each node's memory and one admin stats call is measured.
 
 use std::{
     net::SocketAddr,
@@ -175,7 +176,7 @@ async fn spread_masters(
     nodes: &[Target],
     recorder: &Arc<Recorder>,
 ) -> (Vec<Fleet>, usize) {
-    let total = opts.connections;
+    let total = opts.cluster_masters;
     let per_node = total.div_ceil(nodes.len());
     let mut fleets = Vec::new();
     let mut failures = 0;
@@ -199,15 +200,16 @@ async fn spread_masters(
 pub async fn cluster(opts: &Opts, report: &mut Report) {
     let database = Database::create(&opts.postgres_url);
     let redis = Redis::start();
-    let nodes = start_nodes(opts, &database, &redis, 3).await;
+    let nodes = start_nodes(opts, &database, &redis, opts.nodes).await;
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let token = service_token(opts);
     create_orders(&nodes[0], &token).await;
-    let masters = opts.connections;
+    let masters = opts.cluster_masters;
     let per_node = masters.div_ceil(nodes.len());
     let node_of = move |master: usize| master / per_node;
     let recorder = Recorder::new(ORDERS * masters);
     let (fleets, failures) = spread_masters(opts, &nodes, &recorder).await;
+    report.add("cluster", "nodes", nodes.len() as f64, "", Goal::None);
     report.add(
         "cluster",
         "connect failures",
@@ -238,6 +240,9 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         .await
         .2;
     recorder.take();
+    let redis_before = RedisCounters::read(redis.port).await;
+    let measured_from = Instant::now();
+    let mut offers_made = 0;
     let mut phases = [Phase::default(), Phase::default()];
     let slice = SLICE.min(opts.duration);
     let slices = (opts.duration.as_secs_f64() / slice.as_secs_f64()).ceil() as usize;
@@ -253,6 +258,7 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
             let (expected, errors, after) =
                 offer_load_via(via(cross), &token, masters, &recorder, load).await;
             next = after;
+            offers_made += expected;
             let (hist, received) = recorder.take();
             let phase = &mut phases[usize::from(cross)];
             phase.hist.add(&hist).expect("same bounds");
@@ -295,8 +301,37 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         Goal::AtMost(5.0),
     );
 
-    // Throughput: offers made round robin over 3 nodes, against the same on 1 node.
-    let three = round_robin_rate(opts, &addrs, &token, &recorder, next).await;
+    let redis_after = RedisCounters::read(redis.port).await;
+    report_redis(
+        report,
+        &redis_before,
+        &redis_after,
+        measured_from.elapsed(),
+        offers_made,
+        nodes.len(),
+    );
+    report_presence(report, redis.port, &nodes).await;
+    report_stats_call(report, opts, &nodes[0]).await;
+    let rss: Vec<f64> = nodes
+        .iter()
+        .filter_map(|n| n.rss())
+        .map(|b| b as f64)
+        .collect();
+    for (label, value) in [
+        ("mean", rss.iter().sum::<f64>() / rss.len().max(1) as f64),
+        ("highest", rss.iter().copied().fold(0.0, f64::max)),
+    ] {
+        report.add(
+            "cluster",
+            &format!("RSS per node, {label}"),
+            value / MB,
+            "MB",
+            Goal::None,
+        );
+    }
+
+    // Throughput: offers made round robin over every node, against the same on 1 node.
+    let all = round_robin_rate(opts, &addrs, &token, &recorder, next).await;
     drop(fleets);
     drop(nodes);
     let database_one = Database::create(&opts.postgres_url);
@@ -307,8 +342,11 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
     let one = round_robin_rate(opts, &[one_node[0].addr], &token, &recorder, 0).await;
     report.add(
         "cluster",
-        "highest offers/s, 3 nodes (p99 <= 10 ms, none lost)",
-        three as f64,
+        &format!(
+            "highest offers/s, {} nodes (p99 <= 10 ms, none lost)",
+            addrs.len()
+        ),
+        all as f64,
         "offers/s",
         Goal::None,
     );
@@ -337,5 +375,184 @@ async fn round_robin_rate(
         batch: 1,
     };
     let via = |seq: usize, _| addrs[seq % addrs.len()];
-    highest_rate(steps, via, token, opts.connections, recorder, next).await
+    highest_rate(steps, via, token, opts.cluster_masters, recorder, next).await
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Redis's own counters, from `INFO`.
+#[derive(Default)]
+struct RedisCounters {
+    commands: f64,
+    publishes: f64,
+    bytes_in: f64,
+    bytes_out: f64,
+}
+
+impl RedisCounters {
+    async fn read(port: u16) -> RedisCounters {
+        let info = redis_command(port, &["INFO", "all"]).await;
+        let field = |name: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let publishes = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|v| v.split(',').next()?.parse().ok())
+            .unwrap_or(0.0);
+        RedisCounters {
+            commands: field("total_commands_processed"),
+            publishes,
+            bytes_in: field("total_net_input_bytes"),
+            bytes_out: field("total_net_output_bytes"),
+        }
+    }
+}
+
+/// One command to the run's Redis over RESP, its reply as text (a bulk string, or an array of
+/// them joined by newlines).
+async fn redis_command(port: u16, args: &[&str]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the run's Redis");
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).await.unwrap();
+    match header.as_bytes().first() {
+        Some(b'$') => bulk(&mut reader, header).await,
+        Some(b'*') => {
+            let count: usize = header[1..].trim().parse().unwrap_or(0);
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                let mut item = String::new();
+                reader.read_line(&mut item).await.unwrap();
+                items.push(bulk(&mut reader, item).await);
+            }
+            items.join("\n")
+        }
+        _ => header.trim().to_string(),
+    }
+}
+
+/// A bulk string's body, given its `$len` header line.
+async fn bulk(reader: &mut tokio::io::BufReader<tokio::net::TcpStream>, header: String) -> String {
+    use tokio::io::AsyncReadExt;
+    let Ok(len) = header[1..].trim().parse::<usize>() else {
+        return String::new();
+    };
+    let mut body = vec![0; len + 2];
+    reader.read_exact(&mut body).await.unwrap();
+    body.truncate(len);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// What Redis took in and sent out during the latency phases, per second and per offer. A
+/// message in is a command (a publish, a presence write or read); a message out is a publish
+/// as each subscribed node receives it.
+fn report_redis(
+    report: &mut Report,
+    before: &RedisCounters,
+    after: &RedisCounters,
+    over: Duration,
+    offers: usize,
+    nodes: usize,
+) {
+    let secs = over.as_secs_f64();
+    let offers = offers.max(1) as f64;
+
+    let rows = [
+        ("messages in", after.commands - before.commands, ""),
+        (
+            "messages out",
+            (after.publishes - before.publishes) * nodes as f64,
+            "",
+        ),
+        ("bytes in", after.bytes_in - before.bytes_in, "B"),
+        ("bytes out", after.bytes_out - before.bytes_out, "B"),
+    ];
+    for (name, total, unit) in rows {
+        report.add(
+            "cluster",
+            &format!("Redis {name} per second"),
+            total / secs,
+            &format!("{unit}/s"),
+            Goal::None,
+        );
+        report.add(
+            "cluster",
+            &format!("Redis {name} per offer"),
+            total / offers,
+            unit,
+            Goal::None,
+        );
+    }
+}
+
+/// How many bytes each node's heartbeat writes, as a rate: its presence value's size, once per
+/// heartbeat (5 s).
+async fn report_presence(report: &mut Report, port: u16, nodes: &[Target]) {
+    const HEARTBEAT_SECS: f64 = 5.0;
+    let mut sizes = Vec::new();
+    for i in 0..nodes.len() {
+        let key = format!("dispatcher:node:node-{i}");
+        let len = redis_command(port, &["STRLEN", &key]).await;
+        sizes.push(len.trim_start_matches(':').parse::<f64>().unwrap_or(0.0));
+    }
+    let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
+    report.add(
+        "cluster",
+        "presence written per node",
+        mean / HEARTBEAT_SECS,
+        "B/s",
+        Goal::None,
+    );
+}
+
+/// One `GET /api/admin/websocket/stats` on `node`, as an admin's page makes it: time and size
+/// (the best of three, so that a stray pause on this shared machine does not count).
+async fn report_stats_call(report: &mut Report, opts: &Opts, node: &Target) {
+    let token = dispatcher::wire::auth::JwtKeys::new(&opts.jwt_secret).mint(
+        2,
+        dispatcher::domain::Role::Admin,
+        None,
+        3600,
+    );
+    let http = reqwest::Client::new();
+    let mut best = (Duration::MAX, 0);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let body = http
+            .get(node.http("/api/admin/websocket/stats"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("stats")
+            .bytes()
+            .await
+            .expect("stats body");
+        best = best.min((started.elapsed(), body.len()));
+    }
+    report.add(
+        "cluster",
+        "one admin stats call",
+        best.0.as_secs_f64() * 1000.0,
+        "ms",
+        Goal::None,
+    );
+    report.add(
+        "cluster",
+        "one admin stats call, size",
+        best.1 as f64 / 1024.0,
+        "KB",
+        Goal::None,
+    );
 }

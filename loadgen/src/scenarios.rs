@@ -49,6 +49,9 @@ pub struct Opts {
     pub postgres_url: String,
     /// Offer rates tried in the cluster scenario's throughput step, lowest first.
     pub cluster_steps: Vec<u64>,
+    /// Nodes in the cluster scenario, and the masters spread over them.
+    pub nodes: usize,
+    pub cluster_masters: usize,
 }
 
 /// Orders created up front; an offer's order and master follow from its sequence number, so

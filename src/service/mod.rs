@@ -35,7 +35,7 @@ use crate::{
     storage::{
         self, DbConn, DbPool,
         dispatches::{Dispatch, DispatchPlan, DispatchRefused},
-        group_commit::{GroupCommit, QueueFull},
+        group_commit::{QueueFull, Writer},
         models::{Assignment, Deadline, Master, OfferRefused, Order},
         webhook_deliveries::{NewWebhookDelivery, Reopened, WebhookDelivery},
     },
@@ -81,11 +81,9 @@ pub struct ServiceSettings {
     pub default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on.
     pub undelivered_after: Option<Duration>,
+    pub backend: storage::Backend,
     /// `MAX_QUEUED_WRITES`: decisions waiting for the writers; more are refused.
     pub max_queued_writes: usize,
-    /// Writers committing side by side, and the most commands one of them commits at once.
-    pub writers: usize,
-    pub max_group: usize,
     /// `DB_TIMEOUT_SECS`: how long a decision may wait for a writer before it is refused.
     pub max_write_wait: Duration,
 }
@@ -94,7 +92,7 @@ pub struct ServiceSettings {
 pub struct Service {
     pool: DbPool,
     /// The one writer of decisions, committing them in groups.
-    writer: Arc<GroupCommit<AppError>>,
+    writer: Arc<Writer<AppError>>,
     bus: EventBus,
     default_ttl: Duration,
     /// `UNDELIVERED_AFTER_SECS`, when on: offers to masters with no subscribed connection are
@@ -114,11 +112,10 @@ impl Service {
         metrics: Arc<Metrics>,
         settings: ServiceSettings,
     ) -> std::io::Result<Self> {
-        let writer = Arc::new(GroupCommit::start(
+        let writer = Arc::new(Writer::start(
             pool.clone(),
+            settings.backend,
             settings.max_queued_writes,
-            settings.writers,
-            settings.max_group,
             settings.max_write_wait,
         )?);
         Ok(Service {

@@ -5,22 +5,28 @@
 //! once instead of waiting.
 //!
 //! A group takes commands one at a time, while it has run for less than [`GROUP_TIME`] and holds
-//! fewer than its maximum: the statements of a group run one after another on one connection,
-//! so over a slow link (each statement a round trip) a group is one command.
+//! fewer than [`MAX_GROUP`].
+//!
+//! This is SQLite's writer: it takes one write at a time and pays an fsync for each commit.
+//! PostgreSQL already shares its WAL flushes among concurrent commits; there a group's
+//! statements would run one after another over the link, and groups lock many orders' rows in no
+//! common order across nodes, deadlocking each other (BENCHMARKS.md). So there a write keeps a
+//! transaction and a pooled connection of its own, and the bound is on writes in flight.
 
 use std::{
     any::Any,
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc,
         mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
     time::{Duration, Instant},
 };
 
 use diesel::Connection;
+use futures_util::future::BoxFuture;
 
-use super::{DbConn, DbError, DbPool, IN_DATABASE_TASK, QueryError, clock, write_tx};
+use super::{Backend, DbConn, DbError, DbPool, IN_DATABASE_TASK, QueryError, clock, write_tx};
 
 /// The most commands one transaction takes.
 pub const MAX_GROUP: usize = 256;
@@ -40,7 +46,66 @@ struct Command<E> {
 #[derive(Debug)]
 pub struct QueueFull;
 
-/// The handle to a database's writers. They end when the last handle is dropped.
+/// The writes of one database, bounded: a write past the bound is refused at once.
+pub enum Writer<E> {
+    Grouped(GroupCommit<E>),
+    /// Each write in a transaction of its own, at most this many waiting or running.
+    Direct {
+        pool: DbPool,
+        slots: Arc<tokio::sync::Semaphore>,
+    },
+}
+
+impl<E> Writer<E>
+where
+    E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
+{
+    /// Group commit for SQLite, a transaction each on PostgreSQL; `capacity` writes waiting (or,
+    /// on PostgreSQL, waiting and running) at most.
+    pub fn start(
+        pool: DbPool,
+        backend: Backend,
+        capacity: usize,
+        max_wait: Duration,
+    ) -> std::io::Result<Self> {
+        Ok(match backend {
+            Backend::Sqlite => Writer::Grouped(GroupCommit::start(pool, capacity, max_wait)?),
+            Backend::Postgres => Writer::Direct {
+                pool,
+                slots: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            },
+        })
+    }
+
+    /// Runs a write with its transaction's clock reading, answered after its COMMIT; refused
+    /// at once when `capacity` writes are already waiting.
+    pub fn submit<T, F>(&self, job: F) -> Result<BoxFuture<'static, Result<T, E>>, QueueFull>
+    where
+        F: FnOnce(&mut DbConn, i64) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self {
+            Writer::Grouped(group_commit) => Ok(Box::pin(group_commit.submit(job)?)),
+            Writer::Direct { pool, slots } => {
+                let slot = slots.clone().try_acquire_owned().map_err(|_| QueueFull)?;
+                let pool = pool.clone();
+                Ok(Box::pin(async move {
+                    let committed = super::run(&pool, move |conn| {
+                        write_tx(conn, |conn| {
+                            let now = clock(conn)?;
+                            job(conn, now)
+                        })
+                    })
+                    .await;
+                    drop(slot);
+                    committed
+                }))
+            }
+        }
+    }
+}
+
+/// The handle to a database's writer. It ends when the last handle is dropped.
 pub struct GroupCommit<E> {
     commands: SyncSender<Command<E>>,
 }
@@ -49,32 +114,24 @@ impl<E> GroupCommit<E>
 where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
-    /// Starts `writers` writers, each committing up to `max_group` commands at once, with a
-    /// queue of `capacity` commands. A command still waiting after `max_wait` (the pool's own
+    /// Starts the writer, with a queue of `capacity` commands. A command still waiting after `max_wait` (the pool's own
     /// checkout timeout) is answered `unavailable` without being run, as a checkout would have
     /// been: a database that was out of reach leaves no backlog of stale writes in front of the
     /// fresh ones (deadlines among them).
-    pub fn start(
-        pool: DbPool,
-        capacity: usize,
-        writers: usize,
-        max_group: usize,
-        max_wait: Duration,
-    ) -> std::io::Result<Self> {
+    pub fn start(pool: DbPool, capacity: usize, max_wait: Duration) -> std::io::Result<Self> {
         let (commands, queue) = sync_channel(capacity);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..writers.max(1) {
-            let (pool, queue) = (pool.clone(), queue.clone());
-            std::thread::Builder::new()
-                .name("group-commit".into())
-                .spawn(move || write_groups(&pool, &queue, max_group.max(1), max_wait))?;
-        }
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || write_groups(&pool, &queue, max_wait))?;
         Ok(GroupCommit { commands })
     }
 
     /// Queues a write, run with the transaction's clock reading. Refused at once when the queue
     /// is full; else the answer comes once the command's group has committed (or failed).
-    pub fn submit<T, F>(&self, job: F) -> Result<impl Future<Output = Result<T, E>>, QueueFull>
+    pub fn submit<T, F>(
+        &self,
+        job: F,
+    ) -> Result<impl Future<Output = Result<T, E>> + use<T, F, E>, QueueFull>
     where
         F: FnOnce(&mut DbConn, i64) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -99,12 +156,8 @@ where
     }
 }
 
-fn write_groups<E>(
-    pool: &DbPool,
-    queue: &Mutex<Receiver<Command<E>>>,
-    max_group: usize,
-    max_wait: Duration,
-) where
+fn write_groups<E>(pool: &DbPool, queue: &Receiver<Command<E>>, max_wait: Duration)
+where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
     // A command whose caller is gone is not run: nobody would hear of it. One that waited too
@@ -120,35 +173,24 @@ fn write_groups<E>(
         Some(command)
     };
     let first = || loop {
-        let queue = queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let command = queue.recv().ok()?;
-        drop(queue);
-        if let Some(command) = runnable(command) {
+        if let Some(command) = runnable(queue.recv().ok()?) {
             return Some(command);
         }
     };
-    // Never waits for the lock: another writer holding it is waiting for work, so none waits,
-    // and a group must not stand still with its transaction open.
+    // A group never waits for more: its transaction must not stand still while open.
     let more = || loop {
-        let command = queue.try_lock().ok()?.try_recv().ok()?;
-        if let Some(command) = runnable(command) {
+        if let Some(command) = runnable(queue.try_recv().ok()?) {
             return Some(command);
         }
     };
     while let Some(command) = first() {
-        commit_group(pool, command, max_group, more);
+        commit_group(pool, command, more);
     }
 }
 
 /// One transaction: `first`, then whatever `more` gives while the group has time and room.
-fn commit_group<E>(
-    pool: &DbPool,
-    first: Command<E>,
-    max_group: usize,
-    more: impl Fn() -> Option<Command<E>>,
-) where
+fn commit_group<E>(pool: &DbPool, first: Command<E>, more: impl Fn() -> Option<Command<E>>)
+where
     E: From<DbError> + From<QueryError> + std::fmt::Display + Send + 'static,
 {
     let started = Instant::now();
@@ -161,7 +203,7 @@ fn commit_group<E>(
             let now = clock(conn)?;
             // The first command's error rolls the transaction back: it is the group's answer.
             answers.push(Ok((first.job)(conn, now)?));
-            while replies.len() < max_group && started.elapsed() < GROUP_TIME {
+            while replies.len() < MAX_GROUP && started.elapsed() < GROUP_TIME {
                 let Some(command) = more() else { break };
                 replies.push(command.reply);
                 answers.push(conn.transaction(|conn| (command.job)(conn, now)));

@@ -159,8 +159,9 @@ async fn a_full_write_queue_answers_unavailable_at_once_and_the_queued_writes_st
         .iter()
         .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
         .collect();
-    // What the writer took before it stuck behind the lock, and two waiting, commit; with a
-    // queue that never fills, none would be refused.
+    // Two writes waiting (on SQLite, besides the one the writer took before it stuck behind
+    // the lock; on PostgreSQL, stuck themselves) commit; with a queue that never fills, none
+    // would be refused.
     assert!(refused.len() >= 6, "{answers:?}");
     for (_, body, took) in &refused {
         assert_eq!(body["code"], "unavailable", "{body}");
@@ -174,7 +175,7 @@ async fn a_full_write_queue_answers_unavailable_at_once_and_the_queued_writes_st
         .filter(|(status, _, _)| *status == StatusCode::CREATED)
         .collect();
     assert_eq!(created.len() + refused.len(), 12, "{answers:?}");
-    assert!(created.len() >= 3, "{answers:?}");
+    assert!(created.len() >= 2, "{answers:?}");
     for (_, body, took) in created {
         assert!(
             *took >= Duration::from_millis(1_500),
