@@ -58,8 +58,8 @@ const PRESENCE_READ_EVERY: Duration = Duration::from_secs(1);
 /// A refused message is logged at most this often for each reason.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// The masters subscribed on the other nodes, and when that was read.
-type PresenceRead = (std::time::Instant, Arc<HashSet<MasterId>>);
+/// The other live nodes, and when that was read.
+type PresenceRead = (std::time::Instant, Arc<[String]>);
 
 /// This node: its name and, in cluster mode, its link to Redis.
 #[derive(Clone)]
@@ -79,7 +79,7 @@ struct Link {
     dropped: Arc<AtomicBool>,
     /// `CLUSTER_SECRET`: signs what this node writes, and checks what it reads.
     secret: Arc<[u8]>,
-    /// The masters subscribed on other nodes, as last read, and when.
+    /// The other live nodes, as last read, and when.
     elsewhere: Arc<std::sync::Mutex<Option<PresenceRead>>>,
 }
 
@@ -113,8 +113,9 @@ impl Presence for Reach {
                 .into_iter()
                 .collect();
             if found.len() < wanted.len() && node.redis_up().is_some() {
-                let elsewhere = node.subscribed_elsewhere().await;
-                found.extend(wanted.into_iter().filter(|m| elsewhere.contains(m)));
+                let missing: Vec<MasterId> =
+                    wanted.into_iter().filter(|m| !found.contains(m)).collect();
+                found.extend(node.subscribed_elsewhere(&missing).await);
             }
             found
         })
@@ -187,10 +188,7 @@ impl Node {
             return vec![own];
         };
         let mut conn = link.conn.clone();
-        let read = async {
-            presence::write(&mut conn, &link.secret, &own, PRESENCE_TTL_SECS).await?;
-            presence::read_all(&mut conn, &link.secret).await
-        };
+        let read = presence::read_all(&mut conn, &link.secret);
         let mut nodes = match tokio::time::timeout(REDIS_TIMEOUT, read).await {
             Ok(Ok(nodes)) => nodes,
             Ok(Err(e)) => {
@@ -208,43 +206,48 @@ impl Node {
         nodes
     }
 
-    /// The masters with a subscribed connection on the other live nodes, as their last
-    /// heartbeats wrote it; none when Redis is away or this is a single process.
-    pub async fn subscribed_elsewhere(&self) -> Arc<HashSet<MasterId>> {
+    /// Which of `masters` have a subscribed connection on another live node, as its last
+    /// heartbeat wrote it; none when Redis is away or this is a single process. One set lookup
+    /// on each other node, whatever it holds.
+    pub async fn subscribed_elsewhere(&self, masters: &[MasterId]) -> HashSet<MasterId> {
         let Some(link) = &self.redis else {
-            return Arc::default();
+            return HashSet::new();
         };
-        if let Some((read_at, masters)) = link.elsewhere.lock().unwrap().as_ref()
-            && read_at.elapsed() < PRESENCE_READ_EVERY
-        {
-            return masters.clone();
-        }
         let mut conn = link.conn.clone();
-        let read = presence::read_all(&mut conn, &link.secret);
-        let masters: Arc<HashSet<MasterId>> = match tokio::time::timeout(REDIS_TIMEOUT, read).await
-        {
-            Ok(Ok(nodes)) => Arc::new(
-                nodes
-                    .into_iter()
-                    .filter(|n| *n.id != *self.id)
-                    .flat_map(|n| n.masters)
-                    .filter(|m| m.subscribed)
-                    .map(|m| m.master_id)
-                    .collect(),
-            ),
-            // Not known: the failure is kept as long as a read would be, so that a Redis that
-            // does not answer is not asked again by every offer.
+        let read = async {
+            let others = self.other_nodes(link).await?;
+            presence::subscribed_on(&mut conn, &others, masters).await
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+            Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 log::warn!("cannot read cluster presence: {e}");
-                Arc::default()
+                HashSet::new()
             }
             Err(_) => {
                 log::warn!("cluster presence timed out");
-                Arc::default()
+                HashSet::new()
             }
-        };
-        *link.elsewhere.lock().unwrap() = Some((std::time::Instant::now(), masters.clone()));
-        masters
+        }
+    }
+
+    /// The other live nodes, read at most every [`PRESENCE_READ_EVERY`]: every offer to a
+    /// master not on this node asks.
+    async fn other_nodes(&self, link: &Link) -> redis::RedisResult<Arc<[String]>> {
+        if let Some((read_at, nodes)) = link.elsewhere.lock().unwrap().as_ref()
+            && read_at.elapsed() < PRESENCE_READ_EVERY
+        {
+            return Ok(nodes.clone());
+        }
+        let mut conn = link.conn.clone();
+        let nodes: Arc<[String]> = presence::live_nodes(&mut conn, &link.secret)
+            .await?
+            .into_iter()
+            .map(|n| n.id)
+            .filter(|id| **id != *self.id)
+            .collect();
+        *link.elsewhere.lock().unwrap() = Some((std::time::Instant::now(), nodes.clone()));
+        Ok(nodes)
     }
 
     /// Takes this node out of the stats at once, as it shuts down.
@@ -447,6 +450,7 @@ async fn heartbeat_loop(link: Link, node_id: Arc<str>, router: Addr<Router>) {
     let mut conn = link.conn;
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut failing = false;
+    let mut reported = presence::Reported::default();
     loop {
         tick.tick().await;
         let Ok(stats) = router.send(GetStats).await else {
@@ -458,7 +462,13 @@ async fn heartbeat_loop(link: Link, node_id: Arc<str>, router: Addr<Router>) {
         let own = NodePresence::new(&node_id, stats);
         let written = tokio::time::timeout(
             REDIS_TIMEOUT,
-            presence::write(&mut conn, &link.secret, &own, PRESENCE_TTL_SECS),
+            presence::write(
+                &mut conn,
+                &link.secret,
+                &own,
+                &mut reported,
+                PRESENCE_TTL_SECS,
+            ),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));

@@ -37,7 +37,12 @@ pub struct WebsocketStats {
     pub total_subscribed: usize,
     pub active_subscriptions: usize,
     pub on_shift_subscriptions: usize,
+    /// Sorted by `masterId`: the page `?limit=` and `?after=` asked for.
     pub subscriptions: Vec<SubscriptionRow>,
+    /// Present, and true, when rows were left out after the page: ask again with `?after=`
+    /// the last row's `masterId`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     pub nodes: Vec<NodeRow>,
     pub offers: OfferFigures,
 }

@@ -24,6 +24,27 @@ use crate::{
     service::{Service, error::AppError},
 };
 
+/// Which subscription rows one answer holds: those of masters after `after`, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: usize,
+    pub after: Option<MasterId>,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: usize = 10_000;
+    pub const MAX_LIMIT: usize = 100_000;
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: Page::DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
 /// Gathers the admin stats, and streams them to whoever listens.
 pub struct Stats {
     router: Addr<Router>,
@@ -62,7 +83,9 @@ impl Stats {
         self.feed.listen()
     }
 
-    pub async fn gather(&self) -> Result<WebsocketStats, AppError> {
+    /// The stats over every live node. The totals and `nodes` count every connection; the
+    /// subscription rows are `page`'s, with `truncated` when rows were left out after it.
+    pub async fn gather(&self, page: Page) -> Result<WebsocketStats, AppError> {
         let stats = self
             .router
             .send(GetStats)
@@ -102,6 +125,25 @@ impl Stats {
         subscriptions.sort_by(|a, b| {
             (a.master_id, a.user_id, &a.node).cmp(&(b.master_id, b.user_id, &b.node))
         });
+        let total_subscribed = subscriptions.iter().filter(|s| s.subscribed).count();
+        let active_subscriptions = subscriptions.iter().filter(|s| s.is_active).count();
+        let on_shift_subscriptions = subscriptions
+            .iter()
+            .filter(|s| s.is_active && s.on_shift)
+            .count();
+        if let Some(after) = page.after {
+            subscriptions.retain(|s| s.master_id > after);
+        }
+        let truncated = subscriptions.len() > page.limit;
+        if truncated {
+            // A master's rows stay on one page, since the next starts after its masterId.
+            let next = subscriptions[page.limit].master_id;
+            let mut end = page.limit;
+            while end > 0 && subscriptions[end - 1].master_id == next {
+                end -= 1;
+            }
+            subscriptions.truncate(if end == 0 { page.limit } else { end });
+        }
         let mut connections_by_role = BTreeMap::new();
         for role in Role::labels() {
             connections_by_role.insert(role.to_string(), 0);
@@ -114,13 +156,11 @@ impl Stats {
         Ok(WebsocketStats {
             total_connected: nodes.iter().map(|n| n.connections).sum(),
             connections_by_role,
-            total_subscribed: subscriptions.iter().filter(|s| s.subscribed).count(),
-            active_subscriptions: subscriptions.iter().filter(|s| s.is_active).count(),
-            on_shift_subscriptions: subscriptions
-                .iter()
-                .filter(|s| s.is_active && s.on_shift)
-                .count(),
+            total_subscribed,
+            active_subscriptions,
+            on_shift_subscriptions,
             subscriptions,
+            truncated,
             nodes: nodes
                 .iter()
                 .map(|n| NodeRow {
@@ -135,7 +175,7 @@ impl Stats {
 
     /// The admin stats as a `stats` frame; `None` (and a warning) when they cannot be gathered.
     async fn frame(&self) -> Option<Frame> {
-        match self.gather().await {
+        match self.gather(Page::default()).await {
             Ok(gathered) => Some(ServerMessage::Stats(gathered).frame(None)),
             Err(e) => {
                 log::warn!("cannot gather the stats for subscribe_stats: {e}");

@@ -315,7 +315,10 @@ impl Assignment {
         now: i64,
     ) -> QueryResult<Vec<UndeliveredOffer>> {
         let mut marked = Vec::new();
-        for &id in ids {
+        // Every node's timer marks the same offers: rows locked in one order cannot deadlock.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        for id in ids {
             let first = diesel::update(
                 assignments::table
                     .filter(assignments::id.eq(id))

@@ -165,7 +165,69 @@ async fn a_client_that_stops_reading_is_disconnected(db: Db) {
     healthy.recv_type("pong").await;
 }
 
+/// `?limit=` and `?after=` page the rows; the totals still count every connection.
+async fn stats_page_their_rows_by_master_and_say_when_rows_were_left_out(db: Db) {
+    let app = spawn_app(db).await;
+    let mut masters = Vec::new();
+    for master in [3, 4, 5, 6] {
+        masters.push(app.subscribed_master(master).await);
+    }
+    // Master 4 twice: its rows stay on one page.
+    masters.push(app.subscribed_master(4).await);
+    let page = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .request(
+                    Method::GET,
+                    &format!("/api/admin/websocket/stats{query}"),
+                    Some(&app.admin_token()),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let ids: Vec<i64> = body["subscriptions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["masterId"].as_i64().unwrap())
+                .collect();
+            (ids, body)
+        }
+    };
+
+    let (all, body) = page("").await;
+    assert_eq!(all, [3, 4, 4, 5, 6]);
+    assert!(body.get("truncated").is_none(), "{body}");
+
+    let (first, body) = page("?limit=2").await;
+    assert_eq!(first, [3], "{body}");
+    assert_eq!(body["truncated"], true);
+    assert_eq!(body["totalConnected"], 5);
+    assert_eq!(body["totalSubscribed"], 5);
+    let (second, body) = page("?limit=2&after=3").await;
+    assert_eq!(second, [4, 4], "{body}");
+    assert_eq!(body["truncated"], true);
+    let (last, body) = page("?limit=2&after=4").await;
+    assert_eq!(last, [5, 6], "{body}");
+    assert!(body.get("truncated").is_none(), "{body}");
+
+    for bad in ["?limit=0", "?limit=many", "?limit=100001", "?after=x"] {
+        let (status, body) = app
+            .request(
+                Method::GET,
+                &format!("/api/admin/websocket/stats{bad}"),
+                Some(&app.admin_token()),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], "bad_request", "{body}");
+    }
+}
+
 on_both_backends!(
+    stats_page_their_rows_by_master_and_say_when_rows_were_left_out,
     stats_count_connected_subscribed_active_and_on_shift,
     cleanup_drops_silent_subscriptions_but_keeps_the_connection,
     a_client_that_stops_reading_is_disconnected,

@@ -452,7 +452,15 @@ export interface WebsocketStats {
   totalSubscribed: number;
   activeSubscriptions: number;
   onShiftSubscriptions: number;
+  /**
+   * Sorted by `masterId`: the page `?limit=` and `?after=` asked for.
+   */
   subscriptions: SubscriptionRow[];
+  /**
+   * Present, and true, when rows were left out after the page: ask again with `?after=`
+   * the last row's `masterId`.
+   */
+  truncated: boolean;
   nodes: NodeRow[];
   offers: OfferFigures;
 }

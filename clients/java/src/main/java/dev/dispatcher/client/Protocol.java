@@ -474,7 +474,15 @@ public final class Protocol {
     public long totalSubscribed;
     public long activeSubscriptions;
     public long onShiftSubscriptions;
+    /**
+     * Sorted by `masterId`: the page `?limit=` and `?after=` asked for.
+     */
     public List<SubscriptionRow> subscriptions;
+    /**
+     * Present, and true, when rows were left out after the page: ask again with `?after=`
+     * the last row's `masterId`.
+     */
+    public boolean truncated;
     public List<NodeRow> nodes;
     public OfferFigures offers;
   }
