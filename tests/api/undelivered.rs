@@ -163,8 +163,11 @@ async fn zero_turns_it_off(db: Db) {
 async fn a_cue_armed_before_a_restart_is_kept_after_it(db: Db) {
     let app = spawn_app_with(db, after("2")).await;
     app.put_order(10, 7).await;
-    let ws = acking_master(&app, 3).await;
+    let mut ws = acking_master(&app, 3).await;
     let (id, _) = app.offer_ok(10, 3, Some(60)).await;
+    // Shown, so that the check made as the offer went out found the master subscribed (else the
+    // offer is rightly told undelivered at once, before the restart and the listener).
+    ws.recv_type("new_assignment").await;
     drop(ws);
     let app = app.restart_after(Duration::from_millis(200));
     let mut listener = app.event_listener(&app.service_token()).await;
