@@ -218,6 +218,8 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         Goal::AtMost(0.0),
     );
 
+    report_presence(report, redis.port, nodes.len()).await;
+
     // Offers made on the master's own node against offers made on another node, in alternating
     // slices after a warm-up, so that drift on this shared machine affects both alike.
     let via = |cross: bool| {
@@ -310,7 +312,6 @@ pub async fn cluster(opts: &Opts, report: &mut Report) {
         offers_made,
         nodes.len(),
     );
-    report_presence(report, redis.port, &nodes).await;
     report_stats_call(report, opts, &nodes[0]).await;
     let rss: Vec<f64> = nodes
         .iter()
@@ -497,21 +498,18 @@ fn report_redis(
     }
 }
 
-/// How many bytes each node's heartbeat writes, as a rate: its presence value's size, once per
-/// heartbeat (5 s).
-async fn report_presence(report: &mut Report, port: u16, nodes: &[Target]) {
-    const HEARTBEAT_SECS: f64 = 5.0;
-    let mut sizes = Vec::new();
-    for i in 0..nodes.len() {
-        let key = format!("dispatcher:node:node-{i}");
-        let len = redis_command(port, &["STRLEN", &key]).await;
-        sizes.push(len.trim_start_matches(':').parse::<f64>().unwrap_or(0.0));
-    }
-    let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
+/// What the nodes write to Redis with no offers made: their presence, as a rate per node
+/// (two heartbeats, every 5 s, fall in the window), once the masters' first report is written.
+async fn report_presence(report: &mut Report, port: u16, nodes: usize) {
+    const WINDOW: Duration = Duration::from_secs(10);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = RedisCounters::read(port).await;
+    tokio::time::sleep(WINDOW).await;
+    let after = RedisCounters::read(port).await;
     report.add(
         "cluster",
-        "presence written per node",
-        mean / HEARTBEAT_SECS,
+        "presence written per node, no offers",
+        (after.bytes_in - before.bytes_in) / WINDOW.as_secs_f64() / nodes.max(1) as f64,
         "B/s",
         Goal::None,
     );
