@@ -16,7 +16,7 @@ use crate::{
     fleet::{Fleet, Recorder},
     report::{Goal, Report},
     scenarios::{
-        Load, ORDERS, Opts, Steps, create_orders, highest_rate, offer_load_via, service_token,
+        Load, MB, ORDERS, Opts, Steps, create_orders, highest_rate, offer_load_via, service_token,
     },
     target::{Target, free_port},
 };
@@ -379,8 +379,6 @@ async fn round_robin_rate(
     highest_rate(steps, via, token, opts.cluster_masters, recorder, next).await
 }
 
-const MB: f64 = 1024.0 * 1024.0;
-
 /// Redis's own counters, from `INFO`.
 #[derive(Default)]
 struct RedisCounters {
@@ -392,7 +390,7 @@ struct RedisCounters {
 
 impl RedisCounters {
     async fn read(port: u16) -> RedisCounters {
-        let info = redis_command(port, &["INFO", "all"]).await;
+        let info = redis_info(port).await;
         let field = |name: &str| -> f64 {
             info.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
@@ -413,47 +411,18 @@ impl RedisCounters {
     }
 }
 
-/// One command to the run's Redis over RESP, its reply as text (a bulk string, or an array of
-/// them joined by newlines).
-async fn redis_command(port: u16, args: &[&str]) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// The run's Redis's `INFO all`.
+async fn redis_info(port: u16) -> String {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
         .await
         .expect("the run's Redis");
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut header = String::new();
-    reader.read_line(&mut header).await.unwrap();
-    match header.as_bytes().first() {
-        Some(b'$') => bulk(&mut reader, header).await,
-        Some(b'*') => {
-            let count: usize = header[1..].trim().parse().unwrap_or(0);
-            let mut items = Vec::with_capacity(count);
-            for _ in 0..count {
-                let mut item = String::new();
-                reader.read_line(&mut item).await.unwrap();
-                items.push(bulk(&mut reader, item).await);
-            }
-            items.join("\n")
-        }
-        _ => header.trim().to_string(),
-    }
-}
-
-/// A bulk string's body, given its `$len` header line.
-async fn bulk(reader: &mut tokio::io::BufReader<tokio::net::TcpStream>, header: String) -> String {
-    use tokio::io::AsyncReadExt;
-    let Ok(len) = header[1..].trim().parse::<usize>() else {
-        return String::new();
-    };
-    let mut body = vec![0; len + 2];
-    reader.read_exact(&mut body).await.unwrap();
-    body.truncate(len);
-    String::from_utf8_lossy(&body).into_owned()
+    redis::cmd("INFO")
+        .arg("all")
+        .query_async(&mut conn)
+        .await
+        .expect("a Redis answer")
 }
 
 /// What Redis took in and sent out during the latency phases, per second and per offer. A

@@ -57,7 +57,7 @@ pub struct Opts {
 /// Orders created up front; an offer's order and master follow from its sequence number, so
 /// every (order, master) pair is offered once.
 pub(crate) const ORDERS: usize = 200;
-const MB: f64 = 1024.0 * 1024.0;
+pub(crate) const MB: f64 = 1024.0 * 1024.0;
 
 async fn start_dispatcher(opts: &Opts, dir: &std::path::Path, env: &[(&str, String)]) -> Target {
     match opts.addr {

@@ -82,16 +82,16 @@ pub struct ServiceSettings {
     /// `UNDELIVERED_AFTER_SECS`, when on.
     pub undelivered_after: Option<Duration>,
     pub backend: storage::Backend,
-    /// `MAX_QUEUED_WRITES`: decisions waiting for the writers; more are refused.
+    /// `MAX_QUEUED_WRITES`: decisions waiting to be written; more are refused.
     pub max_queued_writes: usize,
-    /// `DB_TIMEOUT_SECS`: how long a decision may wait for a writer before it is refused.
+    /// `DB_TIMEOUT_SECS`: how long a decision may wait for SQLite's writer before it is refused.
     pub max_write_wait: Duration,
 }
 
 #[derive(Clone)]
 pub struct Service {
     pool: DbPool,
-    /// The one writer of decisions, committing them in groups.
+    /// Where decisions are written: in groups on SQLite, a transaction each on PostgreSQL.
     writer: Arc<Writer<AppError>>,
     bus: EventBus,
     default_ttl: Duration,

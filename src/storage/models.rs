@@ -316,9 +316,8 @@ impl Assignment {
     ) -> QueryResult<Vec<UndeliveredOffer>> {
         let mut marked = Vec::new();
         // Every node's timer marks the same offers: rows locked in one order cannot deadlock.
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        for id in ids {
+        lock_pending(conn, ids)?;
+        for &id in ids {
             let first = diesel::update(
                 assignments::table
                     .filter(assignments::id.eq(id))
